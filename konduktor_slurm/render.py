@@ -1,0 +1,170 @@
+"""Render a validated task into the sbatch script text. Pure: no I/O beyond reading templates.
+
+Shell safety lives here: every user-supplied value goes through the ``q`` (or ``qpath``)
+filter, so it reaches the job verbatim. ``#SBATCH`` lines cannot be quoted reliably, so their
+values are checked instead and rejected with a clear error if they contain whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from konduktor_slurm import __version__
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from konduktor_slurm.task import Task
+
+# A directive value must be one plain token: sbatch splits #SBATCH lines on whitespace.
+_DIRECTIVE_VALUE = re.compile(r"^[^\s\x00-\x1f\x7f]*$")
+
+
+class RenderError(ValueError):
+    """The task cannot be expressed as an sbatch script (e.g. a value sbatch would split)."""
+
+
+@dataclass(frozen=True)
+class StagedMount:
+    """One file_mount: where its snapshot lives on the cluster and where it must land."""
+
+    destination: str  # as written in the task: absolute or "~/..."
+    source: str  # the staged snapshot on the cluster's shared filesystem
+    is_dir: bool
+
+    @property
+    def parent(self) -> str:
+        return self.destination.rstrip("/").rsplit("/", 1)[0] or "/"
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Where a job's files live on the cluster; decided by the caller, not by the template."""
+
+    job_name: str
+    job_dir: str
+    log_path: str
+    workdir: str | None = None
+    mounts: tuple[StagedMount, ...] = ()
+    gres_map: Mapping[str, str] = field(default_factory=dict)
+
+
+def shell_quote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def shell_quote_path(value: object) -> str:
+    """Quote a path but keep a leading ``~/`` meaning the job user's home directory."""
+    text = str(value)
+    if text == "~":
+        return '"$HOME"'
+    if text.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(text[2:])
+    return shlex.quote(text)
+
+
+def _environment() -> jinja2.Environment:
+    # jinja2 costs ~45 ms to import: only launch pays for it, never `konduktor status`.
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("konduktor_slurm", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # shell, not HTML: quoting is done by the filters below
+    )
+    env.filters["q"] = shell_quote
+    env.filters["qpath"] = shell_quote_path
+    return env
+
+
+def _directive(option: str, value: object | None = None) -> str:
+    if value is None:
+        return f"--{option}"
+    text = str(value)
+    if not text or not _DIRECTIVE_VALUE.match(text):
+        raise RenderError(
+            f"--{option}: {text!r} cannot be passed to sbatch (it must be one word without "
+            "spaces or control characters)"
+        )
+    return f"--{option}={text}"
+
+
+def sbatch_directives(task: Task, plan: JobPlan) -> list[str]:
+    """The ``#SBATCH`` options, in a stable order (tests and --dryrun diff nicely)."""
+    resources = task.resources
+    directives = [
+        _directive("job-name", plan.job_name),
+        _directive("nodes", task.num_nodes),
+        _directive("ntasks-per-node", 1),
+        _directive("chdir", plan.job_dir),
+        _directive("output", plan.log_path),
+        # Append, so a requeued run (preemption, stop/start, retry) keeps earlier output.
+        _directive("open-mode", "append"),
+        # Requeueable, so `konduktor stop` can release GPUs and preemption can requeue.
+        _directive("requeue"),
+    ]
+    if resources.accelerator is not None:
+        accelerator = resources.accelerator
+        gres_type = accelerator.gres_type(plan.gres_map)
+        directives.append(_directive("gres", f"gpu:{gres_type}:{accelerator.count}"))
+    if resources.cpus is not None:
+        directives.append(_directive("cpus-per-task", resources.cpus))
+    if resources.memory_gib is not None:
+        directives.append(_directive("mem", f"{round(resources.memory_gib * 1024)}M"))
+    slurm = task.slurm
+    for option, value in (
+        ("partition", slurm.partition),
+        ("account", slurm.account),
+        ("qos", slurm.qos),
+        ("time", slurm.time_limit),
+        ("constraint", slurm.constraint),
+    ):
+        if value is not None:
+            directives.append(_directive(option, value))
+    directives.extend(_directive(option, value) for option, value in slurm.sbatch_options)
+    return directives
+
+
+def render_node_script(task: Task, plan: JobPlan) -> str:
+    return (
+        _environment()
+        .get_template("node.sh.j2")
+        .render(
+            envs=task.envs,
+            file_mounts=[
+                {
+                    "destination": mount.destination,
+                    "parent": mount.parent,
+                    # rsync copies a directory's contents with a trailing slash on the source.
+                    "source": mount.source.rstrip("/") + ("/" if mount.is_dir else ""),
+                }
+                for mount in plan.mounts
+            ],
+            workdir=plan.workdir,
+            setup=task.setup,
+            run=task.run,
+        )
+    )
+
+
+def render_sbatch(task: Task, plan: JobPlan) -> str:
+    """The complete sbatch script for ``task`` as planned by ``plan``."""
+    accelerator = task.resources.accelerator
+    return (
+        _environment()
+        .get_template("sbatch.sh.j2")
+        .render(
+            version=__version__,
+            task=task,
+            job_name=plan.job_name,
+            job_dir=plan.job_dir,
+            directives=sbatch_directives(task, plan),
+            gpus_per_node=accelerator.count if accelerator else 0,
+            node_script=render_node_script(task, plan),
+        )
+    )

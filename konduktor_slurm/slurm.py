@@ -1,0 +1,232 @@
+"""The Slurm adapter: build Slurm commands and parse their output, in one place.
+
+Only parsable formats are used (``squeue -h -O ...`` with a delimiter, ``sacct -P -n``):
+they print the same on Slurm 22.05, 24.11 and 26.05, unlike ``--json``, whose schema changes
+every release. Each function makes exactly one Slurm call, however many jobs it is asked about,
+so ``konduktor status`` costs the same for 1 job and for 200.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult, Transport
+
+# squeue --Format fields, in output order. Each is printed with a trailing delimiter so that
+# reasons or node lists containing spaces cannot shift columns.
+_DELIM = "\x1f"  # ASCII unit separator: never appears in job names, reasons or node lists
+QUEUE_FIELDS = (
+    "JobID",
+    "State",
+    "Reason",
+    "PriorityLong",
+    "RestartCnt",
+    "Requeue",
+    "NodeList",
+    "SubmitTime",
+    "StartTime",
+    "EndTime",
+    "TimeLimit",
+    "UserName",
+    "Name",
+)
+ACCT_FIELDS = ("JobID", "State", "ExitCode", "Start", "End", "NodeList", "Timelimit", "User")
+
+
+class SlurmError(RuntimeError):
+    """A Slurm command ran but failed; the message is Slurm's own, trimmed to one line."""
+
+    def __init__(self, command: str, message: str) -> None:
+        super().__init__(f"{command}: {message}")
+        self.command = command
+        self.slurm_message = message
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    job_id: str
+    state: str
+    reason: str | None
+    priority: int | None
+    restarts: int
+    requeueable: bool
+    node_list: str | None
+    submit_time: float | None
+    start_time: float | None
+    end_time: float | None
+    time_limit: str | None
+    user: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AcctRow:
+    job_id: str
+    state: str
+    exit_code: str | None
+    start_time: float | None
+    end_time: float | None
+    node_list: str | None
+    time_limit: str | None
+    user: str
+
+
+def _missing(value: str) -> bool:
+    # Slurm's spellings of "no value" (sacct prints "None assigned" and "Partition_Limit").
+    return value.strip() in (
+        "",
+        "Unknown",
+        "None",
+        "N/A",
+        "n/a",
+        "(null)",
+        "None assigned",
+        "Partition_Limit",
+    )
+
+
+def parse_time(value: str) -> float | None:
+    """Slurm prints local wall-clock times like ``2026-11-28T17:40:16``."""
+    if _missing(value):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.strip()).timestamp()
+    except ValueError:
+        return None
+
+
+def _int_or_none(value: str) -> int | None:
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def _text_or_none(value: str) -> str | None:
+    return None if _missing(value) else value.strip()
+
+
+def _first_line(result: CommandResult) -> str:
+    text = (result.stderr or result.stdout).strip()
+    return text.splitlines()[-1] if text else f"exit code {result.returncode}"
+
+
+def squeue_command(job_ids: Iterable[str] | None = None, user: str | None = None) -> list[str]:
+    fields = ",".join(f"{name}:{_DELIM}" for name in QUEUE_FIELDS)
+    argv = ["squeue", "--noheader", "--states=all", f"--Format={fields}"]
+    ids = list(job_ids or [])
+    if ids:
+        argv.append("--jobs=" + ",".join(ids))
+    if user:
+        argv.append(f"--user={user}")
+    return argv
+
+
+def parse_squeue(output: str) -> dict[str, QueueRow]:
+    rows: dict[str, QueueRow] = {}
+    for line in output.splitlines():
+        parts = [part.strip() for part in line.split(_DELIM)]
+        if len(parts) < len(QUEUE_FIELDS):
+            continue
+        values = dict(zip(QUEUE_FIELDS, parts, strict=False))
+        rows[values["JobID"]] = QueueRow(
+            job_id=values["JobID"],
+            state=values["State"],
+            reason=_text_or_none(values["Reason"]),
+            priority=_int_or_none(values["PriorityLong"]),
+            restarts=_int_or_none(values["RestartCnt"]) or 0,
+            requeueable=values["Requeue"] == "1",
+            node_list=_text_or_none(values["NodeList"]),
+            submit_time=parse_time(values["SubmitTime"]),
+            start_time=parse_time(values["StartTime"]),
+            end_time=parse_time(values["EndTime"]),
+            time_limit=_text_or_none(values["TimeLimit"]),
+            user=values["UserName"],
+            name=values["Name"],
+        )
+    return rows
+
+
+def sacct_command(job_ids: Iterable[str]) -> list[str]:
+    # -X: one row per allocation (not per step); -j implies a start time of the epoch.
+    return [
+        "sacct",
+        "--noheader",
+        "--parsable2",
+        "--allocations",
+        "--format=" + ",".join(ACCT_FIELDS),
+        "--jobs=" + ",".join(job_ids),
+    ]
+
+
+def parse_sacct(output: str) -> dict[str, AcctRow]:
+    rows: dict[str, AcctRow] = {}
+    for line in output.splitlines():
+        parts = line.split("|")
+        if len(parts) < len(ACCT_FIELDS):
+            continue
+        values = dict(zip(ACCT_FIELDS, parts, strict=False))
+        # A requeued job has one row per run; the last one printed is the current run.
+        rows[values["JobID"]] = AcctRow(
+            job_id=values["JobID"],
+            state=values["State"].strip(),
+            exit_code=_text_or_none(values["ExitCode"]),
+            start_time=parse_time(values["Start"]),
+            end_time=parse_time(values["End"]),
+            node_list=_text_or_none(values["NodeList"]),
+            time_limit=_text_or_none(values["Timelimit"]),
+            user=values["User"],
+        )
+    return rows
+
+
+def parse_sbatch(output: str) -> str:
+    """``sbatch --parsable`` prints ``jobid`` or ``jobid;cluster``."""
+    first = output.strip().splitlines()[0] if output.strip() else ""
+    job_id = first.split(";", 1)[0].strip()
+    if not job_id.isdigit():
+        raise SlurmError("sbatch", f"unexpected output {output.strip()!r}")
+    return job_id
+
+
+class Slurm:
+    """One cluster's Slurm commands, run through a transport."""
+
+    def __init__(self, transport: Transport, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.transport = transport
+        self.timeout = timeout
+
+    def _run(self, argv: list[str]) -> CommandResult:
+        result = self.transport.run(argv, timeout=self.timeout)
+        if not result.ok:
+            raise SlurmError(argv[0], _first_line(result))
+        return result
+
+    def submit(self, script_path: str) -> str:
+        return parse_sbatch(self._run(["sbatch", "--parsable", script_path]).stdout)
+
+    def queue(self, job_ids: Iterable[str]) -> dict[str, QueueRow]:
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        result = self.transport.run(squeue_command(ids), timeout=self.timeout)
+        # When every id asked for has been purged from slurmctld's memory, squeue fails with
+        # "Invalid job id specified" instead of printing nothing: that means "none queued".
+        if not result.ok and "Invalid job id" in result.stderr:
+            return {}
+        if not result.ok:
+            raise SlurmError("squeue", _first_line(result))
+        return parse_squeue(result.stdout)
+
+    def accounting(self, job_ids: Iterable[str]) -> dict[str, AcctRow]:
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        return parse_sacct(self._run(sacct_command(ids)).stdout)
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        ids = list(job_ids)
+        if ids:
+            self._run(["scancel", *ids])

@@ -1,0 +1,112 @@
+"""Run commands and move files, on this machine or (later) over one SSH connection.
+
+Everything that touches the cluster goes through a ``Transport`` so the Slurm adapter and
+staging never care where they run. Every call has a timeout: cron must never hang.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class TransportError(RuntimeError):
+    """The command could not be run at all (missing binary, timeout, lost connection)."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Transport(Protocol):
+    """What the rest of the tool needs from "the cluster side"."""
+
+    description: str
+
+    def run(
+        self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, input_text: str | None = None
+    ) -> CommandResult: ...
+
+    def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes: ...
+
+    def write_file(self, path: str, data: str, mode: int = 0o600) -> None: ...
+
+    def make_dirs(self, path: str, mode: int = 0o700) -> None: ...
+
+    def rsync_destination(self, path: str) -> str: ...
+
+    def home(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class LocalTransport:
+    """The login-node case: the Slurm commands and the shared filesystem are right here."""
+
+    description = "local"
+
+    def __init__(self, slurm_bin_dir: str | None = None) -> None:
+        # Sites install Slurm under /opt/slurm/bin and the like; prefer it when configured.
+        self._env = dict(os.environ)
+        if slurm_bin_dir:
+            self._env["PATH"] = f"{slurm_bin_dir}{os.pathsep}{self._env.get('PATH', '')}"
+
+    def run(
+        self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, input_text: str | None = None
+    ) -> CommandResult:
+        try:
+            proc = subprocess.run(
+                argv,
+                input=input_text,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self._env,
+                stdin=None if input_text is not None else subprocess.DEVNULL,
+            )
+        except FileNotFoundError as exc:
+            raise TransportError(f"{argv[0]}: command not found on this machine") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise TransportError(f"{argv[0]} did not answer within {timeout:g}s") from exc
+        return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+    def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                return handle.read() if limit is None else handle.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    def write_file(self, path: str, data: str, mode: int = 0o600) -> None:
+        # Create with the final mode so secrets are never briefly world-readable.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(data)
+        os.chmod(path, mode)
+
+    def make_dirs(self, path: str, mode: int = 0o700) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True, mode=mode)
+        os.chmod(path, mode)
+
+    def rsync_destination(self, path: str) -> str:
+        return path
+
+    def home(self) -> str:
+        return str(Path.home())
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,113 @@
+"""Shared test helpers.
+
+Live tests drive the real ``konduktor`` console script against the real local Slurm cluster
+(docker/cluster-up.sh, started by ``make test``). There is no mock of Slurm: when the cluster
+is missing, live tests FAIL (never skip), in CI and elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+KONDUKTOR = str(Path(sys.executable).parent / "konduktor")
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def _cluster_problem() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "Slurm is not installed (run `make cluster` as root)"
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True, timeout=15
+        )
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 15 s"
+    if proc.returncode != 0:
+        return f"slurmctld is not reachable: {proc.stderr.strip()} (run `make cluster`)"
+    states = dict(line.split() for line in proc.stdout.splitlines() if line.strip())
+    if not {"node1", "node2"} <= states.keys():
+        return f"expected nodes node1 and node2, sinfo shows {states}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster() -> None:
+    """The live cluster, or a test failure saying how to start it."""
+    problem = _cluster_problem()
+    if problem:
+        pytest.fail(f"live Slurm cluster unavailable: {problem}", pytrace=False)
+
+
+@pytest.fixture
+def kd_home(tmp_path: Path) -> Path:
+    home = tmp_path / "kdhome"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def kd(kd_home: Path) -> Callable[..., Run]:
+    """Run the konduktor CLI as a user would, with its own store under a temp dir."""
+
+    def run(*args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None) -> Run:
+        full_env = {**os.environ, "KONDUKTOR_HOME": str(kd_home), **(env or {})}
+        full_env.pop("KONDUKTOR_CONFIG", None)
+        proc = subprocess.run(
+            [KONDUKTOR, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def status_json(kd: Callable[..., Run], name: str | None = None) -> dict:
+    result = kd("status", "--json", *([name] if name else []))
+    assert result.returncode == 0, result.output
+    return json.loads(result.stdout)
+
+
+def wait_for_status(
+    kd: Callable[..., Run], name: str, wanted: set[str], timeout: float = 120
+) -> dict:
+    """Poll `konduktor status --json NAME` until its status is one of ``wanted``."""
+    deadline = time.monotonic() + timeout
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = status_json(kd, name)["jobs"][0]
+        if job["status"] in wanted:
+            return job
+        time.sleep(1)
+    raise AssertionError(f"{name} never reached {wanted}; last seen {job}")
+
+
+def write_task(directory: Path, text: str, filename: str = "task.yaml") -> Path:
+    path = directory / filename
+    path.write_text(text)
+    return path

@@ -1,0 +1,189 @@
+"""Launch, status and logs against the real local Slurm cluster, through the real CLI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import status_json, wait_for_status, write_task
+
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
+
+
+def submitted_name(output: str) -> str:
+    match = re.search(r"Submitted (\S+) \(Slurm job (\d+)\)", output)
+    assert match, output
+    return match.group(1)
+
+
+def queue_size() -> int:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True)
+    return len(out.stdout.split())
+
+
+def test_one_node_h100_job_sees_eight_gpus(kd, tmp_path: Path) -> None:
+    task = write_task(
+        tmp_path,
+        "name: gpus\nresources:\n  accelerators: H100:8\n"
+        'run: echo "devices=$CUDA_VISIBLE_DEVICES gpus=$NUM_GPUS_PER_NODE"\n',
+    )
+    result = kd("launch", "-y", str(task))
+    assert result.returncode == 0, result.output
+    assert "0: devices=0,1,2,3,4,5,6,7 gpus=8" in result.stdout
+    name = submitted_name(result.stdout)
+    assert f"{name}: COMPLETED" in result.stderr
+    job = status_json(kd, name)["jobs"][0]
+    assert job["status"] == "COMPLETED"
+    assert job["resources"] == "1x(H100:8)"
+
+
+def test_two_node_ranks_share_master_addr_and_complete(kd, tmp_path: Path) -> None:
+    task = write_task(
+        tmp_path,
+        "name: ranks\nnum_nodes: 2\nresources:\n  cpus: 2\n  memory: 1\n  accelerators: H100:8\n"
+        "run: |\n"
+        '  echo "rank=$RANK skyrank=$SKYPILOT_NODE_RANK master=$MASTER_ADDR nodes=$NUM_NODES"\n'
+        '  echo "ips=$NODE_HOST_IPS attempt=$KONDUKTOR_RESTART_ATTEMPT job=$KONDUKTOR_JOB_NAME"\n',
+    )
+    result = kd("launch", "-y", str(task))
+    assert result.returncode == 0, result.output
+    name = submitted_name(result.stdout)
+    lines = re.findall(r"^(\d): rank=(\d) skyrank=(\d) master=(\S+) nodes=2$", result.stdout, re.M)
+    assert sorted((label, rank, sky) for label, rank, sky, _ in lines) == [
+        ("0", "0", "0"),
+        ("1", "1", "1"),
+    ]
+    masters = {master for *_, master in lines}
+    assert masters == {"127.0.0.1"}, lines  # rank 0 runs on node1 (NodeAddr 127.0.0.1)
+    assert re.search(rf"^0: ips=127.0.0.1,127.0.0.2 attempt=0 job={name}$", result.stdout, re.M)
+    job = status_json(kd, name)["jobs"][0]
+    assert job["status"] == "COMPLETED"
+    assert job["resources"] == "2x(2CPU, 1GiMEM, H100:8)"
+    assert job["start_time"] and job["end_time"]
+
+
+def test_rank_one_exiting_three_fails_the_job_naming_the_rank(kd, tmp_path: Path) -> None:
+    task = write_task(
+        tmp_path,
+        "name: fail-one\nnum_nodes: 2\n"
+        'run: |\n  if [ "$RANK" = 1 ]; then echo boom; exit 3; fi\n  echo fine\n',
+    )
+    result = kd("launch", "-y", str(task))
+    assert result.returncode == 1, result.output
+    name = submitted_name(result.stdout)
+    assert "1: boom" in result.stdout and "0: fine" in result.stdout
+    job = status_json(kd, name)["jobs"][0]
+    assert job["status"] == "FAILED"
+    assert "rank 1 exited 3" in job["detail"]
+
+
+def test_injection_string_arrives_verbatim_and_creates_nothing(kd, tmp_path: Path) -> None:
+    marker = Path("/tmp/x")
+    marker.unlink(missing_ok=True)
+    evil = '"; touch /tmp/x; $(id)'
+    task = write_task(
+        tmp_path,
+        "name: quoting\nenvs:\n  EVIL: '\"; touch /tmp/x; $(id)'\n"
+        "run: printf 'got[%s]\\n' \"$EVIL\"\n",
+    )
+    result = kd("launch", "-y", str(task))
+    assert result.returncode == 0, result.output
+    assert f"0: got[{evil}]" in result.stdout
+    assert not marker.exists()
+
+
+def test_bad_yaml_submits_nothing_and_names_the_line(kd, kd_home: Path, tmp_path: Path) -> None:
+    task = write_task(tmp_path, "name: bad\nnum_nodes: two\nrun: echo hi\n")
+    before = queue_size()
+    result = kd("launch", "-y", str(task))
+    assert result.returncode == 2
+    assert "task.yaml:2" in result.stderr and "num_nodes" in result.stderr
+    assert "nothing was submitted" in result.stderr
+    assert queue_size() == before
+    assert status_json(kd)["jobs"] == []
+
+
+def test_dryrun_prints_the_script_and_submits_nothing(kd, tmp_path: Path) -> None:
+    task = write_task(
+        tmp_path, "name: dry\nnum_nodes: 2\nresources:\n  accelerators: H100:8\nrun: hostname\n"
+    )
+    before = queue_size()
+    result = kd("launch", "--dryrun", str(task))
+    assert result.returncode == 0, result.output
+    assert "#SBATCH --gres=gpu:h100:8" in result.stdout
+    assert "#SBATCH --nodes=2" in result.stdout
+    assert queue_size() == before
+    assert status_json(kd)["jobs"] == []
+
+
+def test_launch_without_terminal_or_yes_refuses(kd, tmp_path: Path) -> None:
+    task = write_task(tmp_path, "name: ask\nrun: 'true'\n")
+    result = kd("launch", str(task))
+    assert result.returncode == 2
+    assert "pass -y" in result.stderr
+    assert status_json(kd)["jobs"] == []
+
+
+def test_pending_active_then_completed_in_status_table(kd, tmp_path: Path) -> None:
+    # Two jobs that each need both nodes' 8 GPUs: the second must wait for the first.
+    text = (
+        "name: {name}\nnum_nodes: 2\nresources:\n  accelerators: H100:8\n"
+        "run: sleep {secs}; echo done\n"
+    )
+    first = submitted_name(
+        kd("launch", "-y", "-d", str(write_task(tmp_path, text.format(name="hog", secs=8), "a.yaml"))).stdout
+    )
+    second = submitted_name(
+        kd("launch", "-y", "-d", str(write_task(tmp_path, text.format(name="waiter", secs=1), "b.yaml"))).stdout
+    )
+    wait_for_status(kd, first, {"ACTIVE"}, timeout=60)
+    waiting = wait_for_status(kd, second, {"PENDING"}, timeout=10)
+    assert "waiting for resources" in waiting["detail"] or "priority" in waiting["detail"]
+
+    table = kd("status")
+    assert table.returncode == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("User: ")
+    assert re.match(r"NAME\s+STATUS\s+RESOURCES\s+SUBMITTED\s+START TIME\s+END TIME\s+DURATION", lines[1])
+    # Newest first.
+    assert lines[2].startswith(second) and lines[3].startswith(first)
+    assert "PENDING" in lines[2] and "ACTIVE" in lines[3]
+    assert "2x(H100:8)" in lines[3]
+    assert re.search(r"\d\d/\d\d/\d\d \d\d:\d\d[AP]M", lines[3])  # START TIME of the active job
+
+    wait_for_status(kd, second, {"COMPLETED"}, timeout=90)
+    assert status_json(kd, first)["jobs"][0]["status"] == "COMPLETED"
+    logs = kd("logs", second)
+    assert logs.returncode == 0
+    assert "0: done" in logs.stdout and "1: done" in logs.stdout
+
+
+def test_workdir_and_file_mounts_are_snapshotted(kd, tmp_path: Path) -> None:
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    (workdir / "train.py").write_text("v1\n")
+    (workdir / ".gitignore").write_text("ignored.bin\n")
+    (workdir / "ignored.bin").write_text("secret\n")
+    data = tmp_path / "data.txt"
+    data.write_text("dataset\n")
+    dest = tmp_path / "mounted" / "data.txt"
+    task = write_task(
+        tmp_path,
+        f"name: files\nworkdir: project\nfile_mounts:\n  {dest}: data.txt\n"
+        "run: |\n  sleep 3\n  cat train.py\n  ls ignored.bin 2>&1 || true\n"
+        f"  cat {dest}\n",
+    )
+    launched = kd("launch", "-y", "-d", str(task))
+    assert launched.returncode == 0, launched.output
+    name = submitted_name(launched.stdout)
+    # Editing the laptop's copy after launch must not change the launched job.
+    (workdir / "train.py").write_text("v2\n")
+    followed = kd("logs", "--follow", name)
+    assert followed.returncode == 0, followed.output
+    assert "0: v1" in followed.stdout and "v2" not in followed.stdout
+    assert "No such file" in followed.stdout  # .gitignore'd file was not staged
+    assert "0: dataset" in followed.stdout
+    assert dest.read_text() == "dataset\n"
