@@ -70,7 +70,9 @@ def kd_home(tmp_path: Path) -> Path:
 def kd(kd_home: Path) -> Callable[..., Run]:
     """Run the konduktor CLI as a user would, with its own store under a temp dir."""
 
-    def run(*args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None) -> Run:
+    def run(
+        *args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None
+    ) -> Run:
         full_env = {**os.environ, "KONDUKTOR_HOME": str(kd_home), **(env or {})}
         full_env.pop("KONDUKTOR_CONFIG", None)
         proc = subprocess.run(

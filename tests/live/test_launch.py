@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,20 @@ def submitted_name(output: str) -> str:
     return match.group(1)
 
 
-def queue_size() -> int:
-    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True)
-    return len(out.stdout.split())
+def slurm_job_names() -> list[str]:
+    """Names of every job slurmctld knows, finished ones included."""
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+def never_submitted(task_name: str) -> bool:
+    return not any(name.startswith(f"{task_name}-") for name in slurm_job_names())
 
 
 def test_one_node_h100_job_sees_eight_gpus(kd, tmp_path: Path) -> None:
@@ -96,26 +108,26 @@ def test_injection_string_arrives_verbatim_and_creates_nothing(kd, tmp_path: Pat
 
 
 def test_bad_yaml_submits_nothing_and_names_the_line(kd, kd_home: Path, tmp_path: Path) -> None:
-    task = write_task(tmp_path, "name: bad\nnum_nodes: two\nrun: echo hi\n")
-    before = queue_size()
+    name = unique("bad")
+    task = write_task(tmp_path, f"name: {name}\nnum_nodes: two\nrun: echo hi\n")
     result = kd("launch", "-y", str(task))
     assert result.returncode == 2
     assert "task.yaml:2" in result.stderr and "num_nodes" in result.stderr
     assert "nothing was submitted" in result.stderr
-    assert queue_size() == before
+    assert never_submitted(name)
     assert status_json(kd)["jobs"] == []
 
 
 def test_dryrun_prints_the_script_and_submits_nothing(kd, tmp_path: Path) -> None:
+    name = unique("dry")
     task = write_task(
-        tmp_path, "name: dry\nnum_nodes: 2\nresources:\n  accelerators: H100:8\nrun: hostname\n"
+        tmp_path, f"name: {name}\nnum_nodes: 2\nresources:\n  accelerators: H100:8\nrun: hostname\n"
     )
-    before = queue_size()
     result = kd("launch", "--dryrun", str(task))
     assert result.returncode == 0, result.output
     assert "#SBATCH --gres=gpu:h100:8" in result.stdout
     assert "#SBATCH --nodes=2" in result.stdout
-    assert queue_size() == before
+    assert never_submitted(name)
     assert status_json(kd)["jobs"] == []
 
 
@@ -134,10 +146,20 @@ def test_pending_active_then_completed_in_status_table(kd, tmp_path: Path) -> No
         "run: sleep {secs}; echo done\n"
     )
     first = submitted_name(
-        kd("launch", "-y", "-d", str(write_task(tmp_path, text.format(name="hog", secs=8), "a.yaml"))).stdout
+        kd(
+            "launch",
+            "-y",
+            "-d",
+            str(write_task(tmp_path, text.format(name="hog", secs=8), "a.yaml")),
+        ).stdout
     )
     second = submitted_name(
-        kd("launch", "-y", "-d", str(write_task(tmp_path, text.format(name="waiter", secs=1), "b.yaml"))).stdout
+        kd(
+            "launch",
+            "-y",
+            "-d",
+            str(write_task(tmp_path, text.format(name="waiter", secs=1), "b.yaml")),
+        ).stdout
     )
     wait_for_status(kd, first, {"ACTIVE"}, timeout=60)
     waiting = wait_for_status(kd, second, {"PENDING"}, timeout=10)
@@ -147,7 +169,9 @@ def test_pending_active_then_completed_in_status_table(kd, tmp_path: Path) -> No
     assert table.returncode == 0, table.output
     lines = table.stdout.splitlines()
     assert lines[0].startswith("User: ")
-    assert re.match(r"NAME\s+STATUS\s+RESOURCES\s+SUBMITTED\s+START TIME\s+END TIME\s+DURATION", lines[1])
+    assert re.match(
+        r"NAME\s+STATUS\s+RESOURCES\s+SUBMITTED\s+START TIME\s+END TIME\s+DURATION", lines[1]
+    )
     # Newest first.
     assert lines[2].startswith(second) and lines[3].startswith(first)
     assert "PENDING" in lines[2] and "ACTIVE" in lines[3]

@@ -61,7 +61,7 @@ def test_injection_in_env_value_arrives_verbatim_and_executes_nothing(tmp_path: 
 
 def test_setup_and_run_text_reach_bash_verbatim(tmp_path: Path) -> None:
     task = make_task(
-        "setup: |\n  echo \"setup $RANK\" > setup.txt\n"
+        'setup: |\n  echo "setup $RANK" > setup.txt\n'
         "run: |\n  echo 'it''s' \"$KONDUKTOR_NODE_RANK\" > run.txt\n  exit 3\n",
         tmp_path,
     )
@@ -90,7 +90,7 @@ def test_file_mounts_are_placed_including_home_relative(tmp_path: Path) -> None:
     (source_dir / "a.txt").write_text("A")
     source_file = tmp_path / "staged-file"
     source_file.write_text("F")
-    task = make_task("run: cat ~/data/a.txt \"$HOME/one file.txt\"\n", tmp_path)
+    task = make_task('run: cat ~/data/a.txt "$HOME/one file.txt"\n', tmp_path)
     plan = plan_for(
         tmp_path,
         mounts=(
