@@ -1,0 +1,125 @@
+"""The ``konduktor`` command line: parse arguments, call the modules below, print.
+
+Heavy imports (jinja2, pydantic via the task model) happen inside the commands that need
+them, so ``konduktor status`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from konduktor_slurm import __version__
+
+if TYPE_CHECKING:
+    from konduktor_slurm.config import Settings
+    from konduktor_slurm.slurm import Slurm
+    from konduktor_slurm.store import JobRecord, Store
+
+EXIT_FAILED = 1  # the job (or the command) failed
+EXIT_USAGE = 2  # bad input: nothing was done
+EXIT_STALE = 2  # Slurm could not be reached; what is shown is the last known state
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def settings() -> Settings:
+    from konduktor_slurm.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def open_store(config: Settings) -> Store:
+    from konduktor_slurm.store import Store
+
+    return Store(config.store_path)
+
+
+def open_slurm(config: Settings) -> Slurm:
+    from konduktor_slurm.slurm import Slurm
+    from konduktor_slurm.transport import LocalTransport
+
+    return Slurm(LocalTransport(config.slurm_bin_dir), timeout=config.slurm_timeout)
+
+
+def resolve_job(store: Store, name: str) -> JobRecord:
+    """A job by konduktor name or Slurm job id, or a clear error with a "did you mean"."""
+    job = store.get(name)
+    if job is not None:
+        return job
+    for candidate in store.jobs(include_hidden=True):
+        if candidate.slurm_job_id == name:
+            return candidate
+    names = store.names()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    fail(f"no job named {name!r}.{hint} (`konduktor status` lists your jobs)")
+
+
+def console(stderr: bool = False):  # -> rich.console.Console
+    from rich.console import Console
+
+    # Without a terminal (cron, pipes) rich would wrap at 80 columns: never wrap a table row.
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 250
+    return Console(file=stream, width=width, soft_wrap=not stream.isatty())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="konduktor-slurm")
+def main() -> None:
+    """Run Konduktor task YAML on a Slurm cluster and follow it through its lifecycle.
+
+    \b
+    Lifecycle: CREATED -> PENDING -> ACTIVE -> COMPLETED | FAILED,
+    with SUSPENDED (by system) for preemption/quota and SUSPENDED (by user) for stops.
+
+    \b
+    Examples:
+      konduktor launch task.yaml          submit and follow the output
+      konduktor launch -d -y task.yaml    submit and return at once
+      konduktor status                    your jobs, newest first
+      konduktor logs my-job-1a2b          the job's output
+    """
+
+
+def follow_and_exit(store: Store, slurm: Slurm, job: JobRecord) -> NoReturn:
+    from konduktor_slurm.logs import follow
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    warned = False
+
+    def on_stale(reason: str) -> None:
+        nonlocal warned
+        if not warned:
+            click.echo(f"Warning: cannot reach Slurm ({reason}); still trying.", err=True)
+            warned = True
+
+    try:
+        follow(store, slurm, job, write, on_stale)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nDetached from {job.name}; it keeps running. "
+            f"Follow again with: konduktor logs --follow {job.name}",
+            err=True,
+        )
+        sys.exit(130)
+    suffix = f" ({job.detail})" if job.detail else ""
+    click.echo(f"{job.name}: {job.state}{suffix}", err=True)
+    sys.exit(0 if job.state == "COMPLETED" else EXIT_FAILED)
+
+
+# Command modules register themselves on `main`; imported last because they import `main`.
+from konduktor_slurm.cli import launch, logs, status  # noqa: E402, F401

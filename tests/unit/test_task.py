@@ -1,0 +1,1144 @@
+"""Unit tests for konduktor_slurm.task: parsing, validation messages, overrides.
+
+Every bad-field test checks the four things a user needs to fix the file: which file, which
+line, which field, and what was expected.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from konduktor_slurm.task import (
+    Accelerator,
+    Resources,
+    SlurmOptions,
+    Task,
+    TaskError,
+    TaskIssue,
+    TaskOverrides,
+    load_task,
+    parse_task,
+)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tasks"
+SOURCE = "task.yaml"
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def parse(text: str, base_dir: Path | None = None, overrides: TaskOverrides | None = None) -> Task:
+    return parse_task(textwrap.dedent(text), SOURCE, base_dir=base_dir, overrides=overrides)
+
+
+def issues_of(
+    text: str, base_dir: Path | None = None, overrides: TaskOverrides | None = None
+) -> list[TaskIssue]:
+    with pytest.raises(TaskError) as info:
+        parse(text, base_dir=base_dir, overrides=overrides)
+    return info.value.issues
+
+
+def only_issue(
+    text: str, base_dir: Path | None = None, overrides: TaskOverrides | None = None
+) -> TaskIssue:
+    issues = issues_of(text, base_dir=base_dir, overrides=overrides)
+    assert len(issues) == 1, "\n".join(map(str, issues))
+    return issues[0]
+
+
+def check(
+    issue: TaskIssue, line: int | None, field: str, *fragments: str, file: str = SOURCE
+) -> None:
+    assert issue.file == file, issue
+    assert issue.line == line, issue
+    assert issue.field == field, issue
+    for fragment in fragments:
+        assert fragment in issue.message, f"{fragment!r} not in {issue.message!r}"
+
+
+# --------------------------------------------------------------------------------------
+# fixtures / happy paths
+# --------------------------------------------------------------------------------------
+
+
+def test_full_konduktor_example_loads_unchanged() -> None:
+    task = load_task(FIXTURES / "konduktor_full.yaml")
+    assert task.name == "llama-finetune"
+    assert task.num_nodes == 2
+    assert task.resources == Resources(
+        cpus=8, memory_gib=32.0, accelerator=Accelerator("H100", 8), max_restarts=3
+    )
+    assert task.envs == {"WANDB_PROJECT": "llama-finetune", "LEARNING_RATE": "3e-4"}
+    assert task.run.startswith("torchrun \\\n")
+    assert task.slurm == SlurmOptions()
+    assert task.source == (FIXTURES / "konduktor_full.yaml").resolve()
+    assert task.resources_summary() == "2x(8CPU, 32GiMEM, H100:8)"
+    name = str(FIXTURES / "konduktor_full.yaml")
+    ignored = "is ignored on Slurm (Konduktor-only field)"
+    assert task.warnings == (
+        f"{name}:9: resources.image_id {ignored}",
+        f"{name}:10: resources.labels {ignored}",
+        f"{name}:15: resources.job_config.completions {ignored}",
+    )
+
+
+def test_slurm_native_example_loads() -> None:
+    task = load_task(FIXTURES / "slurm_native.yaml")
+    assert task.name == "nightly-eval"
+    assert task.workdir == FIXTURES
+    assert task.file_mounts == {
+        "~/configs/eval.yaml": FIXTURES / "konduktor_full.yaml",
+        "/scratch/eval-data": FIXTURES,
+    }
+    assert task.resources == Resources(cpus=16, memory_gib=64.0, accelerator=Accelerator("A100", 2))
+    assert task.slurm == SlurmOptions(
+        partition="gpu",
+        account="ml-research",
+        qos="normal",
+        time_limit="2-00:00:00",
+        constraint="a100&ib",
+        sbatch_options=(("exclusive", None), ("mail-type", "END,FAIL")),
+    )
+    assert task.setup == "pip install -r requirements.txt\n"
+    assert task.warnings == ()
+
+
+def test_broken_example_reports_every_issue_in_line_order() -> None:
+    with pytest.raises(TaskError) as info:
+        load_task(FIXTURES / "broken.yaml")
+    issues = info.value.issues
+    name = str(FIXTURES / "broken.yaml")
+    assert all(issue.file == name for issue in issues)
+    assert [(issue.line, issue.field) for issue in issues] == [
+        (3, "name"),
+        (4, "resourses"),
+        (6, "num_nodes"),
+        (8, "resources.accelerators"),
+        (9, "resources.memory"),
+        (11, "resources.job_config.max_restart"),
+        (13, "envs.TOKEN"),
+        (15, "slurm.time_limit"),
+        (17, "slurm.sbatch_options.job-name"),
+        (19, "file_mounts['/etc/passwd']"),
+    ]
+    # str(TaskError) is one line per issue, each starting with file:line.
+    lines = str(info.value).splitlines()
+    assert len(lines) == len(issues)
+    assert lines[1] == f"{name}:4: resourses: unknown field; did you mean 'resources'?"
+
+
+def test_minimal_task_defaults() -> None:
+    task = parse("run: echo hi\n")
+    assert task == Task(name="task", run="echo hi")
+    assert task.resources == Resources(None, None, None, 0)
+    assert task.resources_summary() == "1x(-)"
+
+
+# --------------------------------------------------------------------------------------
+# TaskError / TaskIssue formatting
+# --------------------------------------------------------------------------------------
+
+
+def test_issue_str_formats() -> None:
+    issue = TaskIssue("task.yaml", 7, "resources.accelerators", "bad")
+    assert str(issue) == "task.yaml:7: resources.accelerators: bad"
+    assert str(TaskIssue("command line", None, "--gpus", "bad")) == "command line: --gpus: bad"
+    assert str(TaskIssue("task.yaml", None, "", "file not found")) == "task.yaml: file not found"
+    error = TaskError([issue, TaskIssue("x.yaml", 1, "run", "m")])
+    assert str(error) == "task.yaml:7: resources.accelerators: bad\nx.yaml:1: run: m"
+
+
+def test_accelerator_error_matches_documented_text() -> None:
+    issue = only_issue("""\
+        run: x
+        resources:
+          accelerators: H100x8
+        """)
+    assert str(issue) == (
+        "task.yaml:3: resources.accelerators: expected '<NAME>:<COUNT>' like 'H100:8' "
+        "or {H100: 8}, got 'H100x8'"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# file-level problems
+# --------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(TaskError) as info:
+        load_task(tmp_path / "nope.yaml")
+    (issue,) = info.value.issues
+    check(issue, None, "", "not found", file=str(tmp_path / "nope.yaml"))
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(TaskError) as info:
+        load_task(tmp_path)
+    check(info.value.issues[0], None, "", "directory", file=str(tmp_path))
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    issue = only_issue("""\
+        name: ok
+        run: echo hi
+        resources:
+          cpus: 4
+           memory: 8
+        """)
+    check(issue, 5, "", "invalid YAML")
+
+
+def test_yaml_unclosed_quote_points_at_where_it_started() -> None:
+    issue = only_issue("""\
+        name: ok
+        run: 'echo hi
+        """)
+    assert issue.line == 3
+    assert "invalid YAML" in issue.message and "started on line 2" in issue.message
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_empty_file(text: str) -> None:
+    issue = only_issue(text)
+    check(issue, None, "", "empty", "run")
+
+
+@pytest.mark.parametrize(("text", "got"), [("- a\n- b\n", "a list"), ("hello\n", "'hello'")])
+def test_top_level_not_a_mapping(text: str, got: str) -> None:
+    check(only_issue(text), 1, "", "expected a mapping of task fields", got)
+
+
+def test_duplicate_key_is_an_error() -> None:
+    issue = only_issue("""\
+        run: echo one
+        name: a
+        run: echo two
+        """)
+    check(issue, 3, "run", "duplicate key", "line 1")
+
+
+def test_unprintable_character_has_line() -> None:
+    check(only_issue("name: a\nrun: \x07x\n"), 2, "", "invalid YAML", "#x0007")
+
+
+def test_two_documents_rejected() -> None:
+    issue = only_issue("run: x\n---\nrun: y\n")
+    check(issue, 2, "", "invalid YAML: expected a single document")
+
+
+def test_anchors_and_merge_keys_work() -> None:
+    task = parse("""\
+        run: x
+        resources: &res
+          cpus: 4
+        slurm:
+          <<: {partition: gpu}
+          qos: high
+        """)
+    assert task.resources.cpus == 4
+    assert task.slurm.partition == "gpu" and task.slurm.qos == "high"
+
+
+def test_unsafe_yaml_tag_is_rejected() -> None:
+    issue = only_issue("run: !!python/object/apply:os.system ['id']\n")
+    check(issue, 1, "", "invalid YAML")
+
+
+# --------------------------------------------------------------------------------------
+# name / run / setup
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("'my task'", "got 'my task'"),
+        ("-leading", "got '-leading'"),
+        ("a...b", "got 'a...b'"),
+        ("[a, b]", "got a list"),
+        ("a" * 64, "the limit is 63"),
+    ],
+)
+def test_bad_name(value: str, fragment: str) -> None:
+    issue = only_issue(f"run: x\nname: {value}\n")
+    check(issue, 2, "name", fragment)
+
+
+@pytest.mark.parametrize(
+    "value", ["a", "train-llama", "v1.2_final", "a--b", "A.B", "123", "a" * 63]
+)
+def test_good_names(value: str) -> None:
+    assert parse(f"run: x\nname: {value}\n").name == value
+
+
+def test_default_name_is_file_stem_sanitized(tmp_path: Path) -> None:
+    path = tmp_path / "My Task!! (v2).yaml"
+    path.write_text("run: x\n")
+    assert load_task(path).name == "My-Task-v2"
+    path = tmp_path / "___.yaml"
+    path.write_text("run: x\n")
+    assert load_task(path).name == "task"
+    assert parse_task("run: x\n", source="jobs/train.yml").name == "train"
+
+
+def test_run_missing() -> None:
+    check(only_issue("name: x\n"), None, "run", "missing")
+
+
+@pytest.mark.parametrize("value", ["", "''", "'   '"])
+def test_run_empty(value: str) -> None:
+    check(only_issue(f"name: x\nrun: {value}\n"), 2, "run", "empty")
+
+
+def test_run_list_hints_block_string() -> None:
+    issue = only_issue("run:\n  - echo a\n  - echo b\n")
+    check(issue, 1, "run", "expected a string of shell commands", "got a list", "run: |")
+
+
+def test_setup_wrong_type() -> None:
+    issue = only_issue("run: x\nsetup: {a: 1}\n")
+    check(issue, 2, "setup", "expected a string of shell commands, got a mapping")
+
+
+# --------------------------------------------------------------------------------------
+# envs
+# --------------------------------------------------------------------------------------
+
+
+def test_env_values_are_converted_to_strings_as_written() -> None:
+    task = parse("""\
+        run: x
+        envs:
+          S: text
+          I: 8
+          OCTAL_LOOKING: 010
+          F: 1.50
+          B: true
+          N: false
+          EMPTY: ''
+          DATE: 2024-01-01
+          TIME: 1:30
+          under_score_1: ok
+        """)
+    assert task.envs == {
+        "S": "text",
+        "I": "8",
+        "OCTAL_LOOKING": "010",
+        "F": "1.50",
+        "B": "true",
+        "N": "false",
+        "EMPTY": "",
+        "DATE": "2024-01-01",  # YAML would make these a date and the int 90
+        "TIME": "1:30",
+        "under_score_1": "ok",
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"; touch /tmp/x; $(id)',
+        "`rm -rf /`",
+        "a\nb",
+        "$HOME and ${PATH}",
+        "'single' \"double\"",
+    ],
+)
+def test_injection_looking_env_values_are_kept_verbatim(value: str) -> None:
+    import json
+
+    # JSON is valid YAML and quotes anything, so the value reaches us exactly.
+    task = parse(f"run: x\nenvs:\n  V: {json.dumps(value)}\n")
+    assert task.envs["V"] == value
+
+
+def test_env_null_value_says_how_to_give_one() -> None:
+    issue = only_issue("""\
+        run: x
+        envs:
+          OK: 1
+          HF_TOKEN:
+        """)
+    check(issue, 4, "envs.HF_TOKEN", "has no value", "--env HF_TOKEN")
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [("1BAD", "envs['1BAD']"), ("with-dash", "envs.with-dash"), ("sp ace", "envs['sp ace']")],
+)
+def test_env_bad_name(name: str, field: str) -> None:
+    issue = only_issue(f"run: x\nenvs:\n  '{name}': v\n")
+    check(issue, 3, field, f"{name!r} is not a valid environment variable name")
+
+
+def test_env_value_wrong_type() -> None:
+    issue = only_issue("run: x\nenvs:\n  LIST: [1, 2]\n")
+    check(issue, 3, "envs.LIST", "expected a string, number or true/false, got a list")
+
+
+def test_envs_not_a_mapping() -> None:
+    issue = only_issue("run: x\nenvs:\n  - A=1\n")
+    check(issue, 2, "envs", "expected a mapping", "got a list")
+
+
+# --------------------------------------------------------------------------------------
+# workdir / file_mounts
+# --------------------------------------------------------------------------------------
+
+
+def test_workdir_resolves_relative_to_yaml_directory(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    path = tmp_path / "task.yaml"
+    path.write_text("run: x\nworkdir: proj\n")
+    assert load_task(path).workdir == (tmp_path / "proj").resolve()
+
+
+def test_workdir_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "code").mkdir()
+    assert parse("run: x\nworkdir: ~/code\n").workdir == (tmp_path / "code").resolve()
+
+
+def test_workdir_missing(tmp_path: Path) -> None:
+    issue = only_issue("run: x\nworkdir: nope\n", base_dir=tmp_path)
+    check(issue, 2, "workdir", "'nope' does not exist", str(tmp_path / "nope"))
+
+
+def test_workdir_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    issue = only_issue("run: x\nworkdir: f\n", base_dir=tmp_path)
+    check(issue, 2, "workdir", "is not a directory")
+
+
+def test_workdir_wrong_type() -> None:
+    check(only_issue("run: x\nworkdir: 5\n"), 2, "workdir", "expected a path", "got 5")
+
+
+def test_file_mounts_ok(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "cfg.json").write_text("{}")
+    task = parse(
+        """\
+        run: x
+        file_mounts:
+          /data/train: data
+          ~/cfg.json: ./cfg.json
+          /tmp/x: data
+        """,
+        base_dir=tmp_path,
+    )
+    assert task.file_mounts == {
+        "/data/train": (tmp_path / "data").resolve(),
+        "~/cfg.json": (tmp_path / "cfg.json").resolve(),
+        "/tmp/x": (tmp_path / "data").resolve(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("dest", "fragment"),
+    [
+        ("relative/path", "must be an absolute path like '/data/x'"),
+        ("~user/x", "must be an absolute path like '/data/x'"),
+        ("/data/../etc/x", "must not contain '..'"),
+        ("~/../other", "must not contain '..'"),
+        ("/", "is the root directory"),
+        ("/etc/cron.d/job", "is the system directory /etc"),
+        ("/usr/local/bin", "is the system directory /usr"),
+        ("/bin", "is the system directory /bin"),
+        ("//etc/x", "is the system directory /etc"),
+        ("/./var/lib/x", "is the system directory /var"),
+        ("/proc/self", "is the system directory /proc"),
+        ("~/", "below your home"),
+    ],
+)
+def test_file_mount_destination_escapes_rejected(tmp_path: Path, dest: str, fragment: str) -> None:
+    (tmp_path / "src").mkdir()
+    issue = only_issue(f"run: x\nfile_mounts:\n  '{dest}': src\n", base_dir=tmp_path)
+    check(issue, 3, f"file_mounts[{dest!r}]", fragment)
+    # every rejection names the forms that are allowed
+    if "must not contain" in fragment or "system" in fragment or "root" in fragment:
+        assert "'/data/x'" in issue.message and "'~/data'" in issue.message
+
+
+def test_file_mount_source_missing(tmp_path: Path) -> None:
+    issue = only_issue("run: x\nfile_mounts:\n  /data/x: nope\n", base_dir=tmp_path)
+    check(issue, 3, "file_mounts['/data/x']", "local source 'nope' does not exist")
+
+
+def test_file_mount_source_url() -> None:
+    issue = only_issue("run: x\nfile_mounts:\n  /data/x: s3://bucket/key\n")
+    check(issue, 3, "file_mounts['/data/x']", "only local paths", "s3://bucket/key")
+
+
+def test_file_mount_source_wrong_type() -> None:
+    issue = only_issue("run: x\nfile_mounts:\n  /data/x:\n    source: a\n")
+    check(issue, 3, "file_mounts['/data/x']", "expected a local source path, got a mapping")
+
+
+def test_file_mounts_not_a_mapping() -> None:
+    issue = only_issue("run: x\nfile_mounts: [a]\n")
+    check(issue, 2, "file_mounts", "expected a mapping", "got a list")
+
+
+# --------------------------------------------------------------------------------------
+# num_nodes / resources
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "got"), [("two", "'two'"), ("0", "0"), ("-1", "-1"), ("1.5", "1.5"), ("true", "true")]
+)
+def test_bad_num_nodes(value: str, got: str) -> None:
+    issue = only_issue(f"run: x\nnum_nodes: {value}\n")
+    check(issue, 2, "num_nodes", f"expected an integer >= 1, got {got}")
+
+
+def test_num_nodes_numeric_string() -> None:
+    assert parse("run: x\nnum_nodes: '4'\n").num_nodes == 4
+
+
+@pytest.mark.parametrize(
+    ("cpus", "memory", "want_cpus", "want_mem"),
+    [
+        ("8", "32", 8, 32.0),
+        ("'8'", "'32'", 8, 32.0),
+        ("8+", "32+", 8, 32.0),
+        ("'16+'", "'0.5+'", 16, 0.5),
+        ("1", "2.5", 1, 2.5),
+    ],
+)
+def test_cpus_and_memory_forms(cpus: str, memory: str, want_cpus: int, want_mem: float) -> None:
+    task = parse(f"run: x\nresources:\n  cpus: {cpus}\n  memory: {memory}\n")
+    assert task.resources.cpus == want_cpus
+    assert task.resources.memory_gib == want_mem
+    assert task.warnings == ()  # '8+' is accepted silently
+
+
+@pytest.mark.parametrize(
+    ("value", "got"), [("0", "0"), ("eight", "'eight'"), ("2.5", "2.5"), ("'8-'", "'8-'")]
+)
+def test_bad_cpus(value: str, got: str) -> None:
+    issue = only_issue(f"run: x\nresources:\n  cpus: {value}\n")
+    check(issue, 3, "resources.cpus", f"expected a whole number of CPUs like 8 or '8+', got {got}")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("0", "got 0"),
+        ("-4", "got -4"),
+        ("lots", "got 'lots'"),
+        (".nan", "got nan"),
+        ("32Gi", "no unit"),
+        ("64GB", "no unit"),
+    ],
+)
+def test_bad_memory(value: str, fragment: str) -> None:
+    issue = only_issue(f"run: x\nresources:\n  memory: {value}\n")
+    check(issue, 3, "resources.memory", "expected a positive number of GiB", fragment)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("H100:8", Accelerator("H100", 8)),
+        ("'H100: 8'", Accelerator("H100", 8)),
+        ("{H100: 8}", Accelerator("H100", 8)),
+        ("\n    A100-80GB: 4", Accelerator("A100-80GB", 4)),
+        ("H100", Accelerator("H100", 1)),
+        ("{L4}", Accelerator("L4", 1)),
+        ("{T4: '2'}", Accelerator("T4", 2)),
+        ("RTX4090:2", Accelerator("RTX4090", 2)),
+        ("MI300X", Accelerator("MI300X", 1)),
+    ],
+)
+def test_accelerator_forms(value: str, expected: Accelerator) -> None:
+    task = parse(f"run: x\nresources:\n  accelerators: {value}\n")
+    assert task.resources.accelerator == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("H100x8", "expected '<NAME>:<COUNT>' like 'H100:8' or {H100: 8}, got 'H100x8'"),
+        ("8xH100", "got '8xH100'"),
+        ("'H100:eight'", "got 'H100:eight'"),
+        ("'H100:8:2'", "got 'H100:8:2'"),
+        ("'H100:0'", "count must be an integer >= 1"),
+        ("{H100: 0}", "count must be an integer >= 1, got 0"),
+        ("{H100: 1.5}", "count must be an integer >= 1, got 1.5"),
+        ("{H100: 8, A100: 2}", "exactly one accelerator type"),
+        ("[H100, A100]", "pick one accelerator type"),
+        ("8", "got 8"),
+    ],
+)
+def test_bad_accelerators(value: str, fragment: str) -> None:
+    issue = only_issue(f"run: x\nresources:\n  accelerators: {value}\n")
+    check(issue, 3, "resources.accelerators", fragment)
+
+
+def test_resources_not_a_mapping() -> None:
+    issue = only_issue("run: x\nresources: H100:8\n")
+    check(issue, 2, "resources", "expected a mapping of resource fields", "got 'H100:8'")
+
+
+@pytest.mark.parametrize(("value", "got"), [("-1", "-1"), ("lots", "'lots'"), ("[1]", "a list")])
+def test_bad_max_restarts(value: str, got: str) -> None:
+    issue = only_issue(f"run: x\nresources:\n  job_config:\n    max_restarts: {value}\n")
+    check(issue, 4, "resources.job_config.max_restarts", f"expected an integer >= 0, got {got}")
+
+
+def test_job_config_not_a_mapping() -> None:
+    issue = only_issue("run: x\nresources:\n  job_config: 3\n")
+    check(issue, 3, "resources.job_config", "expected a mapping", "got 3")
+
+
+def test_konduktor_only_fields_warn_once_each() -> None:
+    task = parse("""\
+        run: x
+        resources:
+          image_id: nvcr.io/nvidia/pytorch:23.10-py3
+          labels:
+            kueue.x-k8s.io/queue-name: user-queue
+            maxRunDurationSeconds: "3200"
+          job_config:
+            max_restarts: 2
+            completions: 4
+        """)
+    assert task.warnings == (
+        "task.yaml:3: resources.image_id is ignored on Slurm (Konduktor-only field)",
+        "task.yaml:4: resources.labels is ignored on Slurm (Konduktor-only field)",
+        "task.yaml:9: resources.job_config.completions is ignored on Slurm (Konduktor-only field)",
+    )
+    assert task.resources.max_restarts == 2
+
+
+# --------------------------------------------------------------------------------------
+# slurm
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("30", "30"),
+        ("'30'", "30"),
+        ("45:00", "45:00"),  # unquoted: YAML 1.1 reads this as the base-60 int 2700
+        ("4:00:00", "4:00:00"),
+        ("'04:00:00'", "04:00:00"),
+        ("1-12", "1-12"),
+        ("1-12:30", "1-12:30"),
+        ("2-00:00:00", "2-00:00:00"),
+        ("100:00:00", "100:00:00"),
+    ],
+)
+def test_time_limit_forms(value: str, expected: str) -> None:
+    assert parse(f"run: x\nslurm:\n  time_limit: {value}\n").slurm.time_limit == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("2h", "got '2h'"),
+        ("'25 hours'", "got '25 hours'"),
+        ("1.5", "got 1.5"),
+        ("0", "longer than zero"),
+        ("'1:99'", "out of range"),
+        ("1-24", "out of range"),
+        ("'-5'", "got '-5'"),
+        ("[30]", "got a list"),
+    ],
+)
+def test_bad_time_limit(value: str, fragment: str) -> None:
+    issue = only_issue(f"run: x\nslurm:\n  time_limit: {value}\n")
+    check(issue, 3, "slurm.time_limit", "time limit", fragment)
+
+
+@pytest.mark.parametrize("key", ["partition", "account", "qos"])
+def test_bad_slurm_names(key: str) -> None:
+    issue = only_issue(f"run: x\nslurm:\n  {key}: 'gpu; rm -rf /'\n")
+    check(issue, 3, f"slurm.{key}", f"expected a Slurm {key} name", "got 'gpu; rm -rf /'")
+
+
+def test_numeric_account_kept_as_written() -> None:
+    assert parse("run: x\nslurm:\n  account: 00123\n").slurm.account == "00123"
+
+
+def test_bad_constraint() -> None:
+    issue = only_issue("run: x\nslurm:\n  constraint: [a100]\n")
+    check(issue, 3, "slurm.constraint", "expected a Slurm constraint", "got a list")
+
+
+def test_slurm_not_a_mapping() -> None:
+    check(only_issue("run: x\nslurm: gpu\n"), 2, "slurm", "expected a mapping", "got 'gpu'")
+
+
+def test_sbatch_options_mapping_and_list_forms() -> None:
+    mapping = parse("""\
+        run: x
+        slurm:
+          sbatch_options:
+            exclusive: null
+            --mail-type: END
+            mem-per-gpu: 40G
+            nice: 10
+        """)
+    listed = parse("""\
+        run: x
+        slurm:
+          sbatch_options: [--exclusive, --mail-type=END, mem-per-gpu=40G, --nice=10]
+        """)
+    expected = (("exclusive", None), ("mail-type", "END"), ("mem-per-gpu", "40G"), ("nice", "10"))
+    assert mapping.slurm.sbatch_options == expected
+    assert listed.slurm.sbatch_options == expected
+
+
+MANAGED = [
+    ("job-name", "name"),
+    ("J", "name"),
+    ("nodes", "num_nodes"),
+    ("N", "num_nodes"),
+    ("ntasks", "num_nodes"),
+    ("n", "num_nodes"),
+    ("ntasks-per-node", "num_nodes"),
+    ("output", "its log files"),
+    ("o", "its log files"),
+    ("error", "its log files"),
+    ("e", "its log files"),
+    ("open-mode", "its log files"),
+    ("gres", "resources.accelerators"),
+    ("gpus", "resources.accelerators"),
+    ("G", "resources.accelerators"),
+    ("wrap", "run"),
+    ("parsable", "its own job submission"),
+    ("chdir", "workdir"),
+    ("D", "workdir"),
+]
+
+
+@pytest.mark.parametrize(("option", "source"), MANAGED)
+def test_managed_sbatch_options_rejected_in_mapping(option: str, source: str) -> None:
+    issue = only_issue(f"run: x\nslurm:\n  sbatch_options:\n    {option}: v\n")
+    check(issue, 4, f"slurm.sbatch_options.{option}", f"is set by konduktor from {source}")
+
+
+@pytest.mark.parametrize(("option", "source"), MANAGED)
+def test_managed_sbatch_options_rejected_in_list(option: str, source: str) -> None:
+    dashes = "-" if len(option) == 1 else "--"
+    issue = only_issue(f"run: x\nslurm:\n  sbatch_options:\n    - {dashes}{option}=v\n")
+    check(
+        issue, 4, "slurm.sbatch_options[0]", f"{dashes}{option} is set by konduktor from {source}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "field"),
+    [("partition", "slurm.partition"), ("t", "slurm.time_limit"), ("C", "slurm.constraint")],
+)
+def test_sbatch_options_with_a_dedicated_field_rejected(option: str, field: str) -> None:
+    issue = only_issue(f"run: x\nslurm:\n  sbatch_options:\n    {option}: v\n")
+    check(issue, 4, f"slurm.sbatch_options.{option}", f"use {field}")
+
+
+def test_sbatch_mem_only_conflicts_when_memory_is_set() -> None:
+    task = parse("run: x\nslurm:\n  sbatch_options: {mem: 0}\n")
+    assert task.slurm.sbatch_options == (("mem", "0"),)
+    issue = only_issue("""\
+        run: x
+        resources:
+          memory: 32
+        slurm:
+          sbatch_options: {mem: 0}
+        """)
+    check(issue, 5, "slurm.sbatch_options.mem", "conflicts with resources.memory")
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "fragment"),
+    [
+        (
+            "{exclusive: true}",
+            "slurm.sbatch_options.exclusive",
+            "for a flag write 'exclusive: null'",
+        ),
+        ("['--mail-type END']", "slurm.sbatch_options[0]", "lower-case letters"),
+        ("['--Exclusive']", "slurm.sbatch_options[0]", "got '--Exclusive'"),
+        ("['--comment=']", "slurm.sbatch_options[0]", "is empty"),
+        ('{comment: "a\\nb"}', "slurm.sbatch_options.comment", "control characters"),
+        ("[--exclusive, 5]", "slurm.sbatch_options[1]", "got 5"),
+        ("[--nice=1, --nice=2]", "slurm.sbatch_options[1]", "given twice"),
+        ("--exclusive", "slurm.sbatch_options", "expected a mapping of option: value"),
+    ],
+)
+def test_bad_sbatch_options(options: str, field: str, fragment: str) -> None:
+    issue = only_issue(f"run: x\nslurm:\n  sbatch_options: {options}\n")
+    check(issue, 3, field, fragment)
+
+
+def test_slurm_fields_allowed_in_resources() -> None:
+    task = parse("""\
+        run: x
+        resources:
+          partition: gpu
+          time_limit: 60
+          sbatch_options: [--exclusive]
+        slurm:
+          partition: gpu
+        """)
+    assert task.slurm == SlurmOptions(
+        partition="gpu", time_limit="60", sbatch_options=(("exclusive", None),)
+    )
+
+
+def test_slurm_field_in_both_places_with_different_values() -> None:
+    issues = issues_of("""\
+        run: x
+        resources:
+          partition: gpu
+          account: a
+        slurm:
+          partition: debug
+          account: a
+          sbatch_options: [--exclusive]
+        """)
+    (issue,) = issues
+    check(issue, 6, "slurm.partition", "'debug' here", "'gpu' in resources.partition (line 3)")
+
+
+def test_sbatch_options_in_both_places_differ() -> None:
+    issue = only_issue("""\
+        run: x
+        resources:
+          sbatch_options: [--exclusive]
+        slurm:
+          sbatch_options: {nice: 5}
+        """)
+    check(issue, 5, "slurm.sbatch_options", "resources.sbatch_options (line 3)")
+
+
+# --------------------------------------------------------------------------------------
+# unknown keys, with did-you-mean at every level
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "hint"),
+    [
+        ("run: x\nresourses: {}\n", 2, "resourses", "did you mean 'resources'?"),
+        ("run: x\nnum_node: 2\n", 2, "num_node", "did you mean 'num_nodes'?"),
+        (
+            "run: x\nresources:\n  acelerators: H100\n",
+            3,
+            "resources.acelerators",
+            "did you mean 'accelerators'?",
+        ),
+        (
+            "run: x\nresources:\n  job_config:\n    max_restart: 1\n",
+            4,
+            "resources.job_config.max_restart",
+            "did you mean 'max_restarts'?",
+        ),
+        ("run: x\nslurm:\n  partiton: gpu\n", 3, "slurm.partiton", "did you mean 'partition'?"),
+        ("run: x\nslurm:\n  timelimit: 30\n", 3, "slurm.timelimit", "did you mean 'time_limit'?"),
+    ],
+)
+def test_unknown_key_did_you_mean(text: str, line: int, field: str, hint: str) -> None:
+    check(only_issue(text), line, field, "unknown field", hint)
+
+
+def test_unknown_key_str_matches_documented_text() -> None:
+    issue = only_issue("name: a\nrun: x\nresourses:\n  cpus: 1\n")
+    assert str(issue) == "task.yaml:3: resourses: unknown field; did you mean 'resources'?"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "hint"),
+    [
+        ("run: x\naccelerators: H100:8\n", "accelerators", "'resources.accelerators'"),
+        ("run: x\npartition: gpu\n", "partition", "'slurm.partition'"),
+        ("run: x\nresources:\n  num_nodes: 2\n", "resources.num_nodes", "top-level 'num_nodes'"),
+        (
+            "run: x\nresources:\n  max_restarts: 2\n",
+            "resources.max_restarts",
+            "'job_config.max_restarts'",
+        ),
+        ("run: x\nslurm:\n  cpus: 2\n", "slurm.cpus", "'resources.cpus'"),
+    ],
+)
+def test_key_at_wrong_level_points_to_right_place(text: str, field: str, hint: str) -> None:
+    issue = only_issue(text)
+    assert issue.field == field
+    assert f"did you mean {hint}?" in issue.message
+
+
+def test_unknown_key_without_close_match_lists_allowed() -> None:
+    issue = only_issue("run: x\nslurm:\n  zzz: 1\n")
+    check(issue, 3, "slurm.zzz", "unknown field; expected one of: partition, account, qos")
+
+
+# --------------------------------------------------------------------------------------
+# multiple errors
+# --------------------------------------------------------------------------------------
+
+
+def test_all_issues_reported_together(tmp_path: Path) -> None:
+    issues = issues_of(
+        """\
+        name: bad name
+        num_nodes: 0
+        resources:
+          cpus: none
+          accelerators: H100x8
+        envs:
+          A:
+        workdir: missing-dir
+        slurm:
+          qos: 'x y'
+        """,
+        base_dir=tmp_path,
+    )
+    assert [(i.line, i.field) for i in issues] == [
+        (None, "run"),
+        (1, "name"),
+        (2, "num_nodes"),
+        (4, "resources.cpus"),
+        (5, "resources.accelerators"),
+        (7, "envs.A"),
+        (8, "workdir"),
+        (10, "slurm.qos"),
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# overrides
+# --------------------------------------------------------------------------------------
+
+BASE = """\
+name: from-yaml
+num_nodes: 1
+resources:
+  cpus: 2
+  memory: 4
+  accelerators: A100:1
+envs:
+  A: yaml
+  B: yaml
+  C: yaml
+run: echo hi
+"""
+
+
+def test_each_override_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "wd").mkdir()
+    monkeypatch.chdir(tmp_path)
+    task = parse(
+        BASE,
+        overrides=TaskOverrides(
+            name="from-cli",
+            num_nodes="3",
+            cpus=16,
+            memory="64+",
+            gpus="H100:8",
+            envs=["A=cli"],
+            workdir="wd",
+        ),
+    )
+    assert task.name == "from-cli"
+    assert task.num_nodes == 3
+    assert task.resources == Resources(16, 64.0, Accelerator("H100", 8), 0)
+    assert task.envs["A"] == "cli"
+    assert task.workdir == (tmp_path / "wd").resolve()
+    assert task.resources_summary() == "3x(16CPU, 64GiMEM, H100:8)"
+
+
+def test_overrides_without_resources_section() -> None:
+    task = parse("run: x\n", overrides=TaskOverrides(gpus="L4", cpus="4", num_nodes=2))
+    assert task.resources == Resources(4, None, Accelerator("L4", 1))
+    assert task.num_nodes == 2
+
+
+def test_override_replaces_bad_yaml_value() -> None:
+    # Overrides are applied before validation, so a fixed value on the command line wins.
+    task = parse("run: x\nresources:\n  cpus: eight\n", overrides=TaskOverrides(cpus="8"))
+    assert task.resources.cpus == 8
+
+
+def test_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "vars.env"
+    env_file.write_text("A=file\nB=file\nD=file\n")
+    monkeypatch.setenv("FROM_SHELL", "shell-value")
+    task = parse(
+        BASE,
+        overrides=TaskOverrides(envs=["A=cli", "FROM_SHELL"], env_file=env_file),
+    )
+    assert task.envs == {
+        "A": "cli",  # --env beats --env-file beats YAML
+        "B": "file",
+        "C": "yaml",
+        "D": "file",
+        "FROM_SHELL": "shell-value",
+    }
+
+
+def test_env_override_fills_null_yaml_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "secret")
+    task = parse("run: x\nenvs:\n  HF_TOKEN:\n", overrides=TaskOverrides(envs=["HF_TOKEN"]))
+    assert task.envs == {"HF_TOKEN": "secret"}
+
+
+def test_env_override_value_with_equals_and_injection() -> None:
+    task = parse("run: x\n", overrides=TaskOverrides(envs=['Q=a=b; $(id) "x"']))
+    assert task.envs == {"Q": 'a=b; $(id) "x"'}
+
+
+def test_env_override_missing_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    issue = only_issue("run: x\n", overrides=TaskOverrides(envs=["NOT_SET_ANYWHERE"]))
+    check(issue, None, "--env", "NOT_SET_ANYWHERE is not set", file="command line")
+
+
+def test_env_override_bad_name() -> None:
+    issue = only_issue("run: x\n", overrides=TaskOverrides(envs=["1BAD=x"]))
+    check(
+        issue, None, "--env", "'1BAD' is not a valid environment variable name", file="command line"
+    )
+
+
+def test_env_file_format(tmp_path: Path) -> None:
+    env_file = tmp_path / "vars.env"
+    env_file.write_text(
+        "# comment\n"
+        "\n"
+        "PLAIN=value with spaces\n"
+        "export EXPORTED=1\n"
+        'DOUBLE="quoted # not a comment"\n'
+        "SINGLE='$(not run)'\n"
+        "EMPTY=\n"
+        "EQ=a=b\n"
+    )
+    task = parse("run: x\n", overrides=TaskOverrides(env_file=env_file))
+    assert task.envs == {
+        "PLAIN": "value with spaces",
+        "EXPORTED": "1",
+        "DOUBLE": "quoted # not a comment",
+        "SINGLE": "$(not run)",
+        "EMPTY": "",
+        "EQ": "a=b",
+    }
+
+
+def test_env_file_bad_lines_report_file_and_line(tmp_path: Path) -> None:
+    env_file = tmp_path / "vars.env"
+    env_file.write_text("OK=1\nno equals sign\n9LIVES=x\n")
+    issues = issues_of("run: x\n", overrides=TaskOverrides(env_file=env_file))
+    assert len(issues) == 2
+    check(issues[0], 2, "--env-file", "expected KEY=VALUE", file=str(env_file))
+    check(issues[1], 3, "--env-file", "'9LIVES' is not a valid", file=str(env_file))
+
+
+def test_env_file_missing(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.env"
+    issue = only_issue("run: x\n", overrides=TaskOverrides(env_file=missing))
+    check(issue, None, "--env-file", "not found", file=str(missing))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flag", "fragment"),
+    [
+        (TaskOverrides(gpus="H100x8"), "--gpus", "expected '<NAME>:<COUNT>' like 'H100:8'"),
+        (TaskOverrides(num_nodes="two"), "--num-nodes", "expected an integer >= 1, got 'two'"),
+        (TaskOverrides(num_nodes=0), "--num-nodes", "expected an integer >= 1, got 0"),
+        (TaskOverrides(cpus="many"), "--cpus", "got 'many'"),
+        (TaskOverrides(memory="32Gi"), "--memory", "no unit"),
+        (TaskOverrides(name="no spaces allowed"), "--name", "got 'no spaces allowed'"),
+    ],
+)
+def test_bad_override_reported_on_command_line(
+    overrides: TaskOverrides, flag: str, fragment: str
+) -> None:
+    issue = only_issue(BASE, overrides=overrides)
+    check(issue, None, flag, fragment, file="command line")
+
+
+def test_bad_gpus_override_str() -> None:
+    issue = only_issue(BASE, overrides=TaskOverrides(gpus="H100x8"))
+    assert str(issue) == (
+        "command line: --gpus: expected '<NAME>:<COUNT>' like 'H100:8' or {H100: 8}, got 'H100x8'"
+    )
+
+
+def test_workdir_override_is_relative_to_cwd_not_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yaml_dir = tmp_path / "yamls"
+    yaml_dir.mkdir()
+    (yaml_dir / "code").mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    path = yaml_dir / "task.yaml"
+    path.write_text("run: x\nworkdir: code\n")
+    monkeypatch.chdir(cwd)
+    assert load_task(path).workdir == (yaml_dir / "code").resolve()
+    with pytest.raises(TaskError) as info:
+        load_task(path, TaskOverrides(workdir="code"))
+    check(info.value.issues[0], None, "--workdir", "does not exist", file="command line")
+    (cwd / "code").mkdir()
+    assert load_task(path, TaskOverrides(workdir="code")).workdir == (cwd / "code").resolve()
+
+
+def test_override_issues_come_after_file_issues() -> None:
+    issues = issues_of("run: x\nnum_nodes: zero\n", overrides=TaskOverrides(gpus="bad:gpu"))
+    assert [(i.file, i.field) for i in issues] == [
+        ("task.yaml", "num_nodes"),
+        ("command line", "--gpus"),
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# resources_summary / gres_type
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("num_nodes", "resources", "expected"),
+    [
+        (2, Resources(8, 32.0, Accelerator("H100", 8)), "2x(8CPU, 32GiMEM, H100:8)"),
+        (1, Resources(accelerator=Accelerator("H100", 8)), "1x(H100:8)"),
+        (1, Resources(cpus=4), "1x(4CPU)"),
+        (1, Resources(memory_gib=0.5), "1x(0.5GiMEM)"),
+        (3, Resources(cpus=2, memory_gib=7.5), "3x(2CPU, 7.5GiMEM)"),
+        (1, Resources(), "1x(-)"),
+    ],
+)
+def test_resources_summary(num_nodes: int, resources: Resources, expected: str) -> None:
+    task = Task(name="t", run="x", num_nodes=num_nodes, resources=resources)
+    assert task.resources_summary() == expected
+
+
+def test_gres_type() -> None:
+    acc = Accelerator("H100", 8)
+    assert acc.gres_type(None) == "h100"
+    assert acc.gres_type({}) == "h100"
+    assert acc.gres_type({"H100": "nvidia_h100_80gb_hbm3"}) == "nvidia_h100_80gb_hbm3"
+    assert acc.gres_type({"h100": "hopper"}) == "hopper"
+    assert acc.gres_type({"A100": "a100"}) == "h100"
+
+
+def test_task_is_frozen() -> None:
+    task = parse("run: x\n")
+    with pytest.raises(AttributeError):
+        task.name = "other"  # type: ignore[misc]
+
+
+def test_disk_size_is_konduktor_only_too() -> None:
+    task = parse("run: x\nresources:\n  disk_size: 100\n")
+    assert task.warnings == (
+        "task.yaml:3: resources.disk_size is ignored on Slurm (Konduktor-only field)",
+    )
