@@ -12,8 +12,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,4 +113,55 @@ def wait_for_status(
 def write_task(directory: Path, text: str, filename: str = "task.yaml") -> Path:
     path = directory / filename
     path.write_text(text)
+    return path
+
+
+TEST_USER = "kdtest"  # created by docker/cluster-up.sh: an ordinary, non-operator user
+
+
+@pytest.fixture
+def user_dir() -> Iterator[Path]:
+    """A directory owned by the ordinary test user (pytest's tmp_path is root-only)."""
+    directory = Path(tempfile.mkdtemp(prefix="kd-user-", dir="/tmp"))
+    shutil.chown(directory, TEST_USER, TEST_USER)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def kd_user(cluster: None, user_dir: Path) -> Callable[..., Run]:
+    """Run the konduktor CLI as the ordinary test user, with its own store in ``user_dir``."""
+    home = user_dir / "kdhome"
+    home.mkdir()
+    shutil.chown(home, TEST_USER, TEST_USER)
+
+    def run(*args: str, timeout: float = 300, env: dict | None = None) -> Run:
+        extra = [f"{key}={value}" for key, value in (env or {}).items()]
+        proc = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                TEST_USER,
+                "--",
+                "env",
+                f"KONDUKTOR_HOME={home}",
+                *extra,
+                KONDUKTOR,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=user_dir,
+            stdin=subprocess.DEVNULL,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def write_user_file(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text)
+    shutil.chown(path, TEST_USER, TEST_USER)
     return path
