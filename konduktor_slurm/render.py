@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from konduktor_slurm import __version__
+from konduktor_slurm.slurm import konduktor_comment
 
 if TYPE_CHECKING:
     import jinja2
@@ -105,9 +106,13 @@ def sbatch_directives(task: Task, plan: JobPlan) -> list[str]:
         _directive("output", plan.log_path),
         # Append, so a requeued run (preemption, stop/start, retry) keeps earlier output.
         _directive("open-mode", "append"),
-        # Requeueable, so `konduktor stop` can release GPUs and preemption can requeue.
-        _directive("requeue"),
+        # Marks the job as konduktor's for `status --all-users` (one squeue for everyone).
+        _directive("comment", konduktor_comment(task.resources_summary())),
     ]
+    # Requeueable, so `konduktor stop` can release GPUs and preemption can requeue, unless
+    # the task decides otherwise through sbatch_options.
+    if not any(option in ("requeue", "no-requeue") for option, _ in task.slurm.sbatch_options):
+        directives.append(_directive("requeue"))
     if resources.accelerator is not None:
         accelerator = resources.accelerator
         gres_type = accelerator.gres_type(plan.gres_map)
@@ -166,5 +171,7 @@ def render_sbatch(task: Task, plan: JobPlan) -> str:
             directives=sbatch_directives(task, plan),
             gpus_per_node=accelerator.count if accelerator else 0,
             node_script=render_node_script(task, plan),
+            max_attempts=task.resources.max_restarts + 1,
+            comment=konduktor_comment(task.resources_summary()),
         )
     )

@@ -9,6 +9,7 @@ so ``konduktor status`` costs the same for 1 job and for 200.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,7 +32,25 @@ QUEUE_FIELDS = (
     "TimeLimit",
     "UserName",
     "Name",
+    "Comment",
+    "NumNodes",
+    "tres-per-node",
+    "cpus-per-task",
+    "MinMemory",
 )
+# Every job konduktor submits carries this comment, so `status --all-users` can find other
+# users' konduktor jobs in one squeue call; a retrying job appends "attempt=N/M".
+KONDUKTOR_COMMENT = "konduktor"
+_ATTEMPT = re.compile(r"attempt=(\d+)/(\d+)")
+_RESOURCES = re.compile(r"resources=([^;\s]+)")
+
+
+def konduktor_comment(resources_summary: str) -> str:
+    """The job comment: ``konduktor;resources=2x(8CPU,32GiMEM,H100:8)`` (no spaces, so it
+    fits an ``#SBATCH`` line); a retrying job appends `` attempt=N/M``."""
+    return f"{KONDUKTOR_COMMENT};resources={resources_summary.replace(', ', ',')}"
+
+
 ACCT_FIELDS = ("JobID", "State", "ExitCode", "Start", "End", "NodeList", "Timelimit", "User")
 
 
@@ -59,6 +78,27 @@ class QueueRow:
     time_limit: str | None
     user: str
     name: str
+    comment: str | None = None
+    num_nodes: int | None = None
+    tres_per_node: str | None = None  # "gres:gpu:h100:8" (22.05) or "gres/gpu:h100:8" (24.11+)
+    cpus_per_task: int | None = None
+    min_memory: str | None = None  # "1G", "4000M"
+
+    @property
+    def attempt(self) -> tuple[int, int] | None:
+        """``(attempt, max_attempts)`` published by a retrying job in its comment."""
+        match = _ATTEMPT.search(self.comment or "")
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+    @property
+    def resources_summary(self) -> str | None:
+        """Konduktor's resources text, as the submitting konduktor recorded it."""
+        match = _RESOURCES.search(self.comment or "")
+        return match.group(1).replace(",", ", ") if match else None
+
+    @property
+    def launched_by_konduktor(self) -> bool:
+        return (self.comment or "").startswith(KONDUKTOR_COMMENT)
 
 
 @dataclass(frozen=True)
@@ -145,6 +185,11 @@ def parse_squeue(output: str) -> dict[str, QueueRow]:
             time_limit=_text_or_none(values["TimeLimit"]),
             user=values["UserName"],
             name=values["Name"],
+            comment=_text_or_none(values["Comment"]),
+            num_nodes=_int_or_none(values["NumNodes"]),
+            tres_per_node=_text_or_none(values["tres-per-node"]),
+            cpus_per_task=_int_or_none(values["cpus-per-task"]),
+            min_memory=_text_or_none(values["MinMemory"]),
         )
     return rows
 
@@ -182,6 +227,22 @@ def parse_sacct(output: str) -> dict[str, AcctRow]:
     return rows
 
 
+def expand_hostlist(text: str | None) -> list[str]:
+    """``node[1-3,7],gpu01`` -> ``[node1, node2, node3, node7, gpu01]`` (zero padding kept)."""
+    names: list[str] = []
+    for prefix, ranges, plain in re.findall(r"([^,\[]+)\[([^\]]+)\]|([^,\[\]]+)", text or ""):
+        if plain:
+            names.append(plain)
+            continue
+        for part in ranges.split(","):
+            low, _, high = part.partition("-")
+            if not high:
+                names.append(prefix + low)
+                continue
+            names.extend(f"{prefix}{n:0{len(low)}d}" for n in range(int(low), int(high) + 1))
+    return names
+
+
 def parse_sbatch(output: str) -> str:
     """``sbatch --parsable`` prints ``jobid`` or ``jobid;cluster``."""
     first = output.strip().splitlines()[0] if output.strip() else ""
@@ -204,6 +265,33 @@ class Slurm:
             raise SlurmError(argv[0], _first_line(result))
         return result
 
+    def nodes_that_went_down(self, nodes: Iterable[str], since: float) -> set[str]:
+        """Which of ``nodes`` went DOWN or FAILED since ``since`` (epoch seconds).
+
+        squeue and sacct only say NODE_FAIL, not which node; the accounting database keeps
+        node events durably, so this still answers after the node came back.
+        """
+        wanted = sorted(set(nodes))
+        if not wanted:
+            return set()
+        start = dt.datetime.fromtimestamp(since).strftime("%Y-%m-%dT%H:%M:%S")
+        argv = [
+            "sacctmgr",
+            "--noheader",
+            "--parsable2",
+            "show",
+            "event",
+            f"nodes={','.join(wanted)}",
+            f"start={start}",
+            "format=NodeName,State",
+        ]
+        down = set()
+        for line in self._run(argv).stdout.splitlines():
+            node, _, state = line.partition("|")
+            if any(word in state.upper() for word in ("DOWN", "FAIL", "NOT_RESPONDING")):
+                down.add(node)
+        return down
+
     def submit(self, script_path: str) -> str:
         return parse_sbatch(self._run(["sbatch", "--parsable", script_path]).stdout)
 
@@ -219,6 +307,10 @@ class Slurm:
         if not result.ok:
             raise SlurmError("squeue", _first_line(result))
         return parse_squeue(result.stdout)
+
+    def queue_all_users(self) -> dict[str, QueueRow]:
+        """Every job slurmctld still remembers, of every user (for ``status --all-users``)."""
+        return parse_squeue(self._run(squeue_command()).stdout)
 
     def accounting(self, job_ids: Iterable[str]) -> dict[str, AcctRow]:
         ids = list(job_ids)

@@ -8,6 +8,7 @@ terminal are never queried again: that is what keeps ``konduktor status`` cheap 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from konduktor_slurm.lifecycle import (
     is_terminal_slurm_state,
     normalise_state,
 )
-from konduktor_slurm.slurm import AcctRow, QueueRow, Slurm, SlurmError
+from konduktor_slurm.slurm import AcctRow, QueueRow, Slurm, SlurmError, expand_hostlist
 from konduktor_slurm.store import JobRecord, Store
 from konduktor_slurm.transport import TransportError
 
@@ -30,6 +31,8 @@ RANK_EXIT_GLOB = "rank-*.exit"
 @dataclass(frozen=True)
 class RefreshResult:
     stale_reason: str | None = None  # why Slurm could not be asked; states are last known
+    # With all_users: other users' konduktor jobs, seen in the same squeue call.
+    others: tuple[JobRecord, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -82,14 +85,20 @@ def local_facts(job: JobRecord, now: float) -> LocalFacts:
     )
 
 
-def refresh(store: Store, slurm: Slurm, jobs: list[JobRecord]) -> RefreshResult:
-    """Ask Slurm about every unfinished job in ``jobs`` and record what changed."""
+def refresh(
+    store: Store, slurm: Slurm, jobs: list[JobRecord], all_users: bool = False
+) -> RefreshResult:
+    """Ask Slurm about every unfinished job in ``jobs`` and record what changed.
+
+    With ``all_users`` the one squeue call asks for every user's jobs instead of ours only,
+    and other users' konduktor jobs come back in ``RefreshResult.others``.
+    """
     live = [job for job in jobs if not job.terminal and job.slurm_job_id]
-    if not live:
+    if not live and not all_users:
         return RefreshResult()
     ids = [job.slurm_job_id for job in live if job.slurm_job_id]
     try:
-        queue = slurm.queue(ids)
+        queue = slurm.queue_all_users() if all_users else slurm.queue(ids)
         left_queue = [
             job_id
             for job_id in ids
@@ -98,6 +107,7 @@ def refresh(store: Store, slurm: Slurm, jobs: list[JobRecord]) -> RefreshResult:
         acct = slurm.accounting(left_queue) if left_queue else {}
         finished_dirs = [job.job_dir for job in live if job.slurm_job_id in left_queue]
         ranks = read_rank_exit_codes(slurm, finished_dirs)
+        failed_nodes = _failed_nodes(slurm, live, queue, acct)
     except (SlurmError, TransportError) as exc:
         return RefreshResult(stale_reason=str(exc))
 
@@ -106,11 +116,120 @@ def refresh(store: Store, slurm: Slurm, jobs: list[JobRecord]) -> RefreshResult:
         job_id = job.slurm_job_id or ""
         row, acct_row = queue.get(job_id), acct.get(job_id)
         facts = slurm_facts(job, row, acct_row, ranks.get(job.job_dir, {}))
+        if job_id in failed_nodes:
+            facts = dataclasses.replace(facts, failed_nodes=failed_nodes[job_id])
         outcome = classify(facts, local_facts(job, now))
         _update_times(job, row, acct_row)
+        _remember_slurm_details(job, facts, row)
         job.terminal = outcome.state.terminal
-        store.set_state(job, outcome.state.value, outcome.detail, now)
-    return RefreshResult()
+        if not job.terminal:
+            job.end_time = None  # a requeued run has no end yet
+        detail = _with_attempt(outcome.detail, job.extra.get("attempt"))
+        store.set_state(job, outcome.state.value, detail, now)
+    others: tuple[JobRecord, ...] = ()
+    if all_users:
+        known = {job.slurm_job_id for job in jobs}
+        others = tuple(
+            foreign_job(row, now)
+            for row in queue.values()
+            if row.launched_by_konduktor and row.job_id not in known
+        )
+    return RefreshResult(others=others)
+
+
+def _failed_nodes(
+    slurm: Slurm, live: list[JobRecord], queue: dict[str, QueueRow], acct: dict[str, AcctRow]
+) -> dict[str, str]:
+    """For jobs that ended NODE_FAIL: ``{job id: "node2"}``, with one Slurm call for all."""
+    nodes_of: dict[str, list[str]] = {}
+    since = time.time()
+    for job in live:
+        job_id = job.slurm_job_id or ""
+        rows = [row for row in (queue.get(job_id), acct.get(job_id)) if row is not None]
+        if any(normalise_state(row.state) == "NODE_FAIL" for row in rows):
+            node_list = next((row.node_list for row in rows if row.node_list), None)
+            nodes_of[job_id] = expand_hostlist(node_list)
+            since = min(since, job.start_time or job.submitted_at or job.created_at)
+    if not nodes_of:
+        return {}
+    down = slurm.nodes_that_went_down([n for names in nodes_of.values() for n in names], since)
+    return {
+        job_id: ",".join(node for node in names if node in down)
+        for job_id, names in nodes_of.items()
+        if any(node in down for node in names)
+    }
+
+
+def _remember_slurm_details(job: JobRecord, facts: SlurmFacts, row: QueueRow | None) -> None:
+    """Keep what `status JOB` shows; it stays readable after Slurm forgets the job."""
+    job.extra.update(
+        {
+            "slurm_state": facts.squeue_state or facts.sacct_state,
+            "reason": facts.reason,
+            "node_list": facts.node_list,
+            "exit_code": facts.exit_code,
+            "rank_exit_codes": {str(rank): code for rank, code in facts.rank_exit_codes.items()},
+        }
+    )
+    if row is not None:
+        job.extra["restarts"] = row.restarts
+        if row.attempt:
+            job.extra["attempt"] = list(row.attempt)
+
+
+def _with_attempt(detail: str, attempt: list[int] | None) -> str:
+    if not attempt or attempt[0] <= 1:
+        return detail
+    note = f"attempt {attempt[0]} of {attempt[1]}"
+    return f"{detail} ({note})" if detail else note
+
+
+def resources_of(row: QueueRow) -> str:
+    """Konduktor's RESOURCES column for a job not in our store."""
+    if row.resources_summary:
+        return row.resources_summary
+    # Submitted by an older konduktor: rebuild what squeue can say unambiguously (its
+    # MinMemory may be per CPU or per node, so memory is left out).
+    parts = [f"{row.cpus_per_task}CPU"] if row.cpus_per_task else []
+    if row.tres_per_node:
+        # "gres:gpu:h100:8" on 22.05, "gres/gpu:h100:8" on 24.11 and later.
+        fields = row.tres_per_node.replace("gres/", "gres:").split(":")
+        if len(fields) == 4 and fields[1] == "gpu":
+            parts.append(f"{fields[2].upper()}:{fields[3]}")
+    return f"{row.num_nodes or 1}x({', '.join(parts) or '-'})"
+
+
+def foreign_job(row: QueueRow, now: float) -> JobRecord:
+    """A read-only record for another user's konduktor job, from its squeue row alone."""
+    facts = SlurmFacts(
+        job_id=row.job_id,
+        squeue_state=normalise_state(row.state),
+        reason=row.reason,
+        priority=row.priority,
+        restarts=row.restarts,
+        requeueable=row.requeueable,
+        node_list=row.node_list,
+        time_limit=row.time_limit,
+    )
+    outcome = classify(facts, LocalFacts(now=now))
+    job = JobRecord(
+        name=row.name,
+        task_name=row.name.rsplit("-", 1)[0],
+        user=row.user,
+        resources=resources_of(row),
+        num_nodes=row.num_nodes or 1,
+        job_dir="",
+        log_path="",
+        state=outcome.state.value,
+        detail=_with_attempt(outcome.detail, list(row.attempt) if row.attempt else None),
+        created_at=row.submit_time or now,
+        slurm_job_id=row.job_id,
+        submitted_at=row.submit_time,
+        start_time=row.start_time if row.start_time and row.start_time <= now else None,
+        end_time=row.end_time if row.end_time and row.end_time <= now else None,
+        terminal=outcome.state.terminal,
+    )
+    return job
 
 
 def _update_times(job: JobRecord, row: QueueRow | None, acct: AcctRow | None) -> None:

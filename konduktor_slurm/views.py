@@ -87,6 +87,15 @@ def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
         "duration_seconds": duration_seconds(job, now),
         "log_path": job.log_path,
         "job_dir": job.job_dir,
+        "node_list": job.extra.get("node_list"),
+        "slurm_state": job.extra.get("slurm_state"),
+        "reason": job.extra.get("reason"),
+        "exit_code": job.extra.get("exit_code"),
+        "rank_exit_codes": {
+            int(rank): code for rank, code in (job.extra.get("rank_exit_codes") or {}).items()
+        },
+        "restarts": job.extra.get("restarts", 0),
+        "attempt": job.extra.get("attempt"),
     }
 
 

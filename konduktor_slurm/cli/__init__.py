@@ -92,7 +92,14 @@ def main() -> None:
     """
 
 
-def follow_and_exit(store: Store, slurm: Slurm, job: JobRecord) -> NoReturn:
+def follow_and_exit(
+    store: Store,
+    slurm: Slurm,
+    job: JobRecord,
+    node_rank: int | None = None,
+    last_lines: int | None = None,
+) -> NoReturn:
+    """Stream the job's output until it is COMPLETED (exit 0) or FAILED (exit 1)."""
     from konduktor_slurm.logs import follow
 
     def write(text: str) -> None:
@@ -108,7 +115,7 @@ def follow_and_exit(store: Store, slurm: Slurm, job: JobRecord) -> NoReturn:
             warned = True
 
     try:
-        follow(store, slurm, job, write, on_stale)
+        follow(store, slurm, job, write, on_stale, node_rank=node_rank, last_lines=last_lines)
     except KeyboardInterrupt:
         click.echo(
             f"\nDetached from {job.name}; it keeps running. "

@@ -6,7 +6,16 @@ import sys
 
 import click
 
-from konduktor_slurm.cli import follow_and_exit, main, open_slurm, open_store, resolve_job, settings
+from konduktor_slurm.cli import (
+    EXIT_USAGE,
+    fail,
+    follow_and_exit,
+    main,
+    open_slurm,
+    open_store,
+    resolve_job,
+    settings,
+)
 
 # ---------------------------------------------------------------------------------------
 # logs
@@ -14,20 +23,38 @@ from konduktor_slurm.cli import follow_and_exit, main, open_slurm, open_store, r
 
 @main.command()
 @click.argument("job_name")
-@click.option("--follow/--no-follow", default=False, help="Keep streaming until the job ends.")
-def logs(job_name: str, follow: bool) -> None:
-    """Print the output of JOB_NAME (all nodes; lines are prefixed by node rank).
+@click.option(
+    "--follow/--no-follow",
+    default=False,
+    help="Keep streaming until the job is COMPLETED or FAILED (across suspends and requeues).",
+)
+@click.option(
+    "--node-rank", type=click.IntRange(min=0), help="Only this node's lines (rank 0..N-1)."
+)
+@click.option(
+    "-n", "--lines", "last_lines", type=click.IntRange(min=0), help="Start with the last N lines."
+)
+def logs(job_name: str, follow: bool, node_rank: int | None, last_lines: int | None) -> None:
+    """Print the output of JOB_NAME: every node's lines, prefixed by the node rank ("1: ...").
 
-    With --follow, stream until the job reaches COMPLETED (exit 0) or FAILED (exit 1).
+    \b
+    Exit codes: 0 printed (with --follow: the job COMPLETED); 1 with --follow: the job
+    FAILED; 130 detached with Ctrl-C while following.
     """
     config = settings()
     store = open_store(config)
     slurm = open_slurm(config)
     job = resolve_job(store, job_name)
+    if node_rank is not None and node_rank >= job.num_nodes:
+        last = job.num_nodes - 1
+        fail(f"--node-rank {node_rank}: {job.name} has ranks 0..{last} only", EXIT_USAGE)
     if follow:
-        follow_and_exit(store, slurm, job)
+        follow_and_exit(store, slurm, job, node_rank=node_rank, last_lines=last_lines)
+    from konduktor_slurm.logs import LineFilter, tail_lines
+
     data = slurm.transport.read_bytes(job.log_path)
     if not data:
         click.echo(f"No output yet for {job.name} ({job.state}).", err=True)
         return
-    sys.stdout.write(data.decode("utf-8", errors="replace"))
+    text = LineFilter(node_rank).feed(data.decode("utf-8", errors="replace"), final=True)
+    sys.stdout.write(tail_lines(text, last_lines))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 import sys
@@ -20,71 +21,116 @@ from konduktor_slurm.cli import (
 )
 from konduktor_slurm.store import JobRecord, Store
 
-# ---------------------------------------------------------------------------------------
-# status
+STATUS_CHOICES = {
+    "created": "CREATED",
+    "pending": "PENDING",
+    "suspended": "SUSPENDED",  # both flavours
+    "active": "ACTIVE",
+    "completed": "COMPLETED",
+    "failed": "FAILED",
+}
+
+
+def _parse_when(value: str | None, option: str) -> float | None:
+    """``--after/--before``: an ISO date/time (``2026-11-28``, ``2026-11-28T14:00``) or an
+    age like ``2h``, ``30m``, ``3d`` meaning that long ago."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = value.strip()
+    if text[:-1].isdigit() and text[-1:] in units:
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected a date/time like 2026-11-28 or 2026-11-28T14:00, "
+            "or an age like 30m, 2h, 3d",
+            param_hint=option,
+        ) from None
+
+
+def _select(
+    jobs: list[JobRecord],
+    states: tuple[str, ...],
+    after: float | None,
+    before: float | None,
+    limit: int | None,
+) -> list[JobRecord]:
+    wanted = [STATUS_CHOICES[state] for state in states]
+    selected = []
+    for job in jobs:
+        submitted = job.submitted_at or job.created_at
+        if wanted and not any(job.state.startswith(prefix) for prefix in wanted):
+            continue
+        if after is not None and submitted < after:
+            continue
+        if before is not None and submitted > before:
+            continue
+        selected.append(job)
+    return selected[:limit] if limit else selected
 
 
 @main.command()
 @click.argument("job_name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
 @click.option(
-    "--json", "as_json", is_flag=True, help="Machine-readable output (documented fields)."
+    "-u", "--all-users", is_flag=True, help="Also show other users' konduktor jobs (adds USER)."
 )
-@click.option("-a", "--all", "show_all", is_flag=True, help="Include jobs removed with `down`.")
+@click.option(
+    "-s",
+    "--status-filter",
+    "states",
+    multiple=True,
+    type=click.Choice(sorted(STATUS_CHOICES), case_sensitive=False),
+    help="Only jobs in this state (repeatable).",
+)
 @click.option("-l", "--limit", type=click.IntRange(min=1), help="Show at most this many jobs.")
-def status(job_name: str | None, as_json: bool, show_all: bool, limit: int | None) -> None:
-    """Show your jobs (newest first), or one job in detail.
+@click.option("--after", help="Only jobs submitted after this time (2026-11-28T14:00, or 2h).")
+@click.option("--before", help="Only jobs submitted before this time (same forms).")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Include jobs removed with `down`.")
+def status(
+    job_name: str | None,
+    as_json: bool,
+    all_users: bool,
+    states: tuple[str, ...],
+    limit: int | None,
+    after: str | None,
+    before: str | None,
+    show_all: bool,
+) -> None:
+    """Show your jobs, newest first, or one job in detail (JOB_NAME).
 
-    Exit code 0, or 2 when Slurm could not be reached (the last known states are shown,
-    marked stale).
+    One call costs at most one squeue for all unfinished jobs plus at most one sacct for
+    the jobs that just left the queue; finished jobs are never asked about again.
+
+    \b
+    Exit codes: 0 shown; 2 Slurm could not be reached: the last known states are shown,
+    marked stale, with the reason on stderr.
     """
-    from konduktor_slurm.tracker import refresh
-    from konduktor_slurm.views import STATE_STYLES, STATUS_COLUMNS, job_json, status_row
-
     config = settings()
     store = open_store(config)
     slurm = open_slurm(config)
-    if job_name:
-        jobs = [resolve_job(store, job_name)]
-    else:
-        jobs = store.jobs(include_hidden=show_all)
-        if limit:
-            jobs = jobs[:limit]
-    result = refresh(store, slurm, jobs)
+    after_ts, before_ts = _parse_when(after, "--after"), _parse_when(before, "--before")
+    jobs = [resolve_job(store, job_name)] if job_name else store.jobs(include_hidden=show_all)
+
+    from konduktor_slurm.tracker import refresh
+
+    # Refresh before filtering: a filter on state must see the current state.
+    result = refresh(store, slurm, jobs, all_users=all_users and not job_name)
+    if not job_name:
+        everyone = sorted(
+            [*jobs, *result.others], key=lambda job: job.submitted_at or job.created_at
+        )
+        jobs = _select(everyone[::-1], states, after_ts, before_ts, limit)
     now = time.time()
 
     if as_json:
-        payload: dict = {
-            "user": getpass.getuser(),
-            "stale": result.stale,
-            "stale_reason": result.stale_reason,
-            "jobs": [job_json(job, now) for job in jobs],
-        }
-        if job_name:
-            from konduktor_slurm.views import transition_json
-
-            payload["jobs"][0]["history"] = [
-                transition_json(t) for t in store.transitions([jobs[0].name])
-            ]
-        click.echo(json.dumps(payload, indent=2))
+        _print_json(store, jobs, job_name, result.stale_reason, now)
     elif job_name:
-        _print_job_detail(store, jobs[0], now)
+        _print_job_detail(store, jobs[0], now, stale=result.stale)
     else:
-        from rich.table import Table
-
-        out = console()
-        out.print(f"User: {getpass.getuser()}", highlight=False)
-        table = Table(box=None, pad_edge=False, header_style="bold", highlight=False)
-        for column in STATUS_COLUMNS:
-            table.add_column(column, no_wrap=True)
-        for job in jobs:
-            row = list(status_row(job, now))
-            style = STATE_STYLES.get(job.state, "")
-            row[1] = f"[{style}]{row[1]}[/]" if style else row[1]
-            table.add_row(*row)
-        if jobs:
-            out.print(table)
-        else:
-            out.print("No jobs yet. Launch one with: konduktor launch task.yaml")
+        _print_table(jobs, all_users, now, stale=result.stale)
     if result.stale:
         click.echo(
             f"Warning: Slurm could not be reached ({result.stale_reason}); "
@@ -94,14 +140,71 @@ def status(job_name: str | None, as_json: bool, show_all: bool, limit: int | Non
         sys.exit(EXIT_STALE)
 
 
-def _print_job_detail(store: Store, job: JobRecord, now: float) -> None:
+def _print_json(
+    store: Store, jobs: list[JobRecord], job_name: str | None, stale: str | None, now: float
+) -> None:
+    from konduktor_slurm.views import job_json, transition_json
+
+    payload: dict = {
+        "user": getpass.getuser(),
+        "stale": stale is not None,
+        "stale_reason": stale,
+        "jobs": [job_json(job, now) for job in jobs],
+    }
+    if job_name:
+        payload["jobs"][0]["history"] = [
+            transition_json(t) for t in store.transitions([jobs[0].name])
+        ]
+    click.echo(json.dumps(payload, indent=2))
+
+
+def _print_table(jobs: list[JobRecord], all_users: bool, now: float, stale: bool) -> None:
+    from rich.table import Table
+
+    from konduktor_slurm.views import STATE_STYLES, STATUS_COLUMNS, status_row
+
+    out = console()
+    out.print(f"User: {getpass.getuser()}", highlight=False)
+    if not jobs:
+        out.print("No jobs. Launch one with: konduktor launch task.yaml", highlight=False)
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold", highlight=False)
+    columns = list(STATUS_COLUMNS)
+    if all_users:
+        columns.insert(1, "USER")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for job in jobs:
+        row = list(status_row(job, now))
+        style = STATE_STYLES.get(job.state, "")
+        label = f"{row[1]} (stale)" if stale and not job.terminal else row[1]
+        row[1] = f"[{style}]{label}[/]" if style else label
+        if all_users:
+            row.insert(1, job.user)
+        table.add_row(*row)
+    out.print(table)
+
+
+def _print_job_detail(store: Store, job: JobRecord, now: float, stale: bool) -> None:
     from konduktor_slurm.views import clock, duration_seconds, format_duration
 
+    extra = job.extra
+    ranks = extra.get("rank_exit_codes") or {}
+    rank_text = ", ".join(f"rank {rank}: {code}" for rank, code in sorted(ranks.items())) or "-"
+    attempt = extra.get("attempt")
+    status_text = job.state + (f" ({job.detail})" if job.detail else "")
     lines = [
         ("Name", job.name),
-        ("Status", job.state + (f" ({job.detail})" if job.detail else "")),
+        ("Status", status_text + (" [stale]" if stale and not job.terminal else "")),
+        ("User", job.user),
         ("Slurm job id", job.slurm_job_id or "-"),
+        ("Slurm state", extra.get("slurm_state") or "-"),
+        ("Reason", extra.get("reason") or "-"),
         ("Resources", job.resources),
+        ("Nodes", extra.get("node_list") or "-"),
+        ("Exit codes", rank_text),
+        ("Restarts", str(extra.get("restarts", 0))),
+        ("Attempt", f"{attempt[0]} of {attempt[1]}" if attempt else "-"),
         ("Submitted", clock(job.submitted_at or job.created_at)),
         ("Start time", clock(job.start_time)),
         ("End time", clock(job.end_time) if job.terminal else "-"),

@@ -133,7 +133,7 @@ def test_multi_node_runs_one_srun_task_per_node(tmp_path: Path) -> None:
     task = make_task("num_nodes: 3\nrun: hostname\n", tmp_path)
     script = render_sbatch(task, plan_for(tmp_path))
     assert script.startswith("#!/bin/bash\n")
-    srun = re.search(r"^srun .*(?:\\\n.*)*", script, re.MULTILINE)
+    srun = re.search(r"^\s*srun .*(?:\\\n.*)*", script, re.MULTILINE)
     assert srun, script
     assert "--nodes=3 --ntasks=3 --ntasks-per-node=1" in srun.group(0)
     assert "#SBATCH --nodes=3" in script
@@ -175,3 +175,16 @@ def test_konduktor_and_skypilot_env_names_are_exported(tmp_path: Path) -> None:
         "SKYPILOT_NUM_GPUS_PER_NODE",
     ):
         assert re.search(rf"export {name}=", script), name
+
+
+def test_comment_marks_the_job_and_carries_resources(tmp_path: Path) -> None:
+    task = make_task(
+        "num_nodes: 2\nrun: 'true'\nresources:\n  cpus: 8\n  memory: 32\n  accelerators: H100:8\n"
+        "  job_config:\n    max_restarts: 2\n",
+        tmp_path,
+    )
+    script = render_sbatch(task, plan_for(tmp_path))
+    assert "#SBATCH --comment=konduktor;resources=2x(8CPU,32GiMEM,H100:8)" in script
+    assert "max_attempts=3" in script
+    # The comment reaches the retry loop shell-quoted.
+    assert "comment='konduktor;resources=2x(8CPU,32GiMEM,H100:8)'\";attempt=" in script

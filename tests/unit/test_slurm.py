@@ -9,6 +9,7 @@ import pytest
 from konduktor_slurm.slurm import (
     QUEUE_FIELDS,
     SlurmError,
+    expand_hostlist,
     parse_sacct,
     parse_sbatch,
     parse_squeue,
@@ -22,20 +23,33 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "slurm"
 
 def test_squeue_rows_from_real_output() -> None:
     rows = parse_squeue((FIXTURES / "squeue-22.05.txt").read_text())
-    assert set(rows) == {"2", "3", "4", "5", "6"}
-    assert rows["2"].state == "COMPLETED" and rows["2"].reason is None
-    assert rows["3"].state == "FAILED" and rows["3"].reason == "NonZeroExitCode"
-    running = rows["4"]
+    assert set(rows) == {"32", "33", "34", "35", "36"}
+    assert rows["32"].state == "COMPLETED" and rows["32"].reason is None
+    assert rows["33"].state == "FAILED" and rows["33"].reason == "NonZeroExitCode"
+    running = rows["34"]
     assert running.state == "RUNNING"
     assert running.node_list == "node[1-2]"
     assert running.end_time is None  # "NONE" while running
-    assert running.start_time == parse_time("2026-11-28T17:48:58")
-    held = rows["5"]
+    assert running.start_time == parse_time("2026-11-28T17:59:57")
+    held = rows["35"]
     assert (held.state, held.reason, held.priority) == ("PENDING", "JobHeldUser", 0)
     assert held.node_list is None and held.start_time is None
-    assert rows["6"].state == "CANCELLED"
+    assert rows["36"].state == "CANCELLED"
     assert all(row.requeueable and row.restarts == 0 for row in rows.values())
-    assert rows["2"].user == "root" and rows["2"].name == "wrap"
+    assert rows["32"].user == "root" and rows["32"].name == "wrap"
+
+
+def test_squeue_konduktor_comment_resources_and_attempt() -> None:
+    rows = parse_squeue((FIXTURES / "squeue-22.05.txt").read_text())
+    retrying = rows["34"]
+    assert retrying.launched_by_konduktor
+    assert retrying.attempt == (2, 3)
+    assert (retrying.num_nodes, retrying.cpus_per_task, retrying.min_memory) == (2, 2, "1G")
+    assert retrying.tres_per_node == "gres:gpu:h100:8"
+    assert rows["32"].launched_by_konduktor and rows["32"].attempt is None
+    plain = rows["35"]  # submitted without konduktor: comment "(null)"
+    assert plain.comment is None and not plain.launched_by_konduktor
+    assert plain.tres_per_node is None  # "N/A"
 
 
 def test_squeue_ignores_truncated_lines() -> None:
@@ -44,14 +58,14 @@ def test_squeue_ignores_truncated_lines() -> None:
 
 def test_sacct_rows_from_real_output() -> None:
     rows = parse_sacct((FIXTURES / "sacct-22.05.txt").read_text())
-    assert rows["2"].state == "COMPLETED" and rows["2"].exit_code == "0:0"
-    assert rows["3"].state == "FAILED" and rows["3"].exit_code == "3:0"
-    assert rows["6"].state == "CANCELLED by 0"
-    pending = rows["5"]
+    assert rows["32"].state == "COMPLETED" and rows["32"].exit_code == "0:0"
+    assert rows["33"].state == "FAILED" and rows["33"].exit_code == "3:0"
+    assert rows["36"].state == "CANCELLED by 0"
+    pending = rows["35"]
     assert pending.node_list is None  # "None assigned"
     assert pending.time_limit is None  # "Partition_Limit"
     assert pending.start_time is None  # "Unknown"
-    assert rows["4"].end_time is None
+    assert rows["34"].end_time is None
 
 
 def test_sacct_keeps_the_latest_run_of_a_requeued_job() -> None:
@@ -80,3 +94,27 @@ def test_one_command_whatever_the_number_of_jobs() -> None:
     assert all(f"{name}:\x1f" in squeue[3] for name in QUEUE_FIELDS)
     sacct = sacct_command(ids)
     assert sacct[0] == "sacct" and "--parsable2" in sacct and "--allocations" in sacct
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("node[1-2]", ["node1", "node2"]),
+        ("node[1-3,7],gpu01", ["node1", "node2", "node3", "node7", "gpu01"]),
+        ("gpu[08-10]", ["gpu08", "gpu09", "gpu10"]),
+        ("node1", ["node1"]),
+        (None, []),
+    ],
+)
+def test_expand_hostlist(text: str | None, names: list[str]) -> None:
+    assert expand_hostlist(text) == names
+
+
+def test_resources_and_attempt_from_a_konduktor_comment() -> None:
+    fields = dict.fromkeys(QUEUE_FIELDS, "")
+    fields.update(JobID="7", State="RUNNING", Requeue="1", UserName="bob", Name="x-1a2b")
+    fields["Comment"] = "konduktor;resources=2x(8CPU,32GiMEM,H100:8);attempt=2/3"
+    row = parse_squeue("\x1f".join(fields[name] for name in QUEUE_FIELDS) + "\x1f\n")["7"]
+    assert row.launched_by_konduktor
+    assert row.resources_summary == "2x(8CPU, 32GiMEM, H100:8)"
+    assert row.attempt == (2, 3)

@@ -1,0 +1,313 @@
+"""The lifecycle on the real cluster: retries, logs that follow, status detail/filters/cost,
+an unreachable controller, preemption and node failure."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    ROOT,
+    status_json,
+    wait_for_status,
+    write_task,
+    write_user_file,
+)
+from tests.live.test_launch import submitted_name, unique
+
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
+
+
+def cleanup(kd, name: str) -> None:
+    """`down` the job; scancel by name too, so a failing test never leaves GPUs taken."""
+    kd("down", "-y", name)
+    subprocess.run(["scancel", "--name", name], check=False)
+
+
+def launch_detached(kd, tmp_path: Path, text: str, filename: str = "task.yaml") -> str:
+    result = kd("launch", "-y", "-d", str(write_task(tmp_path, text, filename)))
+    assert result.returncode == 0, result.output
+    return submitted_name(result.stdout)
+
+
+def test_failed_run_restarts_from_the_top_and_completes(kd, tmp_path: Path) -> None:
+    name = launch_detached(
+        kd,
+        tmp_path,
+        "name: retry\nnum_nodes: 2\nresources:\n  job_config:\n    max_restarts: 2\n"
+        "run: |\n"
+        '  echo "attempt=$KONDUKTOR_RESTART_ATTEMPT"\n'
+        '  if [ "$KONDUKTOR_RESTART_ATTEMPT" = 0 ]; then exit 4; fi\n'
+        "  sleep 6\n",
+    )
+    # While the second attempt runs, status says so.
+    deadline = time.monotonic() + 60
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = status_json(kd, name)["jobs"][0]
+        if job["attempt"] == [2, 3] and job["status"] == "ACTIVE":
+            break
+        time.sleep(0.5)
+    assert job["attempt"] == [2, 3] and job["status"] == "ACTIVE", job
+    assert "attempt 2 of 3" in job["detail"]
+    done = wait_for_status(kd, name, {"COMPLETED", "FAILED"}, timeout=60)
+    assert done["status"] == "COMPLETED", done
+    log = kd("logs", name).stdout
+    assert "0: attempt=0" in log and "1: attempt=1" in log
+    assert "restarting from the beginning (attempt 2 of 3)" in log
+
+
+def test_logs_follow_ends_with_the_job_and_filters_ranks(kd, tmp_path: Path) -> None:
+    name = launch_detached(
+        kd,
+        tmp_path,
+        "name: follow\nnum_nodes: 2\nrun: |\n"
+        '  for i in 1 2 3; do echo "line $i from $RANK"; sleep 1; done\n'
+        '  [ "$RANK" = 1 ] && exit 3\n  exit 0\n',
+    )
+    started = time.monotonic()
+    followed = kd("logs", "--follow", "--node-rank", "1", name, timeout=90)
+    assert followed.returncode == 1, followed.output  # FAILED -> non-zero
+    assert time.monotonic() - started < 60
+    assert "1: line 3 from 1" in followed.stdout
+    assert "0: line" not in followed.stdout  # only rank 1
+    assert f"{name}: FAILED (rank 1 exited 3)" in followed.stderr
+
+    last = kd("logs", "-n", "1", "--node-rank", "0", name)
+    assert last.returncode == 0
+    assert last.stdout == "0: line 3 from 0\n"
+
+    detail = kd("status", name)
+    assert detail.returncode == 0
+    assert re.search(r"Exit codes:\s+rank 0: 0, rank 1: 3", detail.stdout), detail.stdout
+    assert re.search(r"Nodes:\s+node\[1-2\]", detail.stdout)
+    history = re.findall(r"^  \S+ \S+  (\S+)", detail.stdout, re.M)
+    assert history[0] == "CREATED" and history[-1] == "FAILED"
+    assert "PENDING" in history
+    payload = status_json(kd, name)["jobs"][0]
+    assert payload["rank_exit_codes"] == {"0": 0, "1": 3}
+    assert [h["status"] for h in payload["history"]][-1] == "FAILED"
+
+
+def test_status_filters(kd, tmp_path: Path) -> None:
+    ok = launch_detached(kd, tmp_path, "name: okjob\nrun: 'true'\n", "ok.yaml")
+    bad = launch_detached(kd, tmp_path, "name: badjob\nrun: exit 2\n", "bad.yaml")
+    wait_for_status(kd, ok, {"COMPLETED"})
+    wait_for_status(kd, bad, {"FAILED"})
+
+    def names(*args: str) -> list[str]:
+        result = kd("status", "--json", *args)
+        assert result.returncode == 0, result.output
+        return [job["name"] for job in json.loads(result.stdout)["jobs"]]
+
+    assert names("-s", "failed") == [bad]
+    assert names("-s", "completed") == [ok]
+    assert names("-l", "1") == [bad]  # newest first
+    assert names("--after", "1h") == [bad, ok]
+    assert names("--before", "2000-01-01") == []
+    bad_time = kd("status", "--after", "yesterday-ish")
+    assert bad_time.returncode == 2 and "--after" in bad_time.stderr
+
+
+def test_all_users_shows_other_users_konduktor_jobs(kd, kd_user, user_dir: Path) -> None:
+    task = write_user_file(
+        user_dir,
+        "t.yaml",
+        "name: theirs\nresources:\n  cpus: 2\n  accelerators: H100:1\nrun: sleep 30\n",
+    )
+    launched = kd_user("launch", "-y", "-d", str(task))
+    assert launched.returncode == 0, launched.output
+    theirs = submitted_name(launched.stdout)
+    try:
+        mine = kd("status")
+        assert theirs not in mine.stdout
+        everyone = kd("status", "-u")
+        assert everyone.returncode == 0, everyone.output
+        assert re.search(r"NAME\s+USER\s+STATUS", everyone.stdout)
+        row = next(line for line in everyone.stdout.splitlines() if line.startswith(theirs))
+        assert "kdtest" in row and "1x(2CPU, H100:1)" in row
+    finally:
+        kd_user("down", "-y", theirs)
+
+
+SLURM_COMMANDS = ("squeue", "sacct", "sinfo", "sbatch", "scontrol", "scancel")
+
+
+@pytest.fixture
+def counted_slurm(tmp_path: Path) -> tuple[Path, Path]:
+    """A Slurm bin dir of wrappers that log each call, then run the real command."""
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.log"
+    for command in SLURM_COMMANDS:
+        real = subprocess.run(["which", command], capture_output=True, text=True).stdout.strip()
+        wrapper = bin_dir / command
+        wrapper.write_text(f'#!/bin/sh\necho {command} >> "{calls}"\nexec {real} "$@"\n')
+        wrapper.chmod(0o755)
+    return bin_dir, calls
+
+
+def _count_status_calls(kd, calls: Path) -> dict[str, int]:
+    calls.write_text("")
+    result = kd("status")
+    assert result.returncode == 0, result.output
+    logged = calls.read_text().split()
+    return {command: logged.count(command) for command in ("squeue", "sacct")}
+
+
+def test_status_costs_the_same_for_1_and_200_jobs(
+    kd, kd_home: Path, tmp_path: Path, counted_slurm: tuple[Path, Path]
+) -> None:
+    bin_dir, calls = counted_slurm
+    (kd_home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\n")
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from konduktor_slurm.store import JobRecord, Store
+
+    def add_held_jobs(store: Store, count: int, prefix: str) -> list[str]:
+        ids = []
+        for index in range(count):
+            job_id = subprocess.run(
+                [
+                    "sbatch",
+                    "--parsable",
+                    "--hold",
+                    "-o",
+                    "/dev/null",
+                    "--comment=konduktor",
+                    f"--job-name={prefix}-{index}",
+                    "--wrap",
+                    "true",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            ids.append(job_id)
+            now = time.time()
+            store.add(
+                JobRecord(
+                    name=f"{prefix}-{index}",
+                    task_name=prefix,
+                    user="root",
+                    resources="1x(-)",
+                    num_nodes=1,
+                    job_dir=str(tmp_path / prefix / str(index)),
+                    log_path="/dev/null",
+                    state="PENDING",
+                    created_at=now,
+                    slurm_job_id=job_id,
+                    submitted_at=now,
+                )
+            )
+        return ids
+
+    costs = {}
+    for count in (1, 200):
+        home = kd_home / f"n{count}"
+        home.mkdir()
+        (home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\n")
+        store = Store(home / "state.db")
+        ids = add_held_jobs(store, count, f"cost{count}")
+        env_kd = lambda *args, h=home: kd(*args, env={"KONDUKTOR_HOME": str(h)})  # noqa: E731
+        pending = _count_status_calls(env_kd, calls)
+        subprocess.run(["scancel", *ids], check=True)
+        # Poll until every job has been seen finished (sacct lags squeue by about a second).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            finished = _count_status_calls(env_kd, calls)
+            if all(job.terminal for job in Store(home / "state.db").jobs()):
+                break
+            time.sleep(1)
+        assert all(job.terminal for job in Store(home / "state.db").jobs())
+        after = _count_status_calls(env_kd, calls)
+        states = {job.state for job in Store(home / "state.db").jobs()}
+        assert states == {"FAILED"}  # cancelled
+        costs[count] = (pending, finished, after)
+    assert costs[1] == costs[200], costs
+    assert costs[200][0] == {"squeue": 1, "sacct": 0}  # all pending: one squeue
+    assert costs[200][1] == {"squeue": 1, "sacct": 1}  # they left: one sacct for all
+    assert costs[200][2] == {"squeue": 0, "sacct": 0}  # known terminal: never asked again
+
+
+def test_unreachable_controller_shows_stale_states_and_exits_2(kd, tmp_path: Path) -> None:
+    name = launch_detached(kd, tmp_path, "name: stale\nrun: sleep 20\n")
+    wait_for_status(kd, name, {"ACTIVE"})
+    # A client configuration pointing at a port where no slurmctld listens: the real
+    # failure a laptop or cron sees when the controller is down.
+    conf = Path(tmp_path / "slurm.conf")
+    text = Path("/etc/slurm/slurm.conf").read_text()
+    conf.write_text(re.sub(r"(?m)^SlurmctldPort=\d+", "SlurmctldPort=6999", text))
+    started = time.monotonic()
+    result = kd("status", env={"SLURM_CONF": str(conf)}, timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2, result.output
+    assert "Slurm could not be reached" in result.stderr
+    assert "ACTIVE (stale)" in result.stdout
+    assert elapsed < 60, f"status took {elapsed:.0f}s"
+    cleanup(kd, name)
+
+
+def test_preempted_job_is_suspended_by_system_and_comes_back(kd, tmp_path: Path) -> None:
+    low = launch_detached(
+        kd,
+        tmp_path,
+        "name: lowprio\nnum_nodes: 2\nresources:\n  accelerators: H100:8\n"
+        "slurm:\n  partition: low\n"
+        'run: echo "attempt $KONDUKTOR_RESTART_ATTEMPT"; sleep 300\n',
+        "low.yaml",
+    )
+    try:
+        wait_for_status(kd, low, {"ACTIVE"}, timeout=60)
+        high = launch_detached(
+            kd,
+            tmp_path,
+            "name: urgent\nnum_nodes: 2\nresources:\n  accelerators: H100:8\n"
+            "slurm:\n  partition: high\nrun: sleep 5\n",
+            "high.yaml",
+        )
+        preempted = wait_for_status(kd, low, {"SUSPENDED (by system)"}, timeout=60)
+        assert "preempted" in preempted["detail"], preempted
+        wait_for_status(kd, high, {"COMPLETED"}, timeout=60)
+        # Slurm holds a requeued job back for cred_expire (the test cluster: 120 s).
+        back = wait_for_status(kd, low, {"ACTIVE"}, timeout=200)
+        assert back["restarts"] == 1
+        followed = kd("logs", low).stdout
+        assert "0: attempt 0" in followed and "0: attempt 1" in followed
+        history = [h["status"] for h in status_json(kd, low)["jobs"][0]["history"]]
+        assert history[-3:] == ["ACTIVE", "SUSPENDED (by system)", "ACTIVE"], history
+    finally:
+        cleanup(kd, low)
+
+
+def test_node_failure_fails_a_non_requeueable_job_naming_the_node(kd, tmp_path: Path) -> None:
+    name = launch_detached(
+        kd,
+        tmp_path,
+        "name: fragile\nnum_nodes: 2\nslurm:\n  sbatch_options:\n    no-requeue: null\n"
+        "run: sleep 120\n",
+    )
+    try:
+        wait_for_status(kd, name, {"ACTIVE"}, timeout=60)
+        subprocess.run(
+            ["scontrol", "update", "nodename=node2", "state=down", "reason=konduktor-test"],
+            check=True,
+        )
+        failed = wait_for_status(kd, name, {"FAILED"}, timeout=60)
+        assert failed["detail"] == "node failure (node2)", failed
+    finally:
+        subprocess.run(["scontrol", "update", "nodename=node2", "state=resume"], check=False)
+        cleanup(kd, name)
+
+
+def test_unknown_job_name_suggests_close_names(kd, tmp_path: Path) -> None:
+    name = launch_detached(kd, tmp_path, f"name: {unique('typo')}\nrun: 'true'\n")
+    result = kd("logs", name[:-1] + "x")
+    assert result.returncode == 1
+    assert f"Did you mean '{name}'" in result.stderr
