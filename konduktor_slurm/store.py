@@ -143,6 +143,11 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """One atomic write; nested uses join the outer one (a refresh of 200 jobs is one
+        commit, not 200)."""
+        if self._db.in_transaction:
+            yield
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield

@@ -112,6 +112,29 @@ def refresh(
         return RefreshResult(stale_reason=str(exc))
 
     now = time.time()
+    with store.transaction():
+        _record(store, live, queue, acct, ranks, failed_nodes, now)
+    others: tuple[JobRecord, ...] = ()
+    if all_users:
+        known = {job.slurm_job_id for job in jobs}
+        others = tuple(
+            foreign_job(row, now)
+            for row in queue.values()
+            if row.launched_by_konduktor and row.job_id not in known
+        )
+    return RefreshResult(others=others)
+
+
+def _record(
+    store: Store,
+    live: list[JobRecord],
+    queue: dict[str, QueueRow],
+    acct: dict[str, AcctRow],
+    ranks: dict[str, dict[int, int]],
+    failed_nodes: dict[str, str],
+    now: float,
+) -> None:
+    """Classify each job from what Slurm said and store the result."""
     for job in live:
         job_id = job.slurm_job_id or ""
         row, acct_row = queue.get(job_id), acct.get(job_id)
@@ -126,15 +149,6 @@ def refresh(
             job.end_time = None  # a requeued run has no end yet
         detail = _with_attempt(outcome.detail, job.extra.get("attempt"))
         store.set_state(job, outcome.state.value, detail, now)
-    others: tuple[JobRecord, ...] = ()
-    if all_users:
-        known = {job.slurm_job_id for job in jobs}
-        others = tuple(
-            foreign_job(row, now)
-            for row in queue.values()
-            if row.launched_by_konduktor and row.job_id not in known
-        )
-    return RefreshResult(others=others)
 
 
 def _failed_nodes(

@@ -160,6 +160,7 @@ def _print_json(
 
 def _print_table(jobs: list[JobRecord], all_users: bool, now: float, stale: bool) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from konduktor_slurm.views import STATE_STYLES, STATUS_COLUMNS, status_row
 
@@ -176,12 +177,13 @@ def _print_table(jobs: list[JobRecord], all_users: bool, now: float, stale: bool
         table.add_column(column, no_wrap=True)
     for job in jobs:
         row = list(status_row(job, now))
-        style = STATE_STYLES.get(job.state, "")
         label = f"{row[1]} (stale)" if stale and not job.terminal else row[1]
-        row[1] = f"[{style}]{label}[/]" if style else label
+        # Text cells, not markup: job names are user input, and markup parsing is slow.
+        cells = [Text(cell) for cell in row]
+        cells[1] = Text(label, style=STATE_STYLES.get(job.state, ""))
         if all_users:
-            row.insert(1, job.user)
-        table.add_row(*row)
+            cells.insert(1, Text(job.user))
+        table.add_row(*cells)
     out.print(table)
 
 

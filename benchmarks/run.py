@@ -1,0 +1,142 @@
+"""Speed and memory of the commands people and cron run most, measured side by side.
+
+Run with `make bench` (needs the local cluster). Every number is printed next to its
+baseline, measured in the same run, as a ratio: the targets are ratios, not seconds, so
+they mean the same on a fast laptop and on a 2-core CI machine.
+
+    status startup   `konduktor status` (empty store) vs `python -c pass` target <= 6x
+    help startup     `konduktor --help` vs `python -c pass`               target <= 4x
+    (squeue's own time is printed for reference: a C binary, not a target)
+    status at scale  `konduktor status` with 200 jobs vs with 1 job       target <= 2.5x
+    (Slurm is asked the same number of times; what grows is rich laying out 200 rows)
+    memory           peak RSS of status with 200 jobs vs with 1 job       target <= 1.5x
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from konduktor_slurm.store import JobRecord, Store  # noqa: E402
+
+BIN = Path(sys.executable).parent
+KONDUKTOR = str(BIN / "konduktor")
+REPEAT = 7
+
+
+def timed(argv: list[str], env: dict | None = None) -> tuple[float, int]:
+    """Median wall time of ``argv`` over REPEAT runs, and its peak RSS in KiB."""
+    times = []
+    peak = 0
+    for _ in range(REPEAT):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+    return statistics.median(times), peak
+
+
+def peak_rss(argv: list[str], env: dict) -> int:
+    """Peak RSS (KiB) of one run, read from the child's own rusage via /usr/bin/time."""
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *argv], env=env, capture_output=True, text=True
+    )
+    return int(result.stderr.strip().splitlines()[-1])
+
+
+def store_with_jobs(home: Path, count: int) -> list[str]:
+    """``count`` real, held Slurm jobs known to a fresh store (they stay PENDING)."""
+    store = Store(home / "state.db")
+    ids = []
+    for index in range(count):
+        job_id = subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--hold",
+                "-o",
+                "/dev/null",
+                "--comment=konduktor",
+                f"--job-name=bench-{index}",
+                "--wrap",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        ids.append(job_id)
+        now = time.time()
+        store.add(
+            JobRecord(
+                name=f"bench-{count}-{index}",
+                task_name="bench",
+                user="root",
+                resources="1x(-)",
+                num_nodes=1,
+                job_dir=str(home / "jobs" / str(index)),
+                log_path="/dev/null",
+                state="PENDING",
+                created_at=now,
+                slurm_job_id=job_id,
+                submitted_at=now,
+            )
+        )
+    store.close()
+    return ids
+
+
+def row(label: str, value: float, baseline: float, unit: str, target: float) -> bool:
+    ratio = value / baseline if baseline else float("inf")
+    ok = ratio <= target
+    print(
+        f"{label:<18} {value:9.3f}{unit} vs {baseline:9.3f}{unit}   ratio {ratio:5.2f}x   "
+        f"target <= {target}x   {'ok' if ok else 'OVER TARGET'}"
+    )
+    return ok
+
+
+def main() -> int:
+    all_ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = {**os.environ, "KONDUKTOR_HOME": str(Path(tmp) / "empty")}
+        python_t, _ = timed([sys.executable, "-c", "pass"])
+        status_t, _ = timed([KONDUKTOR, "status"], empty)
+        all_ok &= row("status startup", status_t, python_t, "s", 6.0)
+        help_t, _ = timed([KONDUKTOR, "--help"])
+        all_ok &= row("help startup", help_t, python_t, "s", 4.0)
+        squeue_t, _ = timed(["squeue", "-h"])
+        print(f"{'(squeue alone)':<18} {squeue_t:9.3f}s")
+
+        homes = {}
+        submitted: list[str] = []
+        for count in (1, 200):
+            home = Path(tmp) / f"n{count}"
+            home.mkdir()
+            submitted += store_with_jobs(home, count)
+            homes[count] = {**os.environ, "KONDUKTOR_HOME": str(home)}
+        try:
+            one_t, _ = timed([KONDUKTOR, "status"], homes[1])
+            many_t, _ = timed([KONDUKTOR, "status"], homes[200])
+            all_ok &= row("status 200 jobs", many_t, one_t, "s", 2.5)
+            one_m = peak_rss([KONDUKTOR, "status"], homes[1]) / 1024
+            many_m = peak_rss([KONDUKTOR, "status"], homes[200]) / 1024
+            all_ok &= row("status memory", many_m, one_m, "MiB", 1.5)
+        finally:
+            subprocess.run(["scancel", *submitted], check=False)
+    print("all within targets" if all_ok else "some ratios are over their targets")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
