@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from konduktor_slurm.store import JobRecord, Store  # noqa: E402
+from tests.conftest import submit_held_jobs  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KONDUKTOR = str(BIN / "konduktor")
@@ -52,48 +52,6 @@ def peak_rss(argv: list[str], env: dict) -> int:
         ["/usr/bin/time", "-f", "%M", *argv], env=env, capture_output=True, text=True
     )
     return int(result.stderr.strip().splitlines()[-1])
-
-
-def store_with_jobs(home: Path, count: int) -> list[str]:
-    """``count`` real, held Slurm jobs known to a fresh store (they stay PENDING)."""
-    store = Store(home / "state.db")
-    ids = []
-    for index in range(count):
-        job_id = subprocess.run(
-            [
-                "sbatch",
-                "--parsable",
-                "--hold",
-                "-o",
-                "/dev/null",
-                "--comment=konduktor",
-                f"--job-name=bench-{index}",
-                "--wrap",
-                "true",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        ids.append(job_id)
-        now = time.time()
-        store.add(
-            JobRecord(
-                name=f"bench-{count}-{index}",
-                task_name="bench",
-                user="root",
-                resources="1x(-)",
-                num_nodes=1,
-                job_dir=str(home / "jobs" / str(index)),
-                log_path="/dev/null",
-                state="PENDING",
-                created_at=now,
-                slurm_job_id=job_id,
-                submitted_at=now,
-            )
-        )
-    store.close()
-    return ids
 
 
 def row(label: str, value: float, baseline: float, unit: str, target: float) -> bool:
@@ -123,7 +81,7 @@ def main() -> int:
         for count in (1, 200):
             home = Path(tmp) / f"n{count}"
             home.mkdir()
-            submitted += store_with_jobs(home, count)
+            submitted += submit_held_jobs(home, count, f"bench{count}")
             homes[count] = {**os.environ, "KONDUKTOR_HOME": str(home)}
         try:
             one_t, _ = timed([KONDUKTOR, "status"], homes[1])

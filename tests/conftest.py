@@ -165,3 +165,51 @@ def write_user_file(directory: Path, name: str, text: str) -> Path:
     path.write_text(text)
     shutil.chown(path, TEST_USER, TEST_USER)
     return path
+
+
+def submit_held_jobs(home: Path, count: int, prefix: str) -> list[str]:
+    """``count`` real Slurm jobs, held (so they stay PENDING), known to the store in ``home``.
+
+    For measuring status at scale without launching hundreds of jobs through the CLI.
+    """
+    from konduktor_slurm.store import JobRecord, Store
+
+    store = Store(home / "state.db")
+    ids = []
+    for index in range(count):
+        name = f"{prefix}-{index}"
+        job_id = subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--hold",
+                "-o",
+                "/dev/null",
+                "--comment=konduktor",
+                f"--job-name={name}",
+                "--wrap",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        ids.append(job_id)
+        now = time.time()
+        store.add(
+            JobRecord(
+                name=name,
+                task_name=prefix,
+                user="root",
+                resources="1x(-)",
+                num_nodes=1,
+                job_dir=str(home / "jobs" / name),
+                log_path="/dev/null",
+                state="PENDING",
+                created_at=now,
+                slurm_job_id=job_id,
+                submitted_at=now,
+            )
+        )
+    store.close()
+    return ids

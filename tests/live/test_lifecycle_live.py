@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from konduktor_slurm.store import Store
 from tests.conftest import (
-    ROOT,
     status_json,
+    submit_held_jobs,
     wait_for_status,
     write_task,
     write_user_file,
@@ -165,56 +166,12 @@ def test_status_costs_the_same_for_1_and_200_jobs(
 ) -> None:
     bin_dir, calls = counted_slurm
     (kd_home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\n")
-    import sys
-
-    sys.path.insert(0, str(ROOT))
-    from konduktor_slurm.store import JobRecord, Store
-
-    def add_held_jobs(store: Store, count: int, prefix: str) -> list[str]:
-        ids = []
-        for index in range(count):
-            job_id = subprocess.run(
-                [
-                    "sbatch",
-                    "--parsable",
-                    "--hold",
-                    "-o",
-                    "/dev/null",
-                    "--comment=konduktor",
-                    f"--job-name={prefix}-{index}",
-                    "--wrap",
-                    "true",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            ids.append(job_id)
-            now = time.time()
-            store.add(
-                JobRecord(
-                    name=f"{prefix}-{index}",
-                    task_name=prefix,
-                    user="root",
-                    resources="1x(-)",
-                    num_nodes=1,
-                    job_dir=str(tmp_path / prefix / str(index)),
-                    log_path="/dev/null",
-                    state="PENDING",
-                    created_at=now,
-                    slurm_job_id=job_id,
-                    submitted_at=now,
-                )
-            )
-        return ids
-
     costs = {}
     for count in (1, 200):
         home = kd_home / f"n{count}"
         home.mkdir()
         (home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\n")
-        store = Store(home / "state.db")
-        ids = add_held_jobs(store, count, f"cost{count}")
+        ids = submit_held_jobs(home, count, f"cost{count}")
         env_kd = lambda *args, h=home: kd(*args, env={"KONDUKTOR_HOME": str(h)})  # noqa: E731
         pending = _count_status_calls(env_kd, calls)
         subprocess.run(["scancel", *ids], check=True)
