@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import status_json, wait_for_status, write_task
+from tests.conftest import KONDUKTOR, status_json, wait_for_status, write_task
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
 
@@ -211,3 +213,34 @@ def test_workdir_and_file_mounts_are_snapshotted(kd, tmp_path: Path) -> None:
     assert "No such file" in followed.stdout  # .gitignore'd file was not staged
     assert "0: dataset" in followed.stdout
     assert dest.read_text() == "dataset\n"
+
+
+def test_ctrl_c_while_following_detaches_and_the_job_keeps_running(kd, kd_home, tmp_path) -> None:
+    task = write_task(tmp_path, f"name: {unique('detach')}\nrun: echo started; sleep 60\n")
+    env = {**os.environ, "KONDUKTOR_HOME": str(kd_home)}
+    proc = subprocess.Popen(
+        [KONDUKTOR, "launch", "-y", str(task)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    name = "no-job-yet"
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # follow until the job's own output appears
+            lines.append(line)
+            if line.startswith("0: started"):
+                break
+        name = submitted_name("".join(lines))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert f"Detached from {name}; it keeps running" in stderr
+        assert f"konduktor logs --follow {name}" in stderr
+        assert status_json(kd, name)["jobs"][0]["status"] == "ACTIVE"
+    finally:
+        proc.kill()
+        subprocess.run(["scancel", "--name", name], check=False)
