@@ -8,6 +8,7 @@ so ``konduktor status`` costs the same for 1 job and for 200.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable
@@ -111,6 +112,13 @@ class AcctRow:
     node_list: str | None
     time_limit: str | None
     user: str
+    # States of the job's steps ("batch", "0", ...): an OOM kill shows only there, while
+    # the allocation itself says FAILED.
+    step_states: tuple[str, ...] = ()
+
+    @property
+    def out_of_memory(self) -> bool:
+        return any(state.startswith("OUT_OF_MEMORY") for state in self.step_states)
 
 
 def _missing(value: str) -> bool:
@@ -195,12 +203,11 @@ def parse_squeue(output: str) -> dict[str, QueueRow]:
 
 
 def sacct_command(job_ids: Iterable[str]) -> list[str]:
-    # -X: one row per allocation (not per step); -j implies a start time of the epoch.
+    # Allocations and their steps (one call); -j implies a start time of the epoch.
     return [
         "sacct",
         "--noheader",
         "--parsable2",
-        "--allocations",
         "--format=" + ",".join(ACCT_FIELDS),
         "--jobs=" + ",".join(job_ids),
     ]
@@ -208,14 +215,21 @@ def sacct_command(job_ids: Iterable[str]) -> list[str]:
 
 def parse_sacct(output: str) -> dict[str, AcctRow]:
     rows: dict[str, AcctRow] = {}
+    steps: dict[str, list[str]] = {}
     for line in output.splitlines():
         parts = line.split("|")
         if len(parts) < len(ACCT_FIELDS):
             continue
         values = dict(zip(ACCT_FIELDS, parts, strict=False))
-        # A requeued job has one row per run; the last one printed is the current run.
-        rows[values["JobID"]] = AcctRow(
-            job_id=values["JobID"],
+        job_id, dot, _step = values["JobID"].partition(".")
+        if dot:
+            steps.setdefault(job_id, []).append(values["State"].strip())
+            continue
+        # A requeued job has one row per run; the last one printed is the current run, and
+        # the steps printed after it are that run's.
+        steps[job_id] = []
+        rows[job_id] = AcctRow(
+            job_id=job_id,
             state=values["State"].strip(),
             exit_code=_text_or_none(values["ExitCode"]),
             start_time=parse_time(values["Start"]),
@@ -224,7 +238,10 @@ def parse_sacct(output: str) -> dict[str, AcctRow]:
             time_limit=_text_or_none(values["Timelimit"]),
             user=values["User"],
         )
-    return rows
+    return {
+        job_id: dataclasses.replace(row, step_states=tuple(steps.get(job_id, ())))
+        for job_id, row in rows.items()
+    }
 
 
 def expand_hostlist(text: str | None) -> list[str]:

@@ -68,11 +68,20 @@ def slurm_facts(
         restarts=queue.restarts if queue else 0,
         requeueable=queue.requeueable if queue else True,
         node_list=(queue.node_list if queue else None) or (acct.node_list if acct else None),
-        sacct_state=acct.state if acct else None,
+        sacct_state=_sacct_state(acct),
         exit_code=acct.exit_code if acct else None,
         time_limit=(queue.time_limit if queue else None) or (acct.time_limit if acct else None),
         rank_exit_codes=ranks,
     )
+
+
+def _sacct_state(acct: AcctRow | None) -> str | None:
+    if acct is None:
+        return None
+    # The cgroup OOM killer ends the step OUT_OF_MEMORY but the allocation just FAILED.
+    if acct.out_of_memory and normalise_state(acct.state) == "FAILED":
+        return "OUT_OF_MEMORY"
+    return acct.state
 
 
 def local_facts(job: JobRecord, now: float) -> LocalFacts:

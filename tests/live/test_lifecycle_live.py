@@ -268,3 +268,44 @@ def test_unknown_job_name_suggests_close_names(kd, tmp_path: Path) -> None:
     result = kd("logs", name[:-1] + "x")
     assert result.returncode == 1
     assert f"Did you mean '{name}'" in result.stderr
+
+
+@pytest.fixture
+def gpu_quota_qos() -> str:
+    """A QOS that lets a user hold at most 8 GPUs: a real "held back by quota" case."""
+    qos = "kdlimited"
+    subprocess.run(
+        ["sacctmgr", "-i", "add", "qos", qos, "MaxTRESPerUser=gres/gpu=8"], capture_output=True
+    )
+    subprocess.run(
+        ["sacctmgr", "-i", "modify", "user", "root", "set", f"qos+={qos}"], capture_output=True
+    )
+    return qos
+
+
+def test_job_over_its_quota_is_suspended_by_system(kd, tmp_path: Path, gpu_quota_qos) -> None:
+    name = launch_detached(
+        kd,
+        tmp_path,
+        "name: greedy\nnum_nodes: 2\nresources:\n  accelerators: H100:8\n"
+        f"slurm:\n  qos: {gpu_quota_qos}\nrun: 'true'\n",
+    )
+    try:
+        job = wait_for_status(kd, name, {"SUSPENDED (by system)"}, timeout=30)
+        assert job["detail"] == "awaiting quota: QOSMaxGRESPerUser", job
+        assert job["reason"] == "QOSMaxGRESPerUser"
+    finally:
+        cleanup(kd, name)
+
+
+def test_out_of_memory_fails_naming_the_cause(kd, tmp_path: Path) -> None:
+    # 200 MiB limit (cgroups enforce it on the test cluster); the run allocates ~1 GiB.
+    name = launch_detached(
+        kd,
+        tmp_path,
+        "name: hungry\nresources:\n  memory: 0.2\n"
+        "run: python3 -c 'x = bytearray(1024 ** 3); print(len(x))'\n",
+    )
+    job = wait_for_status(kd, name, {"FAILED", "COMPLETED"}, timeout=60)
+    assert job["status"] == "FAILED"
+    assert "out of memory" in job["detail"], job

@@ -93,7 +93,17 @@ def test_one_command_whatever_the_number_of_jobs() -> None:
     assert squeue[-1] == "--jobs=" + ",".join(ids)
     assert all(f"{name}:\x1f" in squeue[3] for name in QUEUE_FIELDS)
     sacct = sacct_command(ids)
-    assert sacct[0] == "sacct" and "--parsable2" in sacct and "--allocations" in sacct
+    assert sacct[0] == "sacct" and "--parsable2" in sacct
+    assert sacct[-1] == "--jobs=" + ",".join(ids)
+
+
+def test_sacct_steps_reveal_an_oom_kill_the_allocation_hides() -> None:
+    rows = parse_sacct((FIXTURES / "sacct-oom-22.05.txt").read_text())
+    assert set(rows) == {"1658"}
+    job = rows["1658"]
+    assert (job.state, job.exit_code) == ("FAILED", "1:0")
+    assert "OUT_OF_MEMORY" in job.step_states
+    assert job.out_of_memory
 
 
 @pytest.mark.parametrize(
