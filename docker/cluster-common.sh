@@ -16,7 +16,9 @@ KC_TEST_USER="${KC_TEST_USER:-kdtest}"
 # auto | on | off: whether Slurm confines jobs with cgroups (see cluster-up.sh).
 KC_CGROUP="${KC_CGROUP:-auto}"
 # Job credential lifetime = delay before a requeued job may start again.
-KC_CRED_EXPIRE="${KC_CRED_EXPIRE:-120}"
+# 30 s instead of Slurm's 120: a requeued (preempted, node-failed) job waits cred_expire + 1 s
+# before it is eligible again, and the preemption tests wait for exactly that.
+KC_CRED_EXPIRE="${KC_CRED_EXPIRE:-30}"
 # Seconds to wait for each daemon / for the nodes to become usable.
 KC_WAIT_TIMEOUT="${KC_WAIT_TIMEOUT:-60}"
 

@@ -232,8 +232,8 @@ def test_preempted_job_is_suspended_by_system_and_comes_back(kd, tmp_path: Path)
         preempted = wait_for_status(kd, low, {"SUSPENDED (by system)"}, timeout=60)
         assert "preempted" in preempted["detail"], preempted
         wait_for_status(kd, high, {"COMPLETED"}, timeout=60)
-        # Slurm holds a requeued job back for cred_expire (the test cluster: 120 s).
-        back = wait_for_status(kd, low, {"ACTIVE"}, timeout=200)
+        # Slurm holds a requeued job back for cred_expire + 1 s (the test cluster: 31 s).
+        back = wait_for_status(kd, low, {"ACTIVE"}, timeout=90)
         assert back["restarts"] == 1
         followed = kd("logs", low).stdout
         assert "0: attempt 0" in followed and "0: attempt 1" in followed
