@@ -6,12 +6,19 @@ instead of failing later inside Slurm.
 
 Design notes (why it looks like this):
 
-* Validation is hand-written rather than done with pydantic models: every message has to be
-  ours (what was expected, what was got, where), every issue has to be collected before
-  raising, and several rules cross fields (Slurm fields set both in ``resources:`` and in
-  ``slurm:``). With pydantic every error type of every field would still need translating
-  into such a message; checking directly is simpler, and keeps this module's import cheap
-  (PyYAML, too, is only imported when a task is actually parsed).
+* The schema (which keys exist, their types, ranges, patterns and defaults) is declared as
+  pydantic models in ``_schema()``. Each constrained type carries its own wording
+  (``_expect("an integer >= 1")``), so whatever built-in check fails, the user reads
+  "expected an integer >= 1, got 'two'"; Konduktor-specific forms (``H100:8``, Slurm time
+  limits, sbatch options, file mount destinations) are small validator functions that raise
+  their message verbatim. ``_report_errors`` is the one place that turns pydantic's errors into
+  ``TaskIssue``s: it maps each error's path to a file line (or to the command line), and words
+  the few errors that need it (unknown keys with did-you-mean hints, a missing ``run``).
+* pydantic is imported, and the models are built, only when a task is parsed (and PyYAML
+  likewise): commands that never parse a task must not pay ~100 ms of imports.
+* Cross-field rules stay outside the models, so that they are reported together with every
+  other issue: Slurm fields set both in ``resources:`` and in ``slurm:``, and sbatch options
+  that fight a resource (``--mem`` when ``resources.memory`` is set).
 * YAML positions come from the composed node tree (a SafeLoader subclass), keyed by the path of
   each key, e.g. ``("resources", "accelerators")``. Overrides from the command line are
   applied to the raw data *before* validation and remember where they came from, so a bad
@@ -19,20 +26,21 @@ Design notes (why it looks like this):
   command line.
 * YAML 1.1 (PyYAML) turns some plain scalars into numbers the user never meant: an unquoted
   ``time_limit: 4:00:00`` is the base-60 integer 14400 and ``VERSION: 1.10`` is the float 1.1.
-  Where a field is really text, the original spelling of the plain scalar is used instead.
+  Such values remember how they were written (``.spelling``), and where a field is really text
+  that spelling is used instead.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
-import math
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 if TYPE_CHECKING:
     import yaml
@@ -83,6 +91,8 @@ _TIME_FORMATS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"(\d+)-(\d+):(\d+):(\d+)"), ("d", "h", "m", "s")),
 )
 
+# The keys allowed at each level, in the order messages list them (the models in _schema()
+# declare the same fields; a unit test keeps the two in step).
 TOP_LEVEL_FIELDS = (
     "name",
     "run",
@@ -156,6 +166,10 @@ _RESOURCE_SBATCH: dict[str, str] = {
 }
 
 _ACCEL_EXPECTED = "expected '<NAME>:<COUNT>' like 'H100:8' or {H100: 8}"
+_MOUNT_ALLOWED = "an absolute path like '/data/x' or a path under your home like '~/data'"
+_TIME_EXPECTED = (
+    "a Slurm time limit: minutes (30), 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM' or 'D-HH:MM:SS'"
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -322,12 +336,10 @@ def parse_task(
 @dataclass
 class _Positions:
     """Where things are in the YAML text, keyed by path: 1-based lines of keys and values,
-    the original spelling of plain scalars, and duplicate keys (which PyYAML would
-    otherwise resolve silently to the last value)."""
+    and duplicate keys (which PyYAML would otherwise resolve silently to the last value)."""
 
     key_lines: dict[Loc, int] = field(default_factory=dict)
     value_lines: dict[Loc, int] = field(default_factory=dict)
-    plain_scalars: dict[Loc, str] = field(default_factory=dict)
     duplicates: list[tuple[Loc, int, int]] = field(default_factory=list)  # path, first, repeat
     root_line: int = 1
 
@@ -354,6 +366,33 @@ def _load_yaml(text: str, source: str) -> tuple[Any, _Positions]:
         loader.dispose()
 
 
+# Numbers and dates that YAML typed from a plain scalar keep the text as written, for fields
+# that are really text. Same class names, so messages still say "a date (2024-01-01)".
+_SpelledInt = type("int", (int,), {})
+_SpelledFloat = type("float", (float,), {})
+_SpelledDate = type("date", (datetime.date,), {})
+_SpelledDatetime = type("datetime", (datetime.datetime,), {})
+_SpelledBytes = type("bytes", (bytes,), {})
+
+
+def _spelled(value: Any, spelling: str) -> Any:
+    out: Any
+    if isinstance(value, datetime.datetime):
+        out = _SpelledDatetime.combine(value.date(), value.timetz())
+    elif isinstance(value, datetime.date):
+        out = _SpelledDate(value.year, value.month, value.day)
+    elif isinstance(value, float):
+        out = _SpelledFloat(value)
+    elif isinstance(value, bytes):
+        out = _SpelledBytes(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        out = _SpelledInt(value)
+    else:
+        return value
+    out.spelling = spelling
+    return out
+
+
 @functools.cache
 def _line_loader_class() -> type[Any]:
     """The SafeLoader subclass, built on first use so that yaml is imported lazily."""
@@ -372,10 +411,7 @@ def _line_loader_class() -> type[Any]:
             seen.add(id(node))
             pos = self.positions
             pos.value_lines[loc] = node.start_mark.line + 1
-            if isinstance(node, yaml.ScalarNode):
-                if node.style is None:
-                    pos.plain_scalars[loc] = node.value
-            elif isinstance(node, yaml.MappingNode):
+            if isinstance(node, yaml.MappingNode):
                 first_seen: dict[Any, int] = {}
                 for key_node, value_node in node.value:
                     if key_node.tag == "tag:yaml.org,2002:merge":
@@ -396,6 +432,21 @@ def _line_loader_class() -> type[Any]:
                 for index, item in enumerate(node.value):
                     self.record(item, (*loc, index), seen)
 
+    def keep_spelling(construct: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def construct_spelled(loader: Any, node: Any) -> Any:
+            value = construct(loader, node)
+            return _spelled(value, node.value) if node.style is None else value
+
+        return construct_spelled
+
+    safe = yaml.constructor.SafeConstructor
+    for tag, construct in (
+        ("int", safe.construct_yaml_int),
+        ("float", safe.construct_yaml_float),
+        ("timestamp", safe.construct_yaml_timestamp),
+        ("binary", safe.construct_yaml_binary),
+    ):
+        _LineLoader.add_constructor(f"tag:yaml.org,2002:{tag}", keep_spelling(construct))
     return _LineLoader
 
 
@@ -490,12 +541,9 @@ class _Checker:
         self.source = source
         self.key_lines = positions.key_lines
         self.value_lines = positions.value_lines
-        self.plain_scalars = positions.plain_scalars
         self.origins: dict[Loc, _Origin] = {}
         self.issues: list[TaskIssue] = []
         self._warnings: list[tuple[int, str]] = []
-
-    # -- locating -----------------------------------------------------------------------
 
     def line(self, loc: Loc) -> int | None:
         """Line of the key at ``loc`` (or of the list item), else of its nearest parent."""
@@ -513,21 +561,6 @@ class _Checker:
             if found is not None:
                 return found
         return None
-
-    def text(self, loc: Loc, value: Any) -> str | None:
-        """``value`` as text, keeping the user's spelling of plain YAML scalars that YAML
-        typed for them ('1.10' stays '1.10', 2024-01-01 stays a string); None if it is not
-        a string, number or other plain scalar. Booleans and nulls are not text."""
-        if isinstance(value, str):
-            return value
-        if value is None or isinstance(value, bool | dict | list):
-            return None
-        raw = None if self.origin(loc) else self.plain_scalars.get(loc)
-        if raw is not None:
-            return raw
-        return str(value) if _is_number(value) else None
-
-    # -- reporting ----------------------------------------------------------------------
 
     def error(self, loc: Loc, message: str) -> None:
         origin = self.origin(loc)
@@ -554,56 +587,6 @@ class _Checker:
             self.issues,
             key=lambda i: (i.file != self.source, i.file == COMMAND_LINE, i.line or 0),
         )
-
-    # -- shared checks ------------------------------------------------------------------
-
-    def mapping(self, loc: Loc, value: Any, what: str) -> dict[Any, Any] | None:
-        """A mapping field: null means empty; anything else than a mapping is an error."""
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            return value
-        self.error(loc, f"expected a mapping of {what}, got {_describe(value)}")
-        return None
-
-    def unknown_keys(
-        self,
-        loc: Loc,
-        mapping: Mapping[Any, Any],
-        allowed: Sequence[str],
-        elsewhere: dict[str, str],
-    ) -> None:
-        """Report keys not allowed at this level, suggesting the closest allowed key here,
-        or the place the key belongs if it was written at the wrong level."""
-        import difflib  # only needed when something is wrong
-
-        candidates = {key: repr(key) for key in allowed}
-        for key, where in elsewhere.items():
-            candidates.setdefault(key, where)
-        for key in mapping:
-            if isinstance(key, str) and key in allowed:
-                continue
-            close = difflib.get_close_matches(str(key), list(candidates), n=1, cutoff=0.6)
-            if close:
-                message = f"unknown field; did you mean {candidates[close[0]]}?"
-            else:
-                message = f"unknown field; expected one of: {', '.join(allowed)}"
-            self.error((*loc, key), message)
-
-    def integer(self, loc: Loc, value: Any, minimum: int, allow_plus: bool = False) -> int | None:
-        """Integers, also written as strings ('8'); with ``allow_plus`` Konduktor's '8+'."""
-        number: int | None = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str):
-            text = value.strip()
-            if allow_plus and text.endswith("+"):
-                text = text[:-1].rstrip()
-            if _UINT_RE.fullmatch(text):
-                number = int(text)
-        if number is None or number < minimum:
-            return None
-        return number
 
 
 # --------------------------------------------------------------------------------------
@@ -695,6 +678,466 @@ def _read_env_file(path: Path, ck: _Checker) -> Iterator[tuple[str, str, int]]:
 
 
 # --------------------------------------------------------------------------------------
+# Value rules: the Konduktor-specific parts of the schema, as plain functions
+# --------------------------------------------------------------------------------------
+
+
+def _fail(message: str) -> NoReturn:
+    """Reject a value; the user reads ``message`` exactly as given."""
+    from pydantic_core import PydanticCustomError
+
+    raise PydanticCustomError("task", message)
+
+
+def _as_text(value: Any) -> Any:
+    """Text fields take plain scalars as written ('1.10' stays '1.10', 2024-01-01 stays a
+    string). Anything else is returned unchanged, for the string check to reject."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    spelling = getattr(value, "spelling", None)
+    if spelling is not None:
+        return spelling
+    return str(value) if _is_number(value) else value
+
+
+def _whole_number(value: Any) -> Any:
+    """Integers may be written as strings: '8' -> 8."""
+    if isinstance(value, str) and _UINT_RE.fullmatch(value.strip()):
+        return int(value)
+    return value
+
+
+def _whole_number_plus(value: Any) -> Any:
+    """Konduktor's 'at least' form: '8+' -> 8."""
+    if isinstance(value, str) and value.strip().endswith("+"):
+        value = value.strip()[:-1]
+    return _whole_number(value)
+
+
+def _gib(value: Any) -> Any:
+    """Memory in GiB: a number, also written as a string, optionally with Konduktor's '+'."""
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().removesuffix("+").rstrip()
+        if _NUMBER_RE.fullmatch(text):
+            return float(text)
+    return value
+
+
+def _memory_unit_hint(value: Any, _field: str) -> str:
+    if isinstance(value, str) and _MEMORY_UNIT_RE.fullmatch(value):
+        return " (memory is a plain number of GiB, no unit)"
+    return ""
+
+
+def _several_commands_hint(value: Any, field_name: str) -> str:
+    if isinstance(value, list):
+        return f" (for several commands use a block string: '{field_name}: |', one per line)"
+    return ""
+
+
+def _name_rule(text: str) -> str:
+    if len(text) > NAME_MAX_LEN:
+        _fail(f"is {len(text)} characters long; the limit is {NAME_MAX_LEN}")
+    if not _NAME_RE.fullmatch(text):
+        _fail(
+            "expected letters and digits, optionally joined by '.', '_' or '-' "
+            f"(like 'train-llama'), got {text!r}"
+        )
+    return text
+
+
+def _required_script(text: str) -> str:
+    if not text.strip():
+        _fail("is empty: give the shell commands to run")
+    return text
+
+
+def _env_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _as_text(value)  # kept verbatim: the value is data for the job, never interpreted
+
+
+def _env_value_given(value: Any) -> Any:
+    if value is None:
+        from pydantic_core import PydanticCustomError
+
+        raise PydanticCustomError("env_no_value", "has no value")  # worded in _MESSAGES
+    return value
+
+
+def _bad_env_name(value: Any, _field: str) -> str:
+    return (
+        f"{str(value)!r} is not a valid environment variable name "
+        "(letters, digits and '_', not starting with a digit)"
+    )
+
+
+def _local_path(text: str, base_dir: Path) -> Path:
+    # os.path.expanduser leaves '~unknown-user' alone; Path.expanduser would raise.
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else base_dir / path
+
+
+def _looked_for(written: str, path: Path) -> str:
+    # Relative paths resolve against the YAML file's directory, which surprises people.
+    return "" if written == str(path) else f" (looked for {path})"
+
+
+def _existing_dir(text: str, info: Any) -> Path:
+    path = _local_path(text, info.context["base_dir"])
+    if not path.exists():
+        _fail(f"directory {text!r} does not exist{_looked_for(text, path)}")
+    if not path.is_dir():
+        _fail(f"{text!r} is not a directory ({path})")
+    return path.resolve()
+
+
+def _existing_source(text: str, info: Any) -> Path:
+    if "://" in text:
+        _fail(f"only local paths can be mounted on Slurm, got the URL {text!r}")
+    path = _local_path(text, info.context["base_dir"])
+    if not path.exists():
+        _fail(f"local source {text!r} does not exist{_looked_for(text, path)}")
+    return path.resolve()
+
+
+def _not_a_mapping(what: str | None, value: Any) -> NoReturn:
+    _fail(f"expected a mapping of {what}, got {_describe(value)}")
+
+
+def _bad_destination(value: Any, _field: str) -> str:
+    return f"destination must be {_MOUNT_ALLOWED}, got {_describe(value)}"
+
+
+def _destination(dest: str) -> str:
+    """An absolute path or one under ``~/``, never escaping with '..' nor landing in (or
+    replacing) the root or a system directory."""
+    if _CONTROL_RE.search(dest):
+        _fail(f"destination contains control characters: {dest!r}")
+    if dest.startswith("~/"):
+        rest = dest[2:]
+    elif dest.startswith("/"):
+        rest = dest
+    else:
+        _fail(f"destination must be {_MOUNT_ALLOWED}, got {dest!r}")
+    if ".." in rest.split("/"):
+        _fail(f"destination must not contain '..', got {dest!r}; use {_MOUNT_ALLOWED}")
+    normalized = posixpath.normpath("/" + rest.lstrip("/"))
+    if dest.startswith("~/"):
+        if normalized == "/":
+            _fail(f"destination must be a path below your home like '~/data', got {dest!r}")
+        return dest
+    top = normalized.split("/")[1]
+    if normalized == "/" or top in _SYSTEM_ROOTS:
+        where = "the root directory" if normalized == "/" else f"the system directory /{top}"
+        _fail(f"destination {dest!r} is {where}; use {_MOUNT_ALLOWED}")
+    return dest
+
+
+def _accelerator(value: Any) -> Accelerator:
+    """'H100:8', 'H100' (one), {H100: 8} or {H100} (one)."""
+    if isinstance(value, dict):
+        if len(value) != 1:
+            kinds = ", ".join(str(k) for k in value) or "none"
+            _fail(f"expected exactly one accelerator type like {{H100: 8}}, got {kinds}")
+        ((name, count),) = value.items()
+        if not isinstance(name, str) or not _ACCEL_NAME_RE.fullmatch(name):
+            _fail(f"{_ACCEL_EXPECTED}, got the name {_describe(name)}")
+        if count is None:  # '{H100}' is YAML for {H100: null}: one of them
+            return Accelerator(name, 1)
+        number = _whole_number(count)
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            _fail(f"accelerator count must be an integer >= 1, got {_describe(count)}")
+        return Accelerator(name, int(number))
+    if isinstance(value, str):
+        name, colon, count_text = value.strip().partition(":")
+        name, count_text = name.strip(), count_text.strip()
+        if _ACCEL_NAME_RE.fullmatch(name) and not _ACCEL_TIMES_RE.fullmatch(name):
+            if not colon:
+                return Accelerator(name, 1)
+            if _UINT_RE.fullmatch(count_text):
+                if int(count_text) >= 1:
+                    return Accelerator(name, int(count_text))
+                _fail(f"accelerator count must be an integer >= 1, got {value!r}")
+        _fail(f"{_ACCEL_EXPECTED}, got {value!r}")
+    hint = " (pick one accelerator type)" if isinstance(value, list) else ""
+    _fail(f"{_ACCEL_EXPECTED}, got {_describe(value)}{hint}")
+
+
+def _time_parts(text: str) -> dict[str, int] | None:
+    """The days/hours/minutes/seconds of a Slurm --time value, or None if not one."""
+    for pattern, units in _TIME_FORMATS:
+        match = pattern.fullmatch(text.strip())
+        if match is not None:
+            return dict(zip(units, (int(g) for g in match.groups()), strict=True))
+    return None
+
+
+def _time_limit(text: str) -> str:
+    text = text.strip()
+    parts = _time_parts(text) or {}
+    if (
+        parts.get("s", 0) >= 60
+        or ("h" in parts and parts.get("m", 0) >= 60)
+        or ("d" in parts and parts["h"] >= 24)
+    ):
+        _fail(f"expected {_TIME_EXPECTED}; {text!r} has a field out of range")
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    if sum(units[unit] * count for unit, count in parts.items()) <= 0:
+        _fail(f"time limit must be longer than zero, got {text!r}")
+    return text
+
+
+def _sbatch_options(value: Any, info: Any) -> tuple[tuple[str, str | None], ...]:
+    """``{exclusive: null, mail-type: END}`` or ``['--exclusive', '--mail-type=END']``
+    -> (("exclusive", None), ("mail-type", "END")): (option name, value or None for a flag),
+    in the order written. Each bad entry is reported on its own line."""
+    issues: list[tuple[Loc, str, Loc | None]] = []  # (entry, message, entry it repeats)
+    entries: list[tuple[Loc, str, str | None]] = []  # (entry, option as written, value)
+    if isinstance(value, dict):
+        for option, raw in value.items():
+            text = _as_text(raw)
+            if not isinstance(option, str):
+                message = f"expected an sbatch option name, got {_describe(option)}"
+            elif isinstance(raw, bool):
+                flag = option.lstrip("-")
+                message = (
+                    f"for a flag write '{flag}: null' (or '--{flag}' in the list form), "
+                    "not true/false"
+                )
+            elif text is None or isinstance(text, str):  # null: a flag
+                entries.append(((option,), option, text))
+                continue
+            else:
+                message = f"expected a string or number value, got {_describe(raw)}"
+            issues.append(((option,), message, None))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                message = (
+                    "expected an option like '--exclusive' or '--mail-type=END', "
+                    f"got {_describe(item)}"
+                )
+                issues.append(((index,), message, None))
+                continue
+            option, eq, text = item.strip().partition("=")
+            entries.append(((index,), option, text if eq else None))
+    else:
+        _fail(
+            "expected a mapping of option: value (null for a flag) or a list like "
+            f"['--exclusive', '--mail-type=END'], got {_describe(value)}"
+        )
+
+    set_resources = (info.context or {}).get("set_resources", ())
+    seen: dict[str, Loc] = {}
+    options: list[tuple[str, str | None]] = []
+    for entry, written, text in entries:
+        name = written.lstrip("-")
+        dashes = "-" if len(name) == 1 else "--"
+        problem = _sbatch_problem(name, dashes, written, text, set_resources)
+        if problem is None and name in seen:
+            issues.append(
+                (entry, f"{dashes}{name} is given twice (also{{also}}); keep one", seen[name])
+            )
+        elif problem is not None:
+            issues.append((entry, problem, None))
+        else:
+            seen[name] = entry
+            options.append((name, text))
+    if issues:
+        from pydantic_core import PydanticCustomError
+
+        raise PydanticCustomError("several", "several problems", {"issues": issues})
+    return tuple(options)
+
+
+def _sbatch_problem(
+    name: str, dashes: str, written: str, text: str | None, set_resources: Any
+) -> str | None:
+    if name in _MANAGED_SBATCH:
+        return f"{dashes}{name} is set by konduktor from {_MANAGED_SBATCH[name]}; remove it"
+    if name in _DEDICATED_SBATCH:
+        return f"{dashes}{name} has its own field: use {_DEDICATED_SBATCH[name]}"
+    resource = _RESOURCE_SBATCH.get(name)
+    if resource is not None and resource in set_resources:
+        return f"{dashes}{name} conflicts with resources.{resource}; set it in one place"
+    if not _OPTION_NAME_RE.fullmatch(name):
+        return (
+            "expected an sbatch option name of lower-case letters, digits and '-' "
+            f"like 'exclusive' or 'mail-type', got {written!r}"
+        )
+    if text is not None and (not text or _CONTROL_RE.search(text)):
+        # The value lands on an '#SBATCH' line: a newline would start a new script line.
+        problem = "is empty" if not text else "contains control characters (e.g. a newline)"
+        return f"value of {dashes}{name} {problem}: {text!r}"
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# The schema
+# --------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _schema() -> Any:
+    """The task schema as pydantic models, built on first use: pydantic is slow to import.
+
+    How to read a type: ``expect(what)`` words any failure of the checks to its left as
+    "expected <what>, got <value>"; validators to its right run on the accepted value and raise
+    their own messages. ``Text`` lets a text field take a plain number as written (before the
+    string check). Fields are strict (no '1' for True, no 2.0 for 2) and ``null`` means "not
+    set" for every field but ``run``. A section's docstring says what it is a mapping of.
+    """
+    from types import SimpleNamespace
+    from typing import Annotated
+
+    from annotated_types import Ge, Gt
+    from pydantic import AfterValidator as After
+    from pydantic import (
+        AllowInfNan,
+        BaseModel,
+        ConfigDict,
+        ValidationError,
+        WrapValidator,
+        model_validator,
+    )
+    from pydantic import BeforeValidator as Before
+    from pydantic import PlainValidator as Plain
+
+    def reword(message: Callable[[Any, str], str]) -> Any:
+        """Whichever check inside fails, the user reads ``message(value, field name)``."""
+
+        def wrap(value: Any, handler: Callable[[Any], Any], info: Any) -> Any:
+            try:
+                return handler(value)
+            except ValidationError:
+                _fail(message(value, info.field_name))
+
+        return WrapValidator(wrap)
+
+    def expect(what: str, hint: Callable[[Any, str], str] = lambda value, field: "") -> Any:
+        return reword(
+            lambda value, field: f"expected {what}, got {_describe(value)}{hint(value, field)}"
+        )
+
+    def must(predicate: Callable[[Any], Any]) -> Any:
+        def check(value: Any) -> Any:
+            if not predicate(value):
+                raise ValueError("rejected")  # reworded by the enclosing expect()/reword()
+            return value
+
+        return After(check)
+
+    def mapping_of(what: str) -> Any:
+        return Before(
+            lambda value: value if isinstance(value, dict) else _not_a_mapping(what, value)
+        )
+
+    def slurm_name(kind: str) -> Any:
+        what = f"a Slurm {kind} name (letters, digits, '_', '.', '-')"
+        return Annotated[str, must(_SLURM_NAME_RE.fullmatch), expect(what), Text]
+
+    Text = Before(_as_text)
+    Name = Annotated[str, Text, expect("a task name like 'train-llama'"), After(_name_rule)]
+    Script = Annotated[str, expect("a string of shell commands", _several_commands_hint)]
+    Run = Annotated[Script, After(_required_script), Before(lambda v: "" if v is None else v)]
+    Setup = Annotated[Script, After(lambda text: text if text.strip() else None)]
+    EnvName = Annotated[str, must(_ENV_NAME_RE.fullmatch), reword(_bad_env_name)]
+    EnvValue = Annotated[
+        str, Before(_env_text), expect("a string, number or true/false"), Before(_env_value_given)
+    ]
+    Envs = Annotated[dict[EnvName, EnvValue], mapping_of("NAME: value environment variables")]
+    LocalPath = Annotated[str, must(lambda text: text.strip() and "\0" not in text)]
+    Workdir = Annotated[LocalPath, expect("a path to a local directory"), After(_existing_dir)]
+    MountDestination = Annotated[str, must(bool), reword(_bad_destination), After(_destination)]
+    MountSource = Annotated[LocalPath, expect("a local source path"), After(_existing_source)]
+    FileMounts = Annotated[
+        dict[MountDestination, MountSource], mapping_of("remote destination: local source paths")
+    ]
+    NumNodes = Annotated[int, Ge(1), Before(_whole_number), expect("an integer >= 1")]
+    Cpus = Annotated[
+        int, Ge(1), Before(_whole_number_plus), expect("a whole number of CPUs like 8 or '8+'")
+    ]
+    MemoryGiB = Annotated[
+        float,
+        Gt(0),
+        AllowInfNan(False),
+        Before(_gib),
+        expect("a positive number of GiB like 32 or '32+'", _memory_unit_hint),
+    ]
+    MaxRestarts = Annotated[int, Ge(0), Before(_whole_number), expect("an integer >= 0")]
+    Accelerators = Annotated[Accelerator, Plain(_accelerator)]
+    TimeLimit = Annotated[str, must(_time_parts), Text, expect(_TIME_EXPECTED), After(_time_limit)]
+    Constraint = Annotated[
+        str,
+        must(lambda text: text.strip() and not _CONTROL_RE.search(text)),
+        Text,
+        expect("a Slurm constraint like 'a100&ib'"),
+        After(lambda text: text.strip()),
+    ]
+    SbatchOptions = Annotated[tuple[tuple[str, str | None], ...], Plain(_sbatch_options)]
+
+    class Section(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+        @model_validator(mode="before")
+        @classmethod
+        def _mapping(cls, value: Any) -> Any:
+            return value if isinstance(value, dict) else _not_a_mapping(cls.__doc__, value)
+
+    class SlurmSection(Section):
+        """Slurm settings (partition, account, ...)"""
+
+        partition: slurm_name("partition") | None = None
+        account: slurm_name("account") | None = None
+        qos: slurm_name("qos") | None = None
+        time_limit: TimeLimit | None = None
+        constraint: Constraint | None = None
+        sbatch_options: SbatchOptions | None = None
+
+    class JobConfig(Section):
+        """job settings"""
+
+        max_restarts: MaxRestarts | None = None
+        completions: Any = None  # Konduktor-only: ignored, with a warning
+
+    class Hardware(Section):
+        cpus: Cpus | None = None
+        memory: MemoryGiB | None = None
+        accelerators: Accelerators | None = None
+        job_config: JobConfig | None = None
+
+    class ResourcesSection(SlurmSection, Hardware):  # fields: Hardware's, SlurmSection's, these
+        """resource fields (cpus, memory, accelerators, ...)"""
+
+        image_id: Any = None  # Konduktor-only: ignored, with a warning
+        labels: Any = None  # Konduktor-only
+        disk_size: Any = None  # Konduktor-only
+
+    class TaskSchema(Section):
+        name: Name | None = None  # default: from the file name
+        run: Run
+        setup: Setup | None = None
+        envs: Envs | None = None
+        workdir: Workdir | None = None
+        file_mounts: FileMounts | None = None
+        num_nodes: NumNodes | None = None  # default: 1
+        resources: ResourcesSection | None = None
+        slurm: SlurmSection | None = None
+
+    return SimpleNamespace(
+        Task=TaskSchema,
+        Resources=ResourcesSection,
+        Slurm=SlurmSection,
+        JobConfig=JobConfig,
+        Error=ValidationError,
+    )
+
+
+# --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
 
@@ -736,354 +1179,62 @@ def _build_task(
     else:
         default_name = "task"
 
-    ck.unknown_keys((), data, TOP_LEVEL_FIELDS, _TOP_ELSEWHERE)
-    name = _check_name(ck, data.get("name"), default_name)
-    run = _check_script(ck, ("run",), data.get("run"), required=True)
-    setup = _check_script(ck, ("setup",), data.get("setup"), required=False)
-    envs = _check_envs(ck, data.get("envs"))
-    workdir = _check_workdir(ck, data.get("workdir"), base_dir)
-    file_mounts = _check_file_mounts(ck, data.get("file_mounts"), base_dir)
-    num_nodes = _check_num_nodes(ck, data.get("num_nodes"))
-    resources, resource_slurm = _check_resources(ck, data.get("resources"))
-    slurm = _check_slurm(ck, data.get("slurm"), resource_slurm, resources)
+    schema = _schema()
+    context = {"base_dir": base_dir}
+    context["set_resources"] = _set_resources(schema, data, context)
+    model = None
+    try:
+        model = schema.Task.model_validate(data, context=context)
+    except schema.Error as exc:
+        _report_errors(ck, exc.errors(include_url=False), data)
+    _check_slurm_conflicts(ck, schema, data, context)
 
-    if ck.issues:
+    if ck.issues or model is None:
         raise TaskError(ck.sorted_issues())
-    assert run is not None and resources is not None and slurm is not None
-    return Task(
-        name=name,
-        run=run,
-        setup=setup,
-        envs=envs,
-        workdir=workdir,
-        file_mounts=file_mounts,
-        num_nodes=num_nodes,
-        resources=resources,
-        slurm=slurm,
-        source=source_path,
-        warnings=ck.warnings(),
+    return _to_task(ck, schema, model, default_name, source_path)
+
+
+def _validated(model: Any, key: str, value: Any, context: dict[str, Any]) -> Any:
+    """``value`` validated as field ``key`` of ``model``; None if it is not valid."""
+    try:
+        return getattr(model.model_validate({key: value}, context=context), key)
+    except _schema().Error:
+        return None
+
+
+def _set_resources(schema: Any, data: dict[Any, Any], context: dict[str, Any]) -> frozenset[str]:
+    """The resources validly set, which some sbatch options would conflict with."""
+    res = data.get("resources")
+    if not isinstance(res, dict):
+        return frozenset()
+    return frozenset(
+        key
+        for key in ("cpus", "memory")
+        if res.get(key) is not None and _validated(schema.Resources, key, res[key], context)
     )
 
 
-def _check_name(ck: _Checker, value: Any, default: str) -> str:
-    loc = ("name",)
-    if value is None:
-        return default
-    text = ck.text(loc, value)
-    if text is None:
-        ck.error(loc, f"expected a task name like 'train-llama', got {_describe(value)}")
-        return default
-    if len(text) > NAME_MAX_LEN:
-        ck.error(loc, f"is {len(text)} characters long; the limit is {NAME_MAX_LEN}")
-    elif not _NAME_RE.fullmatch(text):
-        ck.error(
-            loc,
-            "expected letters and digits, optionally joined by '.', '_' or '-' "
-            f"(like 'train-llama'), got {text!r}",
-        )
-    return text
-
-
-def _check_script(ck: _Checker, loc: Loc, value: Any, required: bool) -> str | None:
-    field_name = loc[0]
-    if value is None:
-        if required and loc in ck.key_lines:
-            ck.error(loc, "is empty: give the shell commands to run")
-        elif required:
-            ck.error(loc, "missing: give the shell commands to run, e.g. 'run: python train.py'")
-        return None
-    if not isinstance(value, str):
-        hint = ""
-        if isinstance(value, list):
-            hint = f" (for several commands use a block string: '{field_name}: |', one per line)"
-        ck.error(loc, f"expected a string of shell commands, got {_describe(value)}{hint}")
-        return None
-    if not value.strip():
-        if required:
-            ck.error(loc, "is empty: give the shell commands to run")
-        return None
-    return value
-
-
-def _check_envs(ck: _Checker, value: Any) -> dict[str, str]:
-    envs = ck.mapping(("envs",), value, "NAME: value environment variables")
-    out: dict[str, str] = {}
-    for key, item in (envs or {}).items():
-        loc = ("envs", key)
-        if not isinstance(key, str) or not _ENV_NAME_RE.fullmatch(key):
-            ck.error(
-                loc,
-                f"{str(key)!r} is not a valid environment variable name "
-                "(letters, digits and '_', not starting with a digit)",
-            )
-            continue
-        if item is None:
-            ck.error(
-                loc,
-                f"has no value: give it a value here, or on the command line with --env {key} "
-                f"(takes it from your environment) or --env {key}=VALUE",
-            )
-        elif isinstance(item, bool):
-            out[key] = "true" if item else "false"
-        elif (text := ck.text(loc, item)) is not None:
-            # Kept verbatim: the value is data for the job, never interpreted here.
-            out[key] = text
-        else:
-            ck.error(loc, f"expected a string, number or true/false, got {_describe(item)}")
-    return out
-
-
-def _local_path(text: str, base_dir: Path) -> Path:
-    # os.path.expanduser leaves '~unknown-user' alone; Path.expanduser would raise.
-    path = Path(os.path.expanduser(text))
-    return path if path.is_absolute() else base_dir / path
-
-
-def _looked_for(written: str, path: Path) -> str:
-    # Relative paths resolve against the YAML file's directory, which surprises people.
-    return "" if written == str(path) else f" (looked for {path})"
-
-
-def _check_workdir(ck: _Checker, value: Any, base_dir: Path) -> Path | None:
-    loc = ("workdir",)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or "\0" in value:
-        ck.error(loc, f"expected a path to a local directory, got {_describe(value)}")
-        return None
-    path = _local_path(value, base_dir)
-    if not path.exists():
-        ck.error(loc, f"directory {value!r} does not exist{_looked_for(value, path)}")
-        return None
-    if not path.is_dir():
-        ck.error(loc, f"{value!r} is not a directory ({path})")
-        return None
-    return path.resolve()
-
-
-def _check_file_mounts(ck: _Checker, value: Any, base_dir: Path) -> dict[str, Path]:
-    mounts = ck.mapping(("file_mounts",), value, "remote destination: local source paths")
-    out: dict[str, Path] = {}
-    for dest, src in (mounts or {}).items():
-        loc = ("file_mounts", dest)
-        dest_ok = _check_mount_destination(ck, loc, dest)
-        src_path = _check_mount_source(ck, loc, src, base_dir)
-        if dest_ok and src_path is not None:
-            out[dest] = src_path
-    return out
-
-
-def _check_mount_destination(ck: _Checker, loc: Loc, dest: Any) -> bool:
-    allowed = "an absolute path like '/data/x' or a path under your home like '~/data'"
-    if not isinstance(dest, str) or not dest:
-        ck.error(loc, f"destination must be {allowed}, got {_describe(dest)}")
-        return False
-    if _CONTROL_RE.search(dest):
-        ck.error(loc, f"destination contains control characters: {dest!r}")
-        return False
-    if dest.startswith("~/"):
-        rest = dest[2:]
-    elif dest.startswith("/"):
-        rest = dest
-    else:
-        ck.error(loc, f"destination must be {allowed}, got {dest!r}")
-        return False
-    if ".." in rest.split("/"):
-        ck.error(loc, f"destination must not contain '..', got {dest!r}; use {allowed}")
-        return False
-    normalized = posixpath.normpath("/" + rest.lstrip("/"))
-    if dest.startswith("~/"):
-        if normalized == "/":
-            ck.error(loc, f"destination must be a path below your home like '~/data', got {dest!r}")
-            return False
-        return True
-    top = normalized.split("/")[1]
-    if normalized == "/" or top in _SYSTEM_ROOTS:
-        where = "the root directory" if normalized == "/" else f"the system directory /{top}"
-        ck.error(loc, f"destination {dest!r} is {where}; use {allowed}")
-        return False
-    return True
-
-
-def _check_mount_source(ck: _Checker, loc: Loc, src: Any, base_dir: Path) -> Path | None:
-    if not isinstance(src, str) or not src.strip() or "\0" in src:
-        ck.error(loc, f"expected a local source path, got {_describe(src)}")
-        return None
-    if "://" in src:
-        ck.error(loc, f"only local paths can be mounted on Slurm, got the URL {src!r}")
-        return None
-    path = _local_path(src, base_dir)
-    if not path.exists():
-        ck.error(loc, f"local source {src!r} does not exist{_looked_for(src, path)}")
-        return None
-    return path.resolve()
-
-
-def _check_num_nodes(ck: _Checker, value: Any) -> int:
-    if value is None:
-        return 1
-    number = ck.integer(("num_nodes",), value, minimum=1)
-    if number is None:
-        ck.error(("num_nodes",), f"expected an integer >= 1, got {_describe(value)}")
-        return 1
-    return number
-
-
-def _check_resources(
-    ck: _Checker, value: Any
-) -> tuple[Resources | None, dict[str, tuple[Any, Loc]]]:
-    """Returns the Resources and the Slurm-native fields written under ``resources:``
-    (validated value, location), merged with ``slurm:`` later."""
-    res = ck.mapping(("resources",), value, "resource fields (cpus, memory, accelerators, ...)")
-    if res is None:
-        return None, {}
-    ck.unknown_keys(("resources",), res, RESOURCE_FIELDS, _RESOURCES_ELSEWHERE)
-
-    cpus = None
-    if res.get("cpus") is not None:
-        cpus = ck.integer(("resources", "cpus"), res["cpus"], minimum=1, allow_plus=True)
-        if cpus is None:
-            got = _describe(res["cpus"])
-            ck.error(
-                ("resources", "cpus"), f"expected a whole number of CPUs like 8 or '8+', got {got}"
-            )
-
-    memory = None
-    if res.get("memory") is not None:
-        memory = _check_memory(ck, ("resources", "memory"), res["memory"])
-
-    accelerator = None
-    if "accelerators" in res:
-        accelerator = _check_accelerator(ck, ("resources", "accelerators"), res["accelerators"])
-
-    max_restarts = 0
-    job_config = ck.mapping(("resources", "job_config"), res.get("job_config"), "job settings")
-    if job_config:
-        loc = ("resources", "job_config")
-        ck.unknown_keys(loc, job_config, JOB_CONFIG_FIELDS, _JOB_CONFIG_ELSEWHERE)
-        if job_config.get("max_restarts") is not None:
-            raw = job_config["max_restarts"]
-            checked = ck.integer((*loc, "max_restarts"), raw, minimum=0)
-            if checked is None:
-                ck.error((*loc, "max_restarts"), f"expected an integer >= 0, got {_describe(raw)}")
-            else:
-                max_restarts = checked
-        if "completions" in job_config:
-            ck.warn((*loc, "completions"), "is ignored on Slurm (Konduktor-only field)")
-
-    for key in KONDUKTOR_ONLY_RESOURCE_FIELDS:
-        if key in res:
-            ck.warn(("resources", key), "is ignored on Slurm (Konduktor-only field)")
-
-    slurm_fields = {
-        key: (res[key], ("resources", key))
-        for key in SLURM_FIELDS
-        if key in res and res[key] is not None
-    }
-    return Resources(cpus, memory, accelerator, max_restarts), slurm_fields
-
-
-def _check_memory(ck: _Checker, loc: Loc, value: Any) -> float | None:
-    number: float | None = None
-    if _is_number(value):
-        number = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.endswith("+"):
-            text = text[:-1].rstrip()
-        if _NUMBER_RE.fullmatch(text):
-            number = float(text)
-    if number is not None and math.isfinite(number) and number > 0:
-        return number
-    hint = ""
-    if isinstance(value, str) and _MEMORY_UNIT_RE.fullmatch(value):
-        hint = " (memory is a plain number of GiB, no unit)"
-    ck.error(
-        loc, f"expected a positive number of GiB like 32 or '32+', got {_describe(value)}{hint}"
-    )
-    return None
-
-
-def _check_accelerator(ck: _Checker, loc: Loc, value: Any) -> Accelerator | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        if len(value) != 1:
-            kinds = ", ".join(str(k) for k in value) or "none"
-            ck.error(loc, f"expected exactly one accelerator type like {{H100: 8}}, got {kinds}")
-            return None
-        ((name, count),) = value.items()
-        if not isinstance(name, str) or not _ACCEL_NAME_RE.fullmatch(name):
-            ck.error(loc, f"{_ACCEL_EXPECTED}, got the name {_describe(name)}")
-            return None
-        if count is None:  # '{H100}' is YAML for {H100: null}: one of them
-            return Accelerator(name, 1)
-        checked = ck.integer((*loc, name), count, minimum=1)
-        if checked is None:
-            ck.error(loc, f"accelerator count must be an integer >= 1, got {_describe(count)}")
-            return None
-        return Accelerator(name, checked)
-    if isinstance(value, str):
-        text = value.strip()
-        name, colon, count_text = text.partition(":")
-        name, count_text = name.strip(), count_text.strip()
-        if _ACCEL_NAME_RE.fullmatch(name) and not _ACCEL_TIMES_RE.fullmatch(name):
-            if not colon:
-                return Accelerator(name, 1)
-            if _UINT_RE.fullmatch(count_text):
-                if int(count_text) >= 1:
-                    return Accelerator(name, int(count_text))
-                ck.error(loc, f"accelerator count must be an integer >= 1, got {value!r}")
-                return None
-        ck.error(loc, f"{_ACCEL_EXPECTED}, got {value!r}")
-        return None
-    hint = " (pick one accelerator type)" if isinstance(value, list) else ""
-    ck.error(loc, f"{_ACCEL_EXPECTED}, got {_describe(value)}{hint}")
-    return None
-
-
-def _check_slurm(
-    ck: _Checker,
-    value: Any,
-    from_resources: dict[str, tuple[Any, Loc]],
-    resources: Resources | None,
-) -> SlurmOptions | None:
-    section = ck.mapping(("slurm",), value, "Slurm settings (partition, account, ...)")
-    if section is None:
-        section = {}
-    else:
-        ck.unknown_keys(("slurm",), section, SLURM_FIELDS, _SLURM_ELSEWHERE)
-
-    merged: dict[str, Any] = {}
+def _check_slurm_conflicts(
+    ck: _Checker, schema: Any, data: dict[Any, Any], context: dict[str, Any]
+) -> None:
+    """Slurm fields may be written under ``resources:`` too, but not differently in both."""
+    section, res = data.get("slurm"), data.get("resources")
+    if not isinstance(section, dict) or not isinstance(res, dict):
+        return
     for key in SLURM_FIELDS:
-        candidates: list[tuple[Any, Loc]] = []
-        if section.get(key) is not None:
-            candidates.append((section[key], ("slurm", key)))
-        if key in from_resources:
-            candidates.append(from_resources[key])
-        checked = [
-            (_check_slurm_field(ck, key, loc, raw, resources), loc) for raw, loc in candidates
-        ]
-        valid = [(v, loc) for v, loc in checked if v is not None]
-        if len(valid) == 2 and valid[0][0] != valid[1][0]:
-            (first, first_loc), (second, second_loc) = valid
-            other_line = ck.line(second_loc)
-            at = f" (line {other_line})" if other_line is not None else ""
-            ck.error(
-                first_loc,
-                f"set to {_show_slurm(first)} here but to {_show_slurm(second)} in "
-                f"{_field_name(second_loc)}{at}; set it in one place",
-            )
-        if valid:
-            merged[key] = valid[0][0]
-    return SlurmOptions(
-        partition=merged.get("partition"),
-        account=merged.get("account"),
-        qos=merged.get("qos"),
-        time_limit=merged.get("time_limit"),
-        constraint=merged.get("constraint"),
-        sbatch_options=merged.get("sbatch_options", ()),
-    )
+        if section.get(key) is None or res.get(key) is None:
+            continue
+        here = _validated(schema.Slurm, key, section[key], context)
+        there = _validated(schema.Resources, key, res[key], context)
+        if here is None or there is None or here == there:
+            continue
+        line = ck.line(("resources", key))
+        at = f" (line {line})" if line is not None else ""
+        ck.error(
+            ("slurm", key),
+            f"set to {_show_slurm(here)} here but to {_show_slurm(there)} in "
+            f"resources.{key}{at}; set it in one place",
+        )
 
 
 def _show_slurm(value: Any) -> str:
@@ -1095,171 +1246,142 @@ def _show_slurm(value: Any) -> str:
     return repr(value)
 
 
-def _check_slurm_field(
-    ck: _Checker, key: str, loc: Loc, value: Any, resources: Resources | None
-) -> Any:
-    if key in ("partition", "account", "qos"):
-        text = ck.text(loc, value)
-        if text is None or not _SLURM_NAME_RE.fullmatch(text):
-            ck.error(
-                loc,
-                f"expected a Slurm {key} name (letters, digits, '_', '.', '-'), "
-                f"got {_describe(text if text is not None else value)}",
-            )
-            return None
-        return text
-    if key == "time_limit":
-        return _check_time_limit(ck, loc, value)
-    if key == "constraint":
-        text = ck.text(loc, value)
-        if text is None or not text.strip() or _CONTROL_RE.search(text):
-            ck.error(loc, f"expected a Slurm constraint like 'a100&ib', got {_describe(value)}")
-            return None
-        return text.strip()
-    return _check_sbatch_options(ck, loc, value, resources)
-
-
-def _resource_is_set(resources: Resources | None, resource: str) -> bool:
-    if resources is None:
-        return False
-    return (resources.cpus if resource == "cpus" else resources.memory_gib) is not None
-
-
-def _check_time_limit(ck: _Checker, loc: Loc, value: Any) -> str | None:
-    expected = (
-        "expected a Slurm time limit: minutes (30), 'MM:SS', 'HH:MM:SS', 'D-HH', "
-        "'D-HH:MM' or 'D-HH:MM:SS'"
+def _to_task(
+    ck: _Checker, schema: Any, model: Any, default_name: str, source_path: Path | None
+) -> Task:
+    res = model.resources or schema.Resources()
+    section = model.slurm or schema.Slurm()
+    job_config = res.job_config or schema.JobConfig()
+    for key in KONDUKTOR_ONLY_RESOURCE_FIELDS:
+        if key in res.model_fields_set:
+            ck.warn(("resources", key), "is ignored on Slurm (Konduktor-only field)")
+    if "completions" in job_config.model_fields_set:
+        ck.warn(
+            ("resources", "job_config", "completions"),
+            "is ignored on Slurm (Konduktor-only field)",
+        )
+    # Set in slurm: or in resources: (where both, they agree: see _check_slurm_conflicts).
+    slurm = {
+        key: getattr(res, key) if getattr(section, key) is None else getattr(section, key)
+        for key in SLURM_FIELDS
+    }
+    return Task(
+        name=default_name if model.name is None else model.name,
+        run=model.run,
+        setup=model.setup,
+        envs=model.envs or {},
+        workdir=model.workdir,
+        file_mounts=model.file_mounts or {},
+        num_nodes=model.num_nodes or 1,
+        resources=Resources(
+            cpus=res.cpus,
+            memory_gib=res.memory,
+            accelerator=res.accelerators,
+            max_restarts=job_config.max_restarts or 0,
+        ),
+        slurm=SlurmOptions(**{**slurm, "sbatch_options": slurm["sbatch_options"] or ()}),
+        source=source_path,
+        warnings=ck.warnings(),
     )
-    # An unquoted 4:00:00 is a base-60 integer to YAML 1.1; ck.text reads what was written.
-    text = ck.text(loc, value)
-    if text is None:
-        ck.error(loc, f"{expected}, got {_describe(value)}")
-        return None
-    text = text.strip()
-    for pattern, units in _TIME_FORMATS:
-        match = pattern.fullmatch(text)
-        if match is None:
-            continue
-        parts = dict(zip(units, (int(g) for g in match.groups()), strict=True))
-        too_big = (
-            parts.get("s", 0) >= 60
-            or ("h" in parts and parts.get("m", 0) >= 60)
-            or ("d" in parts and parts["h"] >= 24)
-        )
-        total = (
-            parts.get("d", 0) * 86400
-            + parts.get("h", 0) * 3600
-            + parts.get("m", 0) * 60
-            + parts.get("s", 0)
-        )
-        if too_big:
-            ck.error(loc, f"{expected}; {text!r} has a field out of range")
-            return None
-        if total <= 0:
-            ck.error(loc, f"time limit must be longer than zero, got {text!r}")
-            return None
-        return text
-    ck.error(loc, f"{expected}, got {_describe(value)}")
-    return None
 
 
-def _check_sbatch_options(
-    ck: _Checker, loc: Loc, value: Any, resources: Resources | None
-) -> tuple[tuple[str, str | None], ...] | None:
-    entries: list[tuple[Loc, str, str | None]] = []  # (loc, option as written, value)
-    ok = True
-    if isinstance(value, dict):
-        for option, raw in value.items():
-            item_loc = (*loc, option)
-            if not isinstance(option, str):
-                ck.error(item_loc, f"expected an sbatch option name, got {_describe(option)}")
-                ok = False
-                continue
-            if raw is None:
-                entries.append((item_loc, option, None))
-                continue
-            if isinstance(raw, bool):
-                ck.error(
-                    item_loc,
-                    f"for a flag write '{option.lstrip('-')}: null' (or '--{option.lstrip('-')}' "
-                    "in the list form), not true/false",
-                )
-                ok = False
-                continue
-            text = ck.text(item_loc, raw)
-            if text is None:
-                ck.error(item_loc, f"expected a string or number value, got {_describe(raw)}")
-                ok = False
-                continue
-            entries.append((item_loc, option, text))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            item_loc = (*loc, index)
-            if not isinstance(item, str) or not item.strip():
-                ck.error(
-                    item_loc,
-                    f"expected an option like '--exclusive' or '--mail-type=END', "
-                    f"got {_describe(item)}",
-                )
-                ok = False
-                continue
-            option, eq, text = item.strip().partition("=")
-            entries.append((item_loc, option, text if eq else None))
-    else:
-        ck.error(
-            loc,
-            "expected a mapping of option: value (null for a flag) or a list like "
-            f"['--exclusive', '--mail-type=END'], got {_describe(value)}",
-        )
-        return None
+# --------------------------------------------------------------------------------------
+# pydantic's errors -> TaskIssues
+# --------------------------------------------------------------------------------------
 
-    seen: dict[str, Loc] = {}
-    options: list[tuple[str, str | None]] = []
-    for item_loc, written, text in entries:
-        name = written.lstrip("-")
-        dashes = "-" if len(name) == 1 else "--"
-        if name in _MANAGED_SBATCH:
-            ck.error(
-                item_loc,
-                f"{dashes}{name} is set by konduktor from {_MANAGED_SBATCH[name]}; remove it",
+# The errors that are worded here; every other error already carries its final message.
+_MESSAGES = {
+    "missing": "missing: give the shell commands to run, e.g. 'run: python train.py'",  # run
+    "env_no_value": (
+        "has no value: give it a value here, or on the command line with --env {key} "
+        "(takes it from your environment) or --env {key}=VALUE"
+    ),
+}
+
+
+def _report_errors(ck: _Checker, errors: list[Any], data: dict[Any, Any]) -> None:
+    rejected: set[Loc] = set()  # env entries with a bad name: their value is not checked
+    for loc, is_key, error in _in_check_order(data, errors):
+        kind = error["type"]
+        if kind in _UNKNOWN_KEY:
+            ck.error(loc, _unknown_field(loc))
+        elif is_key and loc[:1] == ("envs",):
+            rejected.add(loc)
+            ck.error(loc, error["msg"])
+        elif loc in rejected:
+            continue
+        elif kind == "several":  # one error per entry, e.g. of sbatch_options
+            for entry, message, repeats in error["ctx"]["issues"]:
+                if repeats is not None:
+                    line = ck.line((*loc, *repeats))
+                    message = message.replace("{also}", f" on line {line}" if line else "")
+                ck.error((*loc, *entry), message)
+        elif kind in _MESSAGES:
+            ck.error(loc, _MESSAGES[kind].format(key=loc[-1]))
+        else:
+            ck.error(loc, error["msg"])
+
+
+_UNKNOWN_KEY = ("extra_forbidden", "invalid_key")
+
+
+def _in_check_order(data: Any, errors: list[Any]) -> list[tuple[Loc, bool, Any]]:
+    """Errors as (path in the YAML data, about a mapping key?, error), with each level's
+    unknown keys first, as they are read (pydantic lists them after the known fields)."""
+    ordered: list[tuple[Loc, bool, Any]] = []
+    for error in errors:
+        loc, is_key = _data_loc(data, error["loc"])
+        at = len(ordered)
+        if error["type"] in _UNKNOWN_KEY:
+            parent = loc[:-1]
+            at = next(
+                (
+                    i
+                    for i, (other, _, err) in enumerate(ordered)
+                    if other[: len(parent)] == parent
+                    and not (err["type"] in _UNKNOWN_KEY and other[:-1] == parent)
+                ),
+                at,
             )
-            ok = False
-            continue
-        if name in _DEDICATED_SBATCH:
-            ck.error(item_loc, f"{dashes}{name} has its own field: use {_DEDICATED_SBATCH[name]}")
-            ok = False
-            continue
-        resource = _RESOURCE_SBATCH.get(name)
-        if resource is not None and _resource_is_set(resources, resource):
-            ck.error(
-                item_loc,
-                f"{dashes}{name} conflicts with resources.{resource}; set it in one place",
-            )
-            ok = False
-            continue
-        if not _OPTION_NAME_RE.fullmatch(name):
-            ck.error(
-                item_loc,
-                "expected an sbatch option name of lower-case letters, digits and '-' "
-                f"like 'exclusive' or 'mail-type', got {written!r}",
-            )
-            ok = False
-            continue
-        if text is not None and (not text or _CONTROL_RE.search(text)):
-            # The value lands on an '#SBATCH' line: a newline would start a new script line.
-            problem = "is empty" if not text else "contains control characters (e.g. a newline)"
-            ck.error(item_loc, f"value of {dashes}{name} {problem}: {text!r}")
-            ok = False
-            continue
-        if name in seen:
-            other = ck.line(seen[name])
-            at = f" on line {other}" if other is not None else ""
-            ck.error(item_loc, f"{dashes}{name} is given twice (also{at}); keep one")
-            ok = False
-            continue
-        seen[name] = item_loc
-        options.append((name, text))
-    return tuple(options) if ok else None
+        ordered.insert(at, (loc, is_key, error))
+    return ordered
+
+
+def _data_loc(data: Any, error_loc: Sequence[Any]) -> tuple[Loc, bool]:
+    """pydantic's path of an error -> the path of keys in the YAML data (pydantic shows some
+    keys differently, e.g. null as 'None'), and whether the error is about a mapping key."""
+    parts = list(error_loc)
+    is_key = parts[-1:] == ["[key]"]
+    if is_key:
+        parts.pop()
+    loc: list[Any] = []
+    node = data
+    for part in parts:
+        if isinstance(node, dict):
+            same = [key for key in node if key == part or str(key) == str(part)]
+            part = next((key for key in same if type(key) is type(part)), [*same, part][0])
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        loc.append(part)
+    return tuple(loc), is_key
+
+
+def _unknown_field(loc: Loc) -> str:
+    """Suggest the closest key allowed here, or the place the key belongs if it was written
+    at the wrong level."""
+    import difflib  # only needed when something is wrong
+
+    allowed, elsewhere = _LEVELS[loc[:-1]]
+    candidates = {key: repr(key) for key in allowed}
+    for key, where in elsewhere.items():
+        candidates.setdefault(key, where)
+    close = difflib.get_close_matches(str(loc[-1]), list(candidates), n=1, cutoff=0.6)
+    if close:
+        return f"unknown field; did you mean {candidates[close[0]]}?"
+    return f"unknown field; expected one of: {', '.join(allowed)}"
 
 
 # Where keys written at the wrong level really belong (for "did you mean" hints).
@@ -1281,4 +1403,11 @@ _SLURM_ELSEWHERE: dict[str, str] = {
     **{key: f"'resources.{key}'" for key in ("cpus", "memory", "accelerators", "job_config")},
     **{key: f"top-level '{key}'" for key in TOP_LEVEL_FIELDS if key != "slurm"},
     **{key: f"'resources.job_config.{key}'" for key in JOB_CONFIG_FIELDS},
+}
+# Each level of the task: the keys allowed there, and hints for keys that belong elsewhere.
+_LEVELS: dict[Loc, tuple[Sequence[str], dict[str, str]]] = {
+    (): (TOP_LEVEL_FIELDS, _TOP_ELSEWHERE),
+    ("resources",): (RESOURCE_FIELDS, _RESOURCES_ELSEWHERE),
+    ("resources", "job_config"): (JOB_CONFIG_FIELDS, _JOB_CONFIG_ELSEWHERE),
+    ("slurm",): (SLURM_FIELDS, _SLURM_ELSEWHERE),
 }

@@ -1142,3 +1142,114 @@ def test_disk_size_is_konduktor_only_too() -> None:
     assert task.warnings == (
         "task.yaml:3: resources.disk_size is ignored on Slurm (Konduktor-only field)",
     )
+
+
+# --------------------------------------------------------------------------------------
+# the schema's plumbing: lazy pydantic, field lists, error paths and order
+# --------------------------------------------------------------------------------------
+
+
+def test_importing_the_module_imports_neither_pydantic_nor_yaml() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, konduktor_slurm.task; "
+        "print(sorted(m for m in ('pydantic', 'pydantic_core', 'yaml') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_schema_models_declare_the_documented_fields() -> None:
+    from konduktor_slurm import task as task_module
+
+    schema = task_module._schema()
+    assert tuple(schema.Task.model_fields) == task_module.TOP_LEVEL_FIELDS
+    assert tuple(schema.Resources.model_fields) == task_module.RESOURCE_FIELDS
+    assert tuple(schema.Slurm.model_fields) == task_module.SLURM_FIELDS
+    assert tuple(schema.JobConfig.model_fields) == task_module.JOB_CONFIG_FIELDS
+
+
+def test_yaml_typed_values_become_plain_python_types() -> None:
+    task = parse("""\
+        run: x
+        num_nodes: 2
+        envs: {A: 1, B: 1.10}
+        resources: {cpus: 4, memory: 8, accelerators: {H100: 2}, job_config: {max_restarts: 3}}
+        slurm: {account: 00123, time_limit: 1:30:00, sbatch_options: {nice: 5}}
+        """)
+    assert type(task.num_nodes) is int and type(task.resources.cpus) is int
+    assert type(task.resources.memory_gib) is float
+    assert type(task.resources.accelerator.count) is int  # type: ignore[union-attr]
+    assert type(task.resources.max_restarts) is int
+    assert task.envs == {"A": "1", "B": "1.10"} and all(type(v) is str for v in task.envs.values())
+    assert task.slurm.account == "00123" and task.slurm.time_limit == "1:30:00"
+    assert task.slurm.sbatch_options == (("nice", "5"),)
+
+
+@pytest.mark.parametrize(("value", "got"), [("1.0e+5", "'1.0e+5'"), ("true", "true")])
+def test_slurm_name_shows_yaml_numbers_as_written(value: str, got: str) -> None:
+    issue = only_issue(f"run: x\nslurm:\n  partition: {value}\n")
+    check(issue, 3, "slurm.partition", f"got {got}")
+
+
+def test_sbatch_option_given_twice_names_the_first_line() -> None:
+    issue = only_issue("""\
+        run: x
+        slurm:
+          sbatch_options:
+            - --nice=1
+            - --exclusive
+            - --nice=2
+        """)
+    check(issue, 6, "slurm.sbatch_options[2]", "--nice is given twice (also on line 4); keep one")
+
+
+def test_sbatch_resource_conflict_needs_a_valid_resource() -> None:
+    issue = only_issue("run: x\nresources:\n  cpus: many\nslurm:\n  sbatch_options: {c: 4}\n")
+    check(issue, 3, "resources.cpus", "got 'many'")
+
+
+def test_slurm_conflict_is_reported_with_the_other_issues() -> None:
+    issues = issues_of("""\
+        run: x
+        num_nodes: 0
+        resources:
+          partition: gpu
+        slurm:
+          partition: debug
+        """)
+    assert [(i.line, i.field) for i in issues] == [(2, "num_nodes"), (6, "slurm.partition")]
+
+
+def test_bad_env_name_is_reported_once_even_with_a_bad_value() -> None:
+    issue = only_issue("run: x\nenvs:\n  1BAD: [1]\n")
+    check(issue, 3, "envs['1BAD']", "'1BAD' is not a valid environment variable name")
+
+
+def test_file_mount_reports_bad_destination_and_bad_source() -> None:
+    issues = issues_of("run: x\nfile_mounts:\n  rel: s3://bucket/key\n")
+    assert len(issues) == 2
+    check(issues[0], 3, "file_mounts.rel", "destination must be an absolute path", "got 'rel'")
+    check(issues[1], 3, "file_mounts.rel", "only local paths can be mounted")
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("run: x\nenvs:\n  null: v\n", "envs['None']"),
+        ("run: x\nenvs:\n  true: v\n", "envs['True']"),
+        ("run: x\nnull: v\n", "['None']"),
+        ("run: x\n5: v\n", "[5]"),
+    ],
+)
+def test_odd_keys_keep_their_yaml_identity(text: str, field: str) -> None:
+    check(only_issue(text), text.count("\n"), field)
+
+
+def test_unknown_keys_come_first_on_a_shared_line() -> None:
+    issues = issues_of("{run: x, num_nodes: 0, zz: 1, resources: {cpus: 0, yy: 1}}\n")
+    assert [i.field for i in issues] == ["zz", "num_nodes", "resources.yy", "resources.cpus"]
