@@ -52,6 +52,8 @@ class JobPlan:
     workdir: str | None = None
     mounts: tuple[StagedMount, ...] = ()
     gres_map: Mapping[str, str] = field(default_factory=dict)
+    # Where each node runs the job: the workdir snapshot is copied to <node_workdir>/<job>.
+    node_workdir: str = "~/konduktor_workdir"
 
 
 def shell_quote(value: object) -> str:
@@ -151,6 +153,7 @@ def render_node_script(task: Task, plan: JobPlan) -> str:
                 for mount in plan.mounts
             ],
             workdir=plan.workdir,
+            node_workdir=plan.node_workdir,
             setup=task.setup,
             run=task.run,
         )

@@ -2,21 +2,200 @@
 
 The snapshot is what the job runs, so later edits to the originals never change a job
 already launched.
+
+* Local or remote alike: rsync runs on this machine; over SSH its remote shell is the
+  transport's relay (``Transport.rsync_shell``), so the bytes travel on the one SSH connection
+  the command already has.
+* Incremental: ``<jobs_dir>/.latest/<task name>`` names the last job of the task staged
+  successfully; its snapshot is rsync's ``--link-dest``, so unchanged files are hard links and
+  only changed files travel.
+* Private: staged files lose group/other permissions (``--chmod=go-rwx``); the job directory is
+  0700. Nothing secret is on any command line (envs live in the sbatch script, written 0700).
+* Progress: a rich progress bar on a terminal, else one plain line per source with the counts
+  from rsync's statistics.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from konduktor_slurm.render import StagedMount
 from konduktor_slurm.transport import Transport
 
 IGNORE_FILES = (".konduktorignore", ".gitignore")
+LATEST_DIR = ".latest"
+RSYNC_IO_TIMEOUT = 60  # seconds without any data moving before rsync gives up
 
 
 class StagingError(RuntimeError):
     pass
+
+
+@dataclass
+class TransferStats:
+    """What one rsync run did (from ``--info=stats2``)."""
+
+    files: int = 0  # regular files in the source
+    files_sent: int = 0  # regular files transferred (the others were unchanged)
+    size: int = 0  # total size of the source's files
+    size_sent: int = 0  # total size of the transferred files
+    literal_bytes: int = 0  # file data actually sent (rsync's delta algorithm)
+    bytes_sent: int = 0  # everything sent over the wire, protocol included
+
+
+@dataclass(frozen=True)
+class Progress:
+    bytes_done: int
+    percent: int
+    files_done: int
+    to_check: int | None
+    total: int | None
+
+
+_PROGRESS = re.compile(
+    r"^\s*([\d,]+)\s+(\d+)%\s+\S+\s+\S+(?:\s+\(xfr#(\d+), (?:to|ir)-chk=(\d+)/(\d+)\))?"
+)
+_STATS = {
+    "files": re.compile(r"^Number of files: [\d,]+(?: \(reg: ([\d,]+))?"),
+    "files_sent": re.compile(r"^Number of regular files transferred: ([\d,]+)"),
+    "size": re.compile(r"^Total file size: ([\d,]+) bytes"),
+    "size_sent": re.compile(r"^Total transferred file size: ([\d,]+) bytes"),
+    "literal_bytes": re.compile(r"^Literal data: ([\d,]+) bytes"),
+    "bytes_sent": re.compile(r"^Total bytes sent: ([\d,]+)"),
+}
+
+
+def _number(text: str | None) -> int:
+    return int(text.replace(",", "")) if text else 0
+
+
+def parse_progress(line: str) -> Progress | None:
+    match = _PROGRESS.match(line)
+    if not match:
+        return None
+    return Progress(
+        bytes_done=_number(match[1]),
+        percent=int(match[2]),
+        files_done=_number(match[3]),
+        to_check=_number(match[4]) if match[4] else None,
+        total=_number(match[5]) if match[5] else None,
+    )
+
+
+def parse_stats(lines: list[str]) -> TransferStats:
+    stats = TransferStats()
+    for line in lines:
+        for name, pattern in _STATS.items():
+            match = pattern.match(line.strip())
+            if match:
+                setattr(stats, name, _number(match[1]))
+    return stats
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------
+# reporting
+
+
+class Reporter:
+    """Plain lines (no terminal): one when a copy starts, one with its counts when done."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def start(self, label: str, source: Path, destination: str) -> None:
+        self.stream.write(f"Staging {label}: {source} -> {destination}\n")
+        self.stream.flush()
+
+    def progress(self, label: str, progress: Progress) -> None:
+        return None
+
+    def done(self, label: str, stats: TransferStats, linked_from: str | None) -> None:
+        linked = f"; unchanged files hard-linked from {linked_from}" if linked_from else ""
+        self.stream.write(
+            f"staged {label}: {stats.files_sent}/{stats.files} files, "
+            f"{stats.size_sent}/{stats.size} bytes copied, {stats.bytes_sent} bytes sent "
+            f"({human_bytes(stats.size)} total){linked}\n"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        return None
+
+
+class RichReporter(Reporter):
+    """A progress bar per source with bytes and files, on a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(file=stream)
+        # rsync's --info=progress2 gives the overall percentage (unchanged files count as
+        # done), the bytes actually copied so far and the files checked out of the total.
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.tasks: dict[str, int] = {}
+        self.bar.start()
+
+    def start(self, label: str, source: Path, destination: str) -> None:
+        self.tasks[label] = self.bar.add_task(f"staging {label}", total=100, detail="")
+
+    def progress(self, label: str, progress: Progress) -> None:
+        detail = f"{human_bytes(progress.bytes_done)} copied"
+        if progress.total is not None and progress.to_check is not None:
+            detail += f", {progress.total - progress.to_check}/{progress.total} files"
+        self.bar.update(self.tasks[label], completed=progress.percent, detail=detail)
+
+    def done(self, label: str, stats: TransferStats, linked_from: str | None) -> None:
+        self.bar.remove_task(self.tasks.pop(label))
+        linked = f", rest hard-linked from {linked_from}" if linked_from else ""
+        self.console.print(
+            f"Staged {label}: {stats.files_sent} of {stats.files} files copied "
+            f"({human_bytes(stats.size_sent)} of {human_bytes(stats.size)}{linked})",
+            highlight=False,
+        )
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def default_reporter(stream: TextIO | None = None) -> Reporter:
+    stream = stream or sys.stderr
+    return RichReporter(stream) if stream.isatty() else Reporter(stream)
+
+
+# ---------------------------------------------------------------------------------------
+# rsync
 
 
 def _ignore_filter(source: Path) -> list[str]:
@@ -27,20 +206,99 @@ def _ignore_filter(source: Path) -> list[str]:
     return []
 
 
-def _rsync(source: Path, destination: str, transport: Transport) -> None:
-    argv = ["rsync", "-a"]
+def run_streaming(argv: list[str], on_line: Callable[[str], None]) -> tuple[int, str]:
+    """Run ``argv``; feed each stdout line (split on CR and LF) to ``on_line``."""
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        raise StagingError(f"{argv[0]} is not installed on this machine") from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    pending = b""
+    while True:
+        chunk = proc.stdout.read1(65536)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = re.split(rb"[\r\n]", pending)
+        for line in lines:
+            if line:
+                on_line(line.decode(errors="replace"))
+    if pending:
+        on_line(pending.decode(errors="replace"))
+    proc.wait()
+    reader.join()
+    return proc.returncode, b"".join(errors).decode(errors="replace")
+
+
+def _rsync(
+    transport: Transport,
+    source: Path,
+    destination: str,
+    label: str,
+    reporter: Reporter,
+    link_dest: str | None,
+    linked_from: str | None = None,
+) -> TransferStats:
+    argv = [
+        "rsync",
+        "-a",
+        "--chmod=go-rwx",
+        f"--timeout={RSYNC_IO_TIMEOUT}",
+        "--outbuf=N",
+        "--no-inc-recursive",
+        "--info=progress2,stats2",
+    ]
+    if link_dest:
+        argv.append(f"--link-dest={link_dest}")
     if source.is_dir():
         argv += _ignore_filter(source)
         argv += [f"{source}/", transport.rsync_destination(destination.rstrip("/") + "/")]
     else:
         argv += [str(source), transport.rsync_destination(destination)]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    except FileNotFoundError as exc:
-        raise StagingError("rsync is not installed on this machine") from exc
-    if proc.returncode != 0:
-        message = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
-        raise StagingError(f"rsync {source}: {message}")
+    reporter.start(label, source, destination)
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        progress = parse_progress(line)
+        if progress is not None:
+            reporter.progress(label, progress)
+        else:
+            lines.append(line)
+
+    with transport.rsync_shell() as rsh:
+        if rsh:
+            argv.insert(1, f"--rsh={rsh}")
+        code, stderr = run_streaming(argv, on_line)
+        if code != 0:
+            messages = [
+                line.strip()
+                for line in stderr.splitlines()
+                if line.strip() and not line.startswith("rsync error: some files")
+            ]
+            message = messages[0] if messages else f"exit code {code}"
+            raise StagingError(f"rsync {source}: {message}")
+    stats = parse_stats(lines)
+    reporter.done(label, stats, linked_from)
+    return stats
+
+
+def previous_snapshot(transport: Transport, jobs_dir: str, task_name: str) -> str | None:
+    """The job dir of the last successful staging of ``task_name``, if it still exists."""
+    pointer = f"{jobs_dir}/{LATEST_DIR}/{task_name}"
+    script = (
+        f'name=$(cat -- {shlex.quote(pointer)} 2>/dev/null) && [ -n "$name" ] && '
+        f'[ -d {shlex.quote(jobs_dir)}/"$name" ] && printf \'%s\' "$name"'
+    )
+    result = transport.run(["sh", "-c", script])
+    name = result.stdout.strip()
+    if result.ok and name and "/" not in name:
+        return f"{jobs_dir}/{name}"
+    return None
 
 
 def stage(
@@ -48,21 +306,49 @@ def stage(
     job_dir: str,
     workdir: Path | None,
     file_mounts: dict[str, Path],
+    *,
+    task_name: str | None = None,
+    reporter: Reporter | None = None,
 ) -> tuple[str | None, tuple[StagedMount, ...]]:
-    """Copy the sources under ``job_dir``; return the staged workdir and mounts."""
-    transport.make_dirs(job_dir, 0o700)
-    staged_workdir = None
-    if workdir is not None:
-        if not workdir.is_dir():
-            raise StagingError(f"workdir {workdir} does not exist")
-        staged_workdir = f"{job_dir}/workdir"
-        _rsync(workdir, staged_workdir, transport)
-    mounts = []
-    for index, (destination, source) in enumerate(sorted(file_mounts.items())):
+    """Copy the sources under ``job_dir``; return the staged workdir and mounts.
+
+    With ``task_name``, unchanged files are hard-linked from the task's previous snapshot
+    and this snapshot becomes the next one's base once every copy succeeded.
+    """
+    if workdir is not None and not workdir.is_dir():
+        raise StagingError(f"workdir {workdir} does not exist")
+    for source in file_mounts.values():
         if not source.exists():
             raise StagingError(f"file_mounts source {source} does not exist")
-        staged = f"{job_dir}/mounts/{index}"
-        transport.make_dirs(f"{job_dir}/mounts", 0o700)
-        _rsync(source, staged, transport)
-        mounts.append(StagedMount(destination=destination, source=staged, is_dir=source.is_dir()))
+    jobs_dir, _, job_name = job_dir.rstrip("/").rpartition("/")
+    transport.make_dirs(job_dir, 0o700)
+    previous = previous_snapshot(transport, jobs_dir, task_name) if task_name else None
+    if previous == job_dir:
+        previous = None
+    previous_name = previous.rsplit("/", 1)[-1] if previous else None
+    reporter = reporter or default_reporter()
+    try:
+        staged_workdir = None
+        if workdir is not None:
+            staged_workdir = f"{job_dir}/workdir"
+            link = f"{previous}/workdir/" if previous else None
+            _rsync(transport, workdir, staged_workdir, "workdir", reporter, link, previous_name)
+        mounts = []
+        for index, (destination, source) in enumerate(sorted(file_mounts.items())):
+            staged = f"{job_dir}/mounts/{index}"
+            transport.make_dirs(f"{job_dir}/mounts", 0o700)
+            # A directory's base is the same index; a file's is the directory holding it.
+            link = None
+            if previous:
+                link = f"{previous}/mounts/{index}/" if source.is_dir() else f"{previous}/mounts/"
+            label = f"file_mount {destination}"
+            _rsync(transport, source, staged, label, reporter, link, previous_name)
+            mounts.append(
+                StagedMount(destination=destination, source=staged, is_dir=source.is_dir())
+            )
+    finally:
+        reporter.close()
+    if task_name:
+        transport.make_dirs(f"{jobs_dir}/{LATEST_DIR}", 0o700)
+        transport.write_file(f"{jobs_dir}/{LATEST_DIR}/{task_name}", job_name + "\n", 0o600)
     return staged_workdir, tuple(mounts)

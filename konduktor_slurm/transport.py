@@ -6,6 +6,7 @@ staging never care where they run. Every call has a timeout: cron must never han
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class Transport(Protocol):
     def make_dirs(self, path: str, mode: int = 0o700) -> None: ...
 
     def rsync_destination(self, path: str) -> str: ...
+
+    def rsync_shell(self) -> contextlib.AbstractContextManager[str | None]:
+        """While entered: the ``--rsh`` command rsync must use (None: no remote shell)."""
+        ...
 
     def home(self) -> str: ...
 
@@ -104,6 +109,9 @@ class LocalTransport:
 
     def rsync_destination(self, path: str) -> str:
         return path
+
+    def rsync_shell(self) -> contextlib.AbstractContextManager[str | None]:
+        return contextlib.nullcontext(None)
 
     def home(self) -> str:
         return str(Path.home())

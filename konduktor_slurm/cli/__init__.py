@@ -45,7 +45,23 @@ def open_store(config: Settings) -> Store:
 
 
 def open_slurm(config: Settings) -> Slurm:
+    """Slurm through the configured transport: local, or SSH when ``ssh:`` is configured.
+
+    Opening costs nothing: the SSH connection (one per invocation, reused by every command)
+    is made on first use, so commands that never reach the cluster never touch the network.
+    """
     from konduktor_slurm.slurm import Slurm
+
+    if config.ssh is not None:
+        from konduktor_slurm.ssh import SSHTransport
+
+        transport = SSHTransport(
+            config.ssh,
+            slurm_bin_dir=config.slurm_bin_dir,
+            timeout=config.slurm_timeout,
+            config_path=str(config.config_path),
+        )
+        return Slurm(transport, timeout=config.slurm_timeout)
     from konduktor_slurm.transport import LocalTransport
 
     return Slurm(LocalTransport(config.slurm_bin_dir), timeout=config.slurm_timeout)
@@ -129,4 +145,4 @@ def follow_and_exit(
 
 
 # Command modules register themselves on `main`; imported last because they import `main`.
-from konduktor_slurm.cli import launch, logs, status  # noqa: E402, F401
+from konduktor_slurm.cli import check, launch, logs, status  # noqa: E402, F401

@@ -99,9 +99,12 @@ def launch(
         sys.exit(EXIT_USAGE)
     for warning in task.warnings:
         click.echo(f"Warning: {warning}", err=True)
+    task = config.apply_slurm_defaults(task)  # config.yaml partition/account/qos
 
+    # Opening is free; over SSH the first use (a remote ~ in jobs_dir) connects.
+    slurm = open_slurm(config)
     job_name = f"{task.name}-{secrets.token_hex(2)}"
-    job_dir = f"{config.jobs_dir}/{job_name}"
+    job_dir = f"{config.resolve_jobs_dir(slurm.transport)}/{job_name}"
     plan = JobPlan(
         job_name=job_name,
         job_dir=job_dir,
@@ -113,6 +116,7 @@ def launch(
             for index, (dest, source) in enumerate(sorted(task.file_mounts.items()))
         ),
         gres_map=config.gres_map,
+        node_workdir=config.node_workdir,
     )
     try:
         script = render_sbatch(task, plan)
@@ -131,7 +135,6 @@ def launch(
             return
 
     store = open_store(config)
-    slurm = open_slurm(config)
     accelerator = task.resources.accelerator
     job = JobRecord(
         name=job_name,
@@ -149,7 +152,7 @@ def launch(
     )
     store.add(job)
     try:
-        stage(slurm.transport, job_dir, task.workdir, task.file_mounts)
+        stage(slurm.transport, job_dir, task.workdir, task.file_mounts, task_name=task.name)
         script_path = f"{job_dir}/sbatch.sh"
         slurm.transport.write_file(script_path, script, 0o700)
     except (StagingError, TransportError, OSError) as exc:

@@ -41,9 +41,15 @@ def plan_for(tmp_path: Path, **kwargs) -> JobPlan:
 def run_node_script(script: str, job_dir: str, rank: int = 0) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ["PATH"], "HOME": job_dir, "SLURM_NODEID": str(rank)}
     env["KONDUKTOR_JOB_DIR"] = job_dir
+    env["KONDUKTOR_JOB_NAME"] = "t-1a2b"
     return subprocess.run(
         ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30
     )
+
+
+def node_workdir(plan: JobPlan) -> Path:
+    """Where the node script copies the workdir snapshot and runs (HOME is the job dir)."""
+    return Path(plan.job_dir) / "konduktor_workdir" / plan.job_name
 
 
 def test_injection_in_env_value_arrives_verbatim_and_executes_nothing(tmp_path: Path) -> None:
@@ -55,7 +61,7 @@ def test_injection_in_env_value_arrives_verbatim_and_executes_nothing(tmp_path: 
     plan = plan_for(tmp_path, workdir=str(tmp_path))
     result = run_node_script(render_node_script(task, plan), plan.job_dir)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.txt").read_text() == value
+    assert (node_workdir(plan) / "out.txt").read_text() == value
     assert not marker.exists()
 
 
@@ -68,8 +74,8 @@ def test_setup_and_run_text_reach_bash_verbatim(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, workdir=str(tmp_path))
     result = run_node_script(render_node_script(task, plan), plan.job_dir, rank=1)
     assert result.returncode == 3
-    assert (tmp_path / "setup.txt").read_text() == "setup 1\n"
-    assert (tmp_path / "run.txt").read_text() == "its 1\n"
+    assert (node_workdir(plan) / "setup.txt").read_text() == "setup 1\n"
+    assert (node_workdir(plan) / "run.txt").read_text() == "its 1\n"
     # The rank's exit code is recorded for the lifecycle (sacct keeps only the worst).
     assert (Path(plan.job_dir) / "rank-1.exit").read_text().strip() == "3"
 
@@ -80,7 +86,7 @@ def test_failing_setup_skips_run_and_records_the_code(tmp_path: Path) -> None:
     result = run_node_script(render_node_script(task, plan), plan.job_dir)
     assert result.returncode == 5
     assert "setup failed on rank 0 with exit code 5" in result.stderr
-    assert not (tmp_path / "ran").exists()
+    assert not (node_workdir(plan) / "ran").exists()
     assert (Path(plan.job_dir) / "rank-0.exit").read_text().strip() == "5"
 
 

@@ -1,0 +1,523 @@
+"""Every command from a "workstation" over SSH, against the real sshd and the real cluster.
+
+The client is this test process's user (root) with a ``config.yaml`` that points at
+``kdtest@127.0.0.1:PORT``: jobs run as the ordinary user ``kdtest``, exactly as from a laptop.
+Most tests use a dedicated sshd started from the cluster's own sshd_config, host key and user
+(on a free port, ``LogLevel VERBOSE``, its own log): it lets the tests count connections from
+the outside ("Accepted publickey" lines) and kill the server in the middle of a command. One
+test uses the cluster's sshd on 127.0.0.1:2222 itself. Missing sshd or cluster: the tests
+FAIL, they never skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import KONDUKTOR, TEST_USER, Run
+
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
+
+SSH_DIR = Path("/var/lib/konduktor-cluster/ssh")
+CLUSTER_SSH_PORT = 2222
+REMOTE_HOME = Path(f"/home/{TEST_USER}")
+REMOTE_JOBS = REMOTE_HOME / ".konduktor" / "jobs"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class DedicatedSSHD:
+    """An sshd with the cluster's config on its own port and log, that tests may kill."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = _free_port()
+        self.log = directory / "sshd.log"
+        self.pid_file = directory / "sshd.pid"
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                "/usr/sbin/sshd",
+                "-f",
+                str(SSH_DIR / "sshd_config"),
+                "-p",
+                str(self.port),
+                "-o",
+                f"PidFile={self.pid_file}",
+                "-o",
+                "LogLevel=VERBOSE",
+                "-E",
+                str(self.log),
+            ],
+            check=True,
+        )
+        deadline = time.monotonic() + 10
+        while not _listening(self.port):
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+
+    def accepted(self) -> int:
+        """How many SSH logins this server has accepted so far."""
+        return self.log.read_text().count("Accepted publickey for ")
+
+    def _processes(self) -> list[int]:
+        """The listener and every sshd process below it (one pair per connection)."""
+        listener = int(self.pid_file.read_text())
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == "sshd":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+        found, todo = [], [listener]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
+
+    def kill(self) -> None:
+        """Drop every connection at once, as a crashed login node or a cut network would."""
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _listening(self.port):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(self.pid_file.read_text()), signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedSSHD]:
+    if os.geteuid() != 0:
+        pytest.fail("the SSH live tests start a dedicated sshd: run them as root", pytrace=False)
+    if not _listening(CLUSTER_SSH_PORT):
+        pytest.fail(
+            f"the cluster's sshd is not listening on 127.0.0.1:{CLUSTER_SSH_PORT} "
+            "(run `make cluster`)",
+            pytrace=False,
+        )
+    for name in ("sshd_config", "ssh_host_ed25519_key.pub", "kdtest_ed25519"):
+        if not (SSH_DIR / name).exists():
+            pytest.fail(f"{SSH_DIR / name} is missing (run `make cluster`)", pytrace=False)
+    server = DedicatedSSHD(tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Workstation:
+    """A laptop's konduktor: its own store, key, known_hosts and config.yaml."""
+
+    directory: Path
+    port: int
+
+    @property
+    def key(self) -> Path:
+        return self.directory / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.directory / "known_hosts"
+
+    def trust(self, port: int) -> None:
+        key_type, key = (SSH_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        with self.known_hosts.open("a") as handle:
+            handle.write(f"[127.0.0.1]:{port} {key_type} {key}\n")
+
+    def configure(self, port: int | None = None, **ssh_options: object) -> Path:
+        options = {
+            "host": f"{TEST_USER}@127.0.0.1:{port or self.port}",
+            "identity_file": str(self.key),
+            "known_hosts": str(self.known_hosts),
+            **ssh_options,
+        }
+        options = {key: value for key, value in options.items() if value is not None}
+        path = self.directory / "config.yaml"
+        path.write_text(json.dumps({"ssh": options}))  # JSON is YAML
+        return path
+
+    def run(self, *args: str, timeout: float = 180, env: dict | None = None) -> Run:
+        proc = subprocess.run(
+            [KONDUKTOR, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env(), **(env or {})},
+            stdin=subprocess.DEVNULL,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KONDUKTOR_HOME": str(self.directory / "kdhome"),
+            "KONDUKTOR_CONFIG": str(self.directory / "config.yaml"),
+        }
+
+    def status(self, name: str) -> dict:
+        result = self.run("status", "--json", name)
+        assert result.returncode == 0, result.output
+        return json.loads(result.stdout)["jobs"][0]
+
+
+@pytest.fixture
+def laptop(sshd: DedicatedSSHD, tmp_path: Path) -> Workstation:
+    station = Workstation(tmp_path, sshd.port)
+    shutil.copy(SSH_DIR / "kdtest_ed25519", station.key)
+    station.key.chmod(0o600)
+    station.trust(sshd.port)
+    station.configure()
+    return station
+
+
+@pytest.fixture
+def remote_cleanup() -> Iterator[list[str]]:
+    """Task names whose snapshots and node workdirs on the cluster are removed afterwards."""
+    names: list[str] = []
+    yield names
+    queue = subprocess.run(
+        ["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, check=False
+    ).stdout.split("\n")
+    ids = [
+        line.split()[0]
+        for line in queue
+        if line.split()[1:2] and any(line.split()[1].startswith(f"{name}-") for name in names)
+    ]
+    if ids:
+        subprocess.run(["scancel", *ids], check=False)
+    for name in names:
+        for root in (REMOTE_JOBS, REMOTE_HOME / "konduktor_workdir"):
+            for path in root.glob(f"{name}-*"):
+                shutil.rmtree(path, ignore_errors=True)
+        (REMOTE_JOBS / ".latest" / name).unlink(missing_ok=True)
+
+
+def submitted(output: str) -> tuple[str, str]:
+    match = re.search(r"Submitted (\S+) \(Slurm job (\d+)\)", output)
+    assert match, output
+    return match.group(1), match.group(2)
+
+
+def slurm_job_names() -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+def assert_one_line_error(result: Run, *needles: str) -> None:
+    assert result.returncode != 0, result.output
+    assert "Traceback" not in result.output, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def counting(sshd: DedicatedSSHD) -> Callable[[Callable[[], Run]], tuple[Run, int]]:
+    def measure(command: Callable[[], Run]) -> tuple[Run, int]:
+        before = sshd.accepted()
+        result = command()
+        time.sleep(0.2)  # the log line is written by the server as the login completes
+        return result, sshd.accepted() - before
+
+    return measure
+
+
+def test_two_node_job_over_ssh_places_files_on_both_nodes_one_connection_each(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "train.py").write_text("v1\n")
+    (project / ".gitignore").write_text("ignored.bin\n")
+    (project / "ignored.bin").write_text("not staged\n")
+    (tmp_path / "data.txt").write_text("dataset\n")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "a.yaml").write_text("lr: 1\n")
+    cfg_dest = f"/tmp/kd-ssh-{tag}/cfg"
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        f"name: sshfiles{tag}\nnum_nodes: 2\nworkdir: project\n"
+        f"envs:\n  SECRET_TOKEN: hunter2-{tag}\n"
+        f"file_mounts:\n  ~/kd-ssh-{tag}/data.txt: data.txt\n  {cfg_dest}: configs\n"
+        "run: |\n  sleep 2\n"
+        '  echo "pwd=$(pwd) user=$(id -un) node=$SLURMD_NODENAME"\n'
+        "  cat src/train.py\n  ls ignored.bin 2>&1 || true\n"
+        f"  cat ~/kd-ssh-{tag}/data.txt {cfg_dest}/a.yaml\n",
+    )
+    measure = counting(sshd)
+
+    launched, connections = measure(lambda: laptop.run("launch", "-y", "-d", str(task)))
+    assert launched.returncode == 0, launched.output
+    assert connections == 1, "launch (staging with rsync included) must use one SSH connection"
+    name, job_id = submitted(launched.stdout)
+    # Later edits on the laptop never change a job already launched.
+    (project / "src" / "train.py").write_text("v2\n")
+
+    followed, connections = measure(lambda: laptop.run("logs", "--follow", name))
+    assert followed.returncode == 0, followed.output
+    assert connections == 1
+    assert f"{name}: COMPLETED" in followed.stderr
+    node_dir = REMOTE_HOME / "konduktor_workdir" / name
+    for rank, host in (("0", "node1"), ("1", "node2")):
+        expected = f"{rank}: pwd={node_dir} user={TEST_USER} node={host}"
+        assert expected in followed.stdout, followed.stdout
+        assert f"{rank}: v1" in followed.stdout
+        assert f"{rank}: dataset" in followed.stdout
+        assert f"{rank}: lr: 1" in followed.stdout
+    assert "v2" not in followed.stdout
+    assert "No such file" in followed.stdout  # the .gitignore'd file was not staged
+    assert (REMOTE_HOME / f"kd-ssh-{tag}" / "data.txt").read_text() == "dataset\n"
+    assert Path(cfg_dest, "a.yaml").read_text() == "lr: 1\n"
+
+    status, connections = measure(lambda: laptop.run("status", "--json", name))
+    assert status.returncode == 0, status.output
+    assert connections <= 1  # the store already knows the job finished: maybe no call at all
+    job = json.loads(status.stdout)["jobs"][0]
+    assert job["status"] == "COMPLETED" and job["slurm_job_id"] == job_id
+    assert job["job_dir"] == str(REMOTE_JOBS / name)
+
+    # Private on the cluster: job dir and script 0700, and the secret is in no process's argv.
+    assert (REMOTE_JOBS / name).stat().st_mode & 0o777 == 0o700
+    assert (REMOTE_JOBS / name / "sbatch.sh").stat().st_mode & 0o777 == 0o700
+    assert (REMOTE_JOBS / name / "workdir").stat().st_mode & 0o077 == 0
+    assert f"hunter2-{tag}" not in sshd.log.read_text()
+    shutil.rmtree(f"/tmp/kd-ssh-{tag}", ignore_errors=True)
+
+    listed, connections = measure(lambda: laptop.run("--help"))
+    assert listed.returncode == 0 and connections == 0
+
+
+def test_relaunch_sends_only_the_changed_file(
+    laptop: Workstation, tmp_path: Path, remote_cleanup: list[str]
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"relaunch{tag}")
+    project = tmp_path / "project"
+    project.mkdir()
+    for index in range(20):
+        (project / f"shard{index:02}.bin").write_bytes(os.urandom(100_000))
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: relaunch{tag}\nworkdir: project\nrun: 'true'\n")
+
+    first = laptop.run("launch", "-y", "-d", str(task))
+    assert first.returncode == 0, first.output
+    first_name, _ = submitted(first.stdout)
+    assert re.search(r"staged workdir: 20/20 files, 2000000/2000000 bytes copied", first.stderr)
+
+    (project / "shard07.bin").write_bytes(os.urandom(100_000))
+    second = laptop.run("launch", "-y", "-d", str(task))
+    assert second.returncode == 0, second.output
+    second_name, _ = submitted(second.stdout)
+    match = re.search(
+        r"staged workdir: (\d+)/(\d+) files, (\d+)/(\d+) bytes copied, (\d+) bytes sent.*"
+        r"hard-linked from (\S+)",
+        second.stderr,
+    )
+    assert match, second.stderr
+    files_sent, files, size_sent, _, bytes_sent, linked_from = match.groups()
+    assert (int(files_sent), int(files), int(size_sent)) == (1, 20, 100_000)
+    assert int(bytes_sent) < 100_000 + 10_000  # one file's worth, not 2 MB
+    assert linked_from == first_name
+    old, new = REMOTE_JOBS / first_name / "workdir", REMOTE_JOBS / second_name / "workdir"
+    assert (old / "shard00.bin").stat().st_ino == (new / "shard00.bin").stat().st_ino
+    assert (old / "shard07.bin").read_bytes() != (new / "shard07.bin").read_bytes()
+    assert (new / "shard07.bin").read_bytes() == (project / "shard07.bin").read_bytes()
+
+
+def test_unknown_host_key_is_refused_with_how_to_accept_it(
+    laptop: Workstation, tmp_path: Path
+) -> None:
+    laptop.known_hosts.write_text("")
+    name = f"hostkey{uuid.uuid4().hex[:6]}"
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: {name}\nrun: 'true'\n")
+
+    refused = laptop.run("launch", "-y", str(task))
+    assert_one_line_error(
+        refused, "is not in", "refusing", "ssh-keyscan", "accept_new_host_keys: true"
+    )
+    assert not any(job.startswith(f"{name}-") for job in slurm_job_names())
+    assert laptop.known_hosts.read_text() == ""
+
+    laptop.configure(accept_new_host_keys=True)
+    accepted = laptop.run("check", "--json")
+    assert accepted.returncode == 0, accepted.output
+    assert json.loads(accepted.stdout)["ok"] is True
+    assert f"[127.0.0.1]:{laptop.port} ssh-ed25519 " in laptop.known_hosts.read_text()
+
+
+def test_check_against_the_cluster_sshd(laptop: Workstation) -> None:
+    laptop.trust(CLUSTER_SSH_PORT)
+    laptop.configure(port=CLUSTER_SSH_PORT)
+    result = laptop.run("check")
+    assert result.returncode == 0, result.output
+    assert re.search(r"transport\s+ok\s+ssh kdtest@127.0.0.1:2222 \(user kdtest\)", result.stdout)
+    assert re.search(r"slurm\s+ok\s+slurm\S* 22\.05", result.stdout)
+    assert re.search(r"partitions\s+ok\s+gpu\* \(up, 2 nodes, gpu:h100:8\)", result.stdout)
+    assert re.search(r"accounting\s+ok", result.stdout)
+    # kdtest is an ordinary user: no scontrol suspend, so `auto` stops by requeueing.
+    assert re.search(r"stop mode\s+ok\s+auto -> requeue", result.stdout)
+    assert re.search(rf"jobs dir\s+ok\s+{REMOTE_JOBS} writable", result.stdout)
+    data = json.loads(laptop.run("check", "--json").stdout)
+    assert data["ok"] and data["may_suspend"] is False and data["slurm_version"].startswith("22.05")
+
+
+def test_ssh_config_alias_through_a_jump_host(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
+) -> None:
+    # ~/.ssh/config is honoured: the alias names the cluster's sshd, reached through the
+    # dedicated sshd as ProxyJump (as a bastion host would be).
+    home = tmp_path / "laptop-home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host kdcluster\n  HostName 127.0.0.1\n  Port {CLUSTER_SSH_PORT}\n"
+        f"  User {TEST_USER}\n  IdentityFile {laptop.key}\n  ProxyJump kdbastion\n"
+        f"Host kdbastion\n  HostName 127.0.0.1\n  Port {sshd.port}\n"
+        f"  User {TEST_USER}\n  IdentityFile {laptop.key}\n"
+    )
+    laptop.trust(CLUSTER_SSH_PORT)
+    (laptop.directory / "config.yaml").write_text(
+        json.dumps({"ssh": {"host": "kdcluster", "known_hosts": str(laptop.known_hosts)}})
+    )
+    before = sshd.accepted()
+    result = laptop.run("check", "--json", env={"HOME": str(home)})
+    assert result.returncode == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["transport"] == "ssh kdcluster" and data["ok"], data
+    time.sleep(0.2)
+    assert sshd.accepted() - before == 1  # one login on the bastion for the whole command
+
+
+def test_unreachable_sshd_is_a_one_line_error(laptop: Workstation, tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there
+    laptop.configure(port=port)
+    task = tmp_path / "task.yaml"
+    task.write_text("name: noreach\nrun: 'true'\n")
+    launched = laptop.run("launch", "-y", str(task))
+    assert_one_line_error(launched, f"kdtest@127.0.0.1:{port}", "connection refused")
+    checked = laptop.run("check")
+    assert checked.returncode == 1
+    assert "Traceback" not in checked.output
+    assert re.search(r"transport\s+FAIL\s+cannot connect to", checked.stdout)
+
+
+def test_connection_dropped_mid_staging_fails_the_job_and_submits_nothing(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path, remote_cleanup: list[str]
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"drop{tag}")
+    project = tmp_path / "project"
+    project.mkdir()
+    with (project / "big.bin").open("wb") as handle:
+        for _ in range(30):
+            handle.write(os.urandom(10_000_000))  # 300 MB: a few seconds over SSH
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: drop{tag}\nworkdir: project\nrun: echo staged-fine\n")
+
+    proc = subprocess.Popen(
+        [KONDUKTOR, "launch", "-y", str(task)],
+        env=laptop.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        # Wait until rsync is writing the big file on the cluster, then cut the connection.
+        deadline = time.monotonic() + 60
+        while not any(
+            path.stat().st_size > 0 for path in REMOTE_JOBS.glob(f"drop{tag}-*/workdir/.big.bin.*")
+        ):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "staging never started"
+            time.sleep(0.02)
+        sshd.kill()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sshd.start()
+    result = Run(proc.returncode, stdout, stderr)
+    assert_one_line_error(
+        result, "staging failed", f"lost the SSH connection to kdtest@127.0.0.1:{sshd.port}"
+    )
+    assert "Nothing was submitted" in result.stderr
+    assert not any(job.startswith(f"drop{tag}-") for job in slurm_job_names())
+    jobs = json.loads(laptop.run("status", "--json").stdout)["jobs"]
+    assert [(job["status"], job["detail"].split(":")[0]) for job in jobs] == [
+        ("FAILED", "staging failed")
+    ]
+
+    # Re-running the same launch works once the login node is back.
+    again = laptop.run("launch", "-y", str(task))
+    assert again.returncode == 0, again.output
+    assert "0: staged-fine" in again.stdout
+
+
+def test_follow_reports_a_dropped_connection_and_exits(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
+) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text("name: follow-drop\nrun: |\n  echo started\n  sleep 60\n")
+    launched = laptop.run("launch", "-y", "-d", str(task))
+    assert launched.returncode == 0, launched.output
+    name, job_id = submitted(launched.stdout)
+    proc = subprocess.Popen(
+        [KONDUKTOR, "logs", "--follow", name],
+        env=laptop.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the job printed
+        assert "started" in line or "konduktor:" in line, line
+        sshd.kill()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sshd.start()
+        subprocess.run(["scancel", job_id], check=False)
+    result = Run(proc.returncode, stdout, stderr)
+    assert_one_line_error(result, f"lost the SSH connection to kdtest@127.0.0.1:{sshd.port}")
