@@ -62,7 +62,8 @@ SSH_KEYS = {
     "accept_new_host_keys",
     "connect_timeout",
 }
-STOP_MODES = ("auto", "suspend", "requeue", "hold", "signal")
+# Keep in step with konduktor_slurm.control.STOP_MODES (a unit test checks).
+STOP_MODES = ("auto", "suspend", "requeue", "signal")
 DEFAULT_REMOTE_JOBS_DIR = "~/.konduktor/jobs"
 DEFAULT_NODE_WORKDIR = "~/konduktor_workdir"
 

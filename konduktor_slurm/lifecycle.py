@@ -795,4 +795,8 @@ def classify(slurm: SlurmFacts, local: LocalFacts) -> Lifecycle:
 
     if local.user_stop is not None and outcome.state in _USER_STOP_OVERRIDES:
         return Lifecycle(State.SUSPENDED_USER, _stop_detail(local.user_stop, local.now))
+    if local.user_stop is not None and local.user_stop.mode == "requeue" and state == "COMPLETING":
+        # `stop` by requeue kills the run; Slurm shows CG for a few seconds before PD.
+        detail = f"{_stop_detail(local.user_stop, local.now)}; releasing its nodes"
+        return Lifecycle(State.SUSPENDED_USER, detail)
     return outcome

@@ -64,6 +64,14 @@ class SlurmError(RuntimeError):
         self.slurm_message = message
 
 
+class PermissionDenied(SlurmError):
+    """Slurm refused an operation to this user (e.g. ``scontrol suspend`` as a non-operator)."""
+
+
+# "Access/permission denied" on 22.05-26.05 (scontrol suspend as a user, or another user's job).
+_PERMISSION_DENIED = re.compile(r"access/permission denied|permission denied|not authorized", re.I)
+
+
 @dataclass(frozen=True)
 class QueueRow:
     job_id: str
@@ -309,6 +317,22 @@ class Slurm:
                 down.add(node)
         return down
 
+    def user_names(self, uids: Iterable[int]) -> dict[int, str]:
+        """Account names on the cluster for uids ("CANCELLED by 1001" -> "kdtest").
+
+        Asked of the cluster, not this machine: over SSH the local uids mean nothing.
+        """
+        wanted = sorted({str(uid) for uid in uids})
+        if not wanted:
+            return {}
+        result = self.transport.run(["getent", "passwd", *wanted], timeout=self.timeout)
+        names = {}
+        for line in result.stdout.splitlines():  # exit 2 when some uid is unknown: keep the rest
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2].isdigit():
+                names[int(fields[2])] = fields[0]
+        return names
+
     def submit(self, script_path: str) -> str:
         return parse_sbatch(self._run(["sbatch", "--parsable", script_path]).stdout)
 
@@ -339,3 +363,45 @@ class Slurm:
         ids = list(job_ids)
         if ids:
             self._run(["scancel", *ids])
+
+    # ---- stop / start. One job per call: Slurm reports a failure for the whole list
+    # otherwise, and the caller must say which job could not be stopped.
+
+    def suspend(self, job_id: str) -> None:
+        """Freeze a running job in place (operators and root only; raises PermissionDenied)."""
+        self._control(["scontrol", "suspend", job_id])
+
+    def resume(self, job_id: str) -> None:
+        self._control(["scontrol", "resume", job_id])
+
+    def requeue_hold(self, job_id: str) -> None:
+        """Kill the running job, put it back in the queue and hold it (GPUs are released)."""
+        self._control(["scontrol", "requeuehold", job_id])
+
+    def hold(self, job_id: str) -> None:
+        """Keep a pending job from starting (a user hold: priority 0, reason JobHeldUser)."""
+        self._control(["scontrol", "hold", job_id])
+
+    def release(self, job_id: str, *, now: bool = False) -> None:
+        """Lift a hold; with ``now``, also make the job eligible at once.
+
+        A requeued job gets a begin time in the future (Slurm's requeue delay, up to ~2
+        minutes); its owner may set it to now. Not done for a plain hold, which would
+        override a begin time the user asked for.
+        """
+        self._control(["scontrol", "release", job_id])
+        if now:
+            self._control(["scontrol", "update", f"jobid={job_id}", "starttime=now"])
+
+    def signal(self, job_id: str, signal: str) -> None:
+        """Send ``signal`` to the batch shell and every step of the job (all nodes)."""
+        self._control(["scancel", "--full", f"--signal={signal}", job_id])
+
+    def _control(self, argv: list[str]) -> None:
+        result = self.transport.run(argv, timeout=self.timeout)
+        if result.ok:
+            return
+        message = _first_line(result)
+        if _PERMISSION_DENIED.search(message):
+            raise PermissionDenied(" ".join(argv[:2]), message)
+        raise SlurmError(" ".join(argv[:2]), message)

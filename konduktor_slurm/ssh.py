@@ -449,6 +449,11 @@ class SSHTransport:
             self._home = result.stdout
         return self._home
 
+    @property
+    def user(self) -> str:
+        """The remote account (connects if needed: it is who Slurm sees)."""
+        return self._transport().get_username() or ""
+
     def rsync_destination(self, path: str) -> str:
         return f"{RSYNC_HOST}:{path}"
 

@@ -199,6 +199,11 @@ class Store:
         query += " ORDER BY created_at DESC"
         return [_from_row(row) for row in self._db.execute(query)]
 
+    def last_user(self) -> str | None:
+        """The account of the newest job: over SSH, the remote user, known without connecting."""
+        row = self._db.execute("SELECT user FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
     def names(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT name FROM jobs")]
 

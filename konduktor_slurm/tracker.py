@@ -9,7 +9,9 @@ terminal are never queried again: that is what keeps ``konduktor status`` cheap 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from konduktor_slurm.lifecycle import (
@@ -117,12 +119,14 @@ def refresh(
         finished_dirs = [job.job_dir for job in live if job.slurm_job_id in left_queue]
         ranks = read_rank_exit_codes(slurm, finished_dirs)
         failed_nodes = _failed_nodes(slurm, live, queue, acct)
+        # Only when some job was cancelled by a uid: one lookup for all of them.
+        uid_names = slurm.user_names(_cancelling_uids(acct.values()))
     except (SlurmError, TransportError) as exc:
         return RefreshResult(stale_reason=str(exc))
 
     now = time.time()
     with store.transaction():
-        _record(store, live, queue, acct, ranks, failed_nodes, now)
+        _record(store, live, queue, acct, ranks, failed_nodes, now, uid_names)
     others: tuple[JobRecord, ...] = ()
     if all_users:
         known = {job.slurm_job_id for job in jobs}
@@ -142,6 +146,7 @@ def _record(
     ranks: dict[str, dict[int, int]],
     failed_nodes: dict[str, str],
     now: float,
+    uid_names: dict[int, str],
 ) -> None:
     """Classify each job from what Slurm said and store the result."""
     for job in live:
@@ -150,7 +155,8 @@ def _record(
         facts = slurm_facts(job, row, acct_row, ranks.get(job.job_dir, {}))
         if job_id in failed_nodes:
             facts = dataclasses.replace(facts, failed_nodes=failed_nodes[job_id])
-        outcome = classify(facts, local_facts(job, now))
+        local = dataclasses.replace(local_facts(job, now), uid_names=uid_names)
+        outcome = classify(facts, local)
         _update_times(job, row, acct_row)
         _remember_slurm_details(job, facts, row)
         job.terminal = outcome.state.terminal
@@ -158,6 +164,15 @@ def _record(
             job.end_time = None  # a requeued run has no end yet
         detail = _with_attempt(outcome.detail, job.extra.get("attempt"))
         store.set_state(job, outcome.state.value, detail, now)
+
+
+def _cancelling_uids(rows: Iterable[AcctRow]) -> set[int]:
+    uids = set()
+    for row in rows:
+        match = re.match(r"CANCELLED by (\d+)", row.state)
+        if match and match.group(1) != "0":  # uid 0 is root everywhere
+            uids.add(int(match.group(1)))
+    return uids
 
 
 def _failed_nodes(
@@ -189,6 +204,7 @@ def _remember_slurm_details(job: JobRecord, facts: SlurmFacts, row: QueueRow | N
         {
             "slurm_state": facts.squeue_state or facts.sacct_state,
             "reason": facts.reason,
+            "priority": facts.priority,
             "node_list": facts.node_list,
             "exit_code": facts.exit_code,
             "rank_exit_codes": {str(rank): code for rank, code in facts.rank_exit_codes.items()},

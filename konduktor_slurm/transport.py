@@ -7,6 +7,7 @@ staging never care where they run. Every call has a timeout: cron must never han
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import subprocess
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ class Transport(Protocol):
         ...
 
     def home(self) -> str: ...
+
+    @property
+    def user(self) -> str:
+        """The account Slurm commands run as (the remote user over SSH)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -115,6 +121,10 @@ class LocalTransport:
 
     def home(self) -> str:
         return str(Path.home())
+
+    @property
+    def user(self) -> str:
+        return getpass.getuser()
 
     def close(self) -> None:
         return None

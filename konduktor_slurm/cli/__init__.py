@@ -105,6 +105,8 @@ def main() -> None:
       konduktor launch -d -y task.yaml    submit and return at once
       konduktor status                    your jobs, newest first
       konduktor logs my-job-1a2b          the job's output
+      konduktor stop my-job-1a2b          stop it; `konduktor start` resumes it
+      konduktor down my-job-1a2b          cancel it and hide it from status
     """
 
 
@@ -145,4 +147,4 @@ def follow_and_exit(
 
 
 # Command modules register themselves on `main`; imported last because they import `main`.
-from konduktor_slurm.cli import check, launch, logs, status  # noqa: E402, F401
+from konduktor_slurm.cli import check, control, launch, logs, status  # noqa: E402, F401

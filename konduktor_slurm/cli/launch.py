@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import secrets
 import sys
 import time
@@ -139,7 +138,7 @@ def launch(
     job = JobRecord(
         name=job_name,
         task_name=task.name,
-        user=getpass.getuser(),
+        user=slurm.transport.user,  # over SSH: the remote account the job runs as
         resources=task.resources_summary(),
         num_nodes=task.num_nodes,
         gpus_per_node=accelerator.count if accelerator else 0,

@@ -113,6 +113,8 @@ def status(
     slurm = open_slurm(config)
     after_ts, before_ts = _parse_when(after, "--after"), _parse_when(before, "--before")
     jobs = [resolve_job(store, job_name)] if job_name else store.jobs(include_hidden=show_all)
+    # Over SSH the jobs belong to the remote account; the store knows it without connecting.
+    user = store.last_user() or getpass.getuser()
 
     from konduktor_slurm.tracker import refresh
 
@@ -126,11 +128,11 @@ def status(
     now = time.time()
 
     if as_json:
-        _print_json(store, jobs, job_name, result.stale_reason, now)
+        _print_json(store, user, jobs, job_name, result.stale_reason, now)
     elif job_name:
         _print_job_detail(store, jobs[0], now, stale=result.stale)
     else:
-        _print_table(jobs, all_users, now, stale=result.stale)
+        _print_table(user, jobs, all_users, now, stale=result.stale)
     if result.stale:
         click.echo(
             f"Warning: Slurm could not be reached ({result.stale_reason}); "
@@ -141,12 +143,17 @@ def status(
 
 
 def _print_json(
-    store: Store, jobs: list[JobRecord], job_name: str | None, stale: str | None, now: float
+    store: Store,
+    user: str,
+    jobs: list[JobRecord],
+    job_name: str | None,
+    stale: str | None,
+    now: float,
 ) -> None:
     from konduktor_slurm.views import job_json, transition_json
 
     payload: dict = {
-        "user": getpass.getuser(),
+        "user": user,
         "stale": stale is not None,
         "stale_reason": stale,
         "jobs": [job_json(job, now) for job in jobs],
@@ -158,14 +165,16 @@ def _print_json(
     click.echo(json.dumps(payload, indent=2))
 
 
-def _print_table(jobs: list[JobRecord], all_users: bool, now: float, stale: bool) -> None:
+def _print_table(
+    user: str, jobs: list[JobRecord], all_users: bool, now: float, stale: bool
+) -> None:
     from rich.table import Table
     from rich.text import Text
 
     from konduktor_slurm.views import STATE_STYLES, STATUS_COLUMNS, status_row
 
     out = console()
-    out.print(f"User: {getpass.getuser()}", highlight=False)
+    out.print(f"User: {user}", highlight=False)
     if not jobs:
         out.print("No jobs. Launch one with: konduktor launch task.yaml", highlight=False)
         return

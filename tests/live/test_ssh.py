@@ -325,6 +325,54 @@ def test_two_node_job_over_ssh_places_files_on_both_nodes_one_connection_each(
     assert listed.returncode == 0 and connections == 0
 
 
+def test_stop_start_and_down_over_ssh_one_connection_each(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path, remote_cleanup: list[str]
+) -> None:
+    task_name = f"sshstop{uuid.uuid4().hex[:6]}"
+    remote_cleanup.append(task_name)
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        f"name: {task_name}\nrun: |\n"
+        '  echo "attempt=$KONDUKTOR_RESTART_ATTEMPT"\n'
+        "  for i in $(seq 1 60); do echo tick $i; sleep 1; done\n"
+    )
+    launched = laptop.run("launch", "-y", "-d", str(task))
+    assert launched.returncode == 0, launched.output
+    name, _ = submitted(launched.stdout)
+    deadline = time.monotonic() + 60
+    while laptop.status(name)["status"] != "ACTIVE":
+        assert time.monotonic() < deadline, laptop.status(name)
+        time.sleep(1)
+    measure = counting(sshd)
+
+    # The remote account is an ordinary user: auto mode requeues, and says so.
+    stopped, connections = measure(lambda: laptop.run("stop", "-y", name))
+    assert stopped.returncode == 0, stopped.output
+    assert connections == 1
+    assert "stopping by requeue instead" in stopped.stdout and "GPUs released" in stopped.stdout
+    job = laptop.status(name)
+    assert job["status"] == "SUSPENDED (by user)", job
+    assert job["detail"].startswith(f"stopped by {TEST_USER}"), job  # the remote user
+
+    started, connections = measure(lambda: laptop.run("start", "-y", name))
+    assert started.returncode == 0, started.output
+    assert connections == 1
+    deadline = time.monotonic() + 30
+    while laptop.status(name)["status"] != "ACTIVE":
+        assert time.monotonic() < deadline, laptop.status(name)
+        time.sleep(1)
+
+    taken, connections = measure(lambda: laptop.run("down", "-y", name))
+    assert taken.returncode == 0, taken.output
+    assert connections == 1
+    # Cancelled by the remote account, named as the cluster knows it (uid looked up there).
+    job = laptop.status(name)
+    assert (job["status"], job["detail"]) == ("FAILED", f"cancelled by {TEST_USER}"), job
+    listed = json.loads(laptop.run("status", "--json").stdout)
+    assert name not in {entry["name"] for entry in listed["jobs"]}
+    assert listed["user"] == TEST_USER  # the account on the cluster, not the laptop's
+
+
 def test_relaunch_sends_only_the_changed_file(
     laptop: Workstation, tmp_path: Path, remote_cleanup: list[str]
 ) -> None:

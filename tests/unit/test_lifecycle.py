@@ -534,6 +534,18 @@ OBSERVED: list[tuple[str, SlurmFacts, LocalFacts, Lifecycle]] = [
         Lifecycle(State.SUSPENDED_USER, "stopped by alice 3 mins ago"),
     ),
     (
+        "requeuehold by konduktor stop, still tearing down",
+        squeue_line("COMPLETING|CG|job requeued in held state|0", restarts=1, node_list="node1"),
+        LocalFacts(user_stop=UserStop("alice", NOW - 2, "requeue")),
+        Lifecycle(State.SUSPENDED_USER, "stopped by alice just now; releasing its nodes"),
+    ),
+    (
+        "completing normally after a stop by suspend was resumed elsewhere",
+        squeue_line("COMPLETING|CG|None|1", node_list="node1"),
+        LocalFacts(user_stop=UserStop("alice", NOW - 200, "suspend")),
+        Lifecycle(State.ACTIVE, "completing on node1"),
+    ),
+    (
         "released and running again: old stop record ignored",
         squeue_line("RUNNING|R|None|1", restarts=1, node_list="node[1-2]"),
         LocalFacts(user_stop=UserStop("alice", NOW - 200, "requeue")),
@@ -907,7 +919,7 @@ GRID_SQUEUE = [None, "", "WIBBLE", *LONG_STATES]
 GRID_SACCT = [None, "", "WIBBLE", "CANCELLED by 0", "CANCELLED+", *LONG_STATES]
 GRID_REASONS = ["Resources", "JobHeldUser"]
 GRID_RANKS: list[dict[int, int]] = [{}, {0: 0, 1: 3}]
-GRID_STOPS = [None, ALICE_STOP]
+GRID_STOPS = [None, ALICE_STOP, UserStop("alice", NOW - 5, "requeue")]
 ACTIVE_SLURM = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
 
 
@@ -955,8 +967,11 @@ def test_properties_over_the_input_grid() -> None:
         if live_running:
             # squeue is live: never a finished lifecycle, whatever sacct says.
             assert not result.state.terminal, ctx
-            if live in ACTIVE_SLURM:
+            stopping = stop is not None and stop.mode == "requeue" and live == "COMPLETING"
+            if live in ACTIVE_SLURM and not stopping:
                 assert result.state is State.ACTIVE, ctx
+            if stopping:
+                assert result.state is State.SUSPENDED_USER, ctx
         elif live_ended or acct_ended:
             assert result.state.terminal, ctx
         else:
@@ -968,7 +983,7 @@ def test_properties_over_the_input_grid() -> None:
                 State.FAILED,
                 State.SUSPENDED_USER,
             }, ctx
-    assert checked == len(GRID_SQUEUE) * len(GRID_SACCT) * 2 * 2 * 3 * 2 * 2 * 2
+    assert checked == len(GRID_SQUEUE) * len(GRID_SACCT) * 2 * 2 * 3 * 2 * 2 * len(GRID_STOPS)
 
 
 @pytest.mark.parametrize("code", ALL_CODES)

@@ -1,0 +1,218 @@
+"""What `konduktor stop` / `start` decide for each job state and mode (pure; no Slurm)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from konduktor_slurm import config
+from konduktor_slurm.control import (
+    COSTS,
+    STOP_MODES,
+    STOP_RECORD_MODE,
+    Action,
+    Plan,
+    plan_start,
+    plan_stop,
+)
+
+
+def stop(lifecycle: str, slurm_state: str | None, mode: str = "auto", **kw: object) -> Plan:
+    terminal = lifecycle in {"COMPLETED", "FAILED"}
+    return plan_stop(
+        lifecycle=lifecycle,
+        terminal=terminal,
+        slurm_state=slurm_state,
+        mode=mode,
+        stopped_mode=kw.get("stopped_mode"),  # type: ignore[arg-type]
+    )
+
+
+def start(lifecycle: str, slurm_state: str | None, **kw: object) -> Plan:
+    return plan_start(
+        lifecycle=lifecycle,
+        terminal=lifecycle in {"COMPLETED", "FAILED"},
+        slurm_state=slurm_state,
+        reason=kw.get("reason"),  # type: ignore[arg-type]
+        priority=kw.get("priority"),  # type: ignore[arg-type]
+        stopped_mode=kw.get("stopped_mode"),  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "action"),
+    [
+        ("auto", Action.SUSPEND),
+        ("suspend", Action.SUSPEND),
+        ("requeue", Action.REQUEUE_HOLD),
+        ("signal", Action.SIGNAL_STOP),
+    ],
+)
+@pytest.mark.parametrize("slurm_state", ["RUNNING", "R", "CONFIGURING"])
+def test_running_job_is_stopped_the_way_the_mode_says(
+    mode: str, action: Action, slurm_state: str
+) -> None:
+    assert stop("ACTIVE", slurm_state, mode) == Plan(action)
+
+
+@pytest.mark.parametrize("mode", STOP_MODES)
+@pytest.mark.parametrize(
+    ("lifecycle", "slurm_state"),
+    [
+        ("PENDING", "PENDING"),
+        ("PENDING", "PD"),
+        ("SUSPENDED (by system)", "PENDING"),  # quota or requeued after preemption
+        ("SUSPENDED (by system)", "REQUEUED"),
+        ("PENDING", None),  # submitted, not yet reported by Slurm
+    ],
+)
+def test_waiting_job_is_held_whatever_the_mode(mode: str, lifecycle: str, slurm_state: str) -> None:
+    assert stop(lifecycle, slurm_state, mode) == Plan(Action.HOLD)
+
+
+@pytest.mark.parametrize("lifecycle", ["COMPLETED", "FAILED"])
+@pytest.mark.parametrize("mode", STOP_MODES)
+def test_finished_job_cannot_be_stopped_or_started(lifecycle: str, mode: str) -> None:
+    for plan in (stop(lifecycle, "COMPLETED", mode), start(lifecycle, "COMPLETED")):
+        assert plan.action is None
+        assert plan.error and f"already finished ({lifecycle})" in plan.error
+
+
+def test_unsubmitted_job_cannot_be_stopped_or_started() -> None:
+    for plan in (stop("CREATED", None), start("CREATED", None)):
+        assert plan.action is None and plan.error and "not submitted yet" in plan.error
+
+
+@pytest.mark.parametrize("stopped_mode", ["suspend", "requeue", "hold", "signal"])
+@pytest.mark.parametrize("slurm_state", ["SUSPENDED", "PENDING", "STOPPED", "REQUEUE_HOLD"])
+def test_stopping_a_stopped_job_again_changes_nothing(stopped_mode: str, slurm_state: str) -> None:
+    plan = stop("SUSPENDED (by user)", slurm_state, stopped_mode=stopped_mode)
+    assert plan.action is None and plan.error is None
+    assert plan.note and "already stopped" in plan.note
+
+
+def test_a_stop_record_of_a_job_running_again_does_not_block_a_new_stop() -> None:
+    # Released outside konduktor: it runs, so `stop` must act again.
+    assert stop("ACTIVE", "RUNNING", stopped_mode="requeue") == Plan(Action.SUSPEND)
+
+
+def test_preempted_and_completing_jobs_are_refused_with_a_reason() -> None:
+    suspended = stop("SUSPENDED (by system)", "SUSPENDED")
+    assert (
+        suspended.error and "preempted" in suspended.error and "konduktor down" in suspended.error
+    )
+    completing = stop("ACTIVE", "CG")
+    assert completing.error and "COMPLETING" in completing.error
+
+
+def test_unknown_mode_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="unknown stop mode"):
+        stop("ACTIVE", "RUNNING", "freeze")
+
+
+@pytest.mark.parametrize(
+    ("stopped_mode", "action"),
+    [
+        ("suspend", Action.RESUME),
+        ("requeue", Action.RELEASE_REQUEUED),
+        ("hold", Action.RELEASE),
+        ("signal", Action.SIGNAL_CONT),
+    ],
+)
+def test_start_undoes_exactly_what_stop_did(stopped_mode: str, action: Action) -> None:
+    assert start("SUSPENDED (by user)", "PENDING", stopped_mode=stopped_mode) == Plan(action)
+
+
+def test_every_stop_action_has_a_record_that_start_undoes_and_a_cost() -> None:
+    undo = {
+        Action.SUSPEND: Action.RESUME,
+        Action.REQUEUE_HOLD: Action.RELEASE_REQUEUED,
+        Action.HOLD: Action.RELEASE,
+        Action.SIGNAL_STOP: Action.SIGNAL_CONT,
+    }
+    for stop_action, start_action in undo.items():
+        recorded = STOP_RECORD_MODE[stop_action]
+        assert start("SUSPENDED (by user)", "PENDING", stopped_mode=recorded).action is start_action
+    assert set(COSTS) == set(Action)
+    assert "GPUs released" in COSTS[Action.REQUEUE_HOLD]
+    assert "restarts from the beginning" in COSTS[Action.REQUEUE_HOLD]
+    assert "stay allocated" in COSTS[Action.SUSPEND]
+    assert "stay allocated" in COSTS[Action.SIGNAL_STOP]
+
+
+@pytest.mark.parametrize(
+    ("slurm_state", "reason", "priority", "action"),
+    [
+        ("STOPPED", None, 1, Action.SIGNAL_CONT),
+        ("SUSPENDED", None, 0, Action.RESUME),
+        ("PENDING", "JobHeldUser", 0, Action.RELEASE),
+        ("PENDING", "job requeued in held state", 0, Action.RELEASE_REQUEUED),
+        ("REQUEUE_HOLD", None, 0, Action.RELEASE_REQUEUED),
+    ],
+)
+def test_start_undoes_a_stop_made_outside_konduktor(
+    slurm_state: str, reason: str | None, priority: int, action: Action
+) -> None:
+    plan = start("SUSPENDED (by user)", slurm_state, reason=reason, priority=priority)
+    assert plan == Plan(action)
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "slurm_state", "reason", "priority"),
+    [
+        ("ACTIVE", "RUNNING", None, 1),
+        ("PENDING", "PENDING", "Resources", 1),
+        ("SUSPENDED (by system)", "PENDING", "QOSMaxGRESPerUser", 1),
+        ("SUSPENDED (by system)", "SUSPENDED", None, 5),  # gang-preempted: Slurm resumes it
+    ],
+)
+def test_start_of_a_job_nobody_stopped_does_nothing(
+    lifecycle: str, slurm_state: str, reason: str | None, priority: int
+) -> None:
+    plan = start(lifecycle, slurm_state, reason=reason, priority=priority)
+    assert plan.action is None and plan.error is None and plan.note
+
+
+def test_start_of_a_running_job_with_an_old_stop_record_is_a_note() -> None:
+    plan = start("ACTIVE", "RUNNING", stopped_mode="requeue")
+    assert plan == Plan(note="is already running")
+
+
+def test_every_state_and_mode_gives_exactly_one_outcome() -> None:
+    """No combination crashes or returns an empty plan."""
+    states = [
+        None,
+        "PENDING",
+        "RUNNING",
+        "SUSPENDED",
+        "STOPPED",
+        "COMPLETING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "CONFIGURING",
+        "COMPLETED",
+        "FAILED",
+        "SOMETHING_NEW",
+    ]
+    lifecycles = [
+        "CREATED",
+        "PENDING",
+        "SUSPENDED (by system)",
+        "SUSPENDED (by user)",
+        "ACTIVE",
+        "COMPLETED",
+        "FAILED",
+    ]
+    stopped = [None, "suspend", "requeue", "hold", "signal"]
+    for lifecycle, state, mode, was in itertools.product(lifecycles, states, STOP_MODES, stopped):
+        for plan in (
+            stop(lifecycle, state, mode, stopped_mode=was),
+            start(lifecycle, state, stopped_mode=was, reason=None, priority=1),
+        ):
+            outcomes = [plan.action is not None, plan.error is not None, plan.note is not None]
+            assert outcomes.count(True) == 1, (lifecycle, state, mode, was, plan)
+
+
+def test_config_accepts_the_same_stop_modes_as_the_command() -> None:
+    assert config.STOP_MODES == STOP_MODES
