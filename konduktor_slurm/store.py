@@ -107,6 +107,10 @@ _COLUMNS = (
 )
 
 
+# What a refresh from Slurm writes; user_stop and hidden belong to stop/start/down.
+REFRESH_COLUMNS = ("start_time", "end_time", "state", "detail", "terminal", "extra")
+
+
 def _to_row(job: JobRecord) -> tuple:
     values = []
     for column in _COLUMNS:
@@ -164,23 +168,44 @@ class Store:
             )
             self._record_transition(job.name, job.state, job.detail, job.created_at)
 
-    def save(self, job: JobRecord) -> None:
-        """Write every field of ``job``; use ``set_state`` for state changes."""
-        assignments = ",".join(f"{column}=?" for column in _COLUMNS[1:])
+    def save(self, job: JobRecord, columns: Iterable[str] = _COLUMNS[1:]) -> None:
+        """Write ``columns`` of ``job`` (default: every field); ``set_state`` for states."""
+        wanted = tuple(columns)
+        values = dict(zip(_COLUMNS, _to_row(job), strict=True))
+        assignments = ",".join(f"{column}=?" for column in wanted)
         self._db.execute(
-            f"UPDATE jobs SET {assignments} WHERE name=?", (*_to_row(job)[1:], job.name)
+            f"UPDATE jobs SET {assignments} WHERE name=?",
+            (*(values[column] for column in wanted), job.name),
         )
 
     def set_state(self, job: JobRecord, state: str, detail: str, at: float | None = None) -> bool:
-        """Update the job's state; record a transition only when the state itself changed."""
+        """Update what Slurm said about the job; record a transition only when its state changed.
+
+        Compared with the stored state, not ``job.state``: another konduktor process (a
+        ``logs --follow`` beside a ``status``) may have recorded the change already. Only the
+        columns a refresh owns are written, so a concurrent ``stop`` or ``down`` is never
+        undone by a process holding an older copy of the job.
+        """
         at = time.time() if at is None else at
-        changed = state != job.state
-        job.state, job.detail = state, detail
         with self.transaction():
-            self.save(job)
+            row = self._db.execute("SELECT state FROM jobs WHERE name=?", (job.name,)).fetchone()
+            changed = state != (row[0] if row else job.state)
+            job.state, job.detail = state, detail
+            self.save(job, REFRESH_COLUMNS)
             if changed:
                 self._record_transition(job.name, state, detail, at)
         return changed
+
+    def reload_user_fields(self, jobs: Iterable[JobRecord]) -> None:
+        """Bring in ``user_stop``/``hidden`` that another process (``stop``, ``down``) set."""
+        by_name = {job.name: job for job in jobs}
+        if not by_name:
+            return
+        marks = ",".join("?" for _ in by_name)
+        query = f"SELECT name, user_stop, hidden FROM jobs WHERE name IN ({marks})"
+        for name, user_stop, hidden in self._db.execute(query, tuple(by_name)):
+            by_name[name].user_stop = json.loads(user_stop) if user_stop else None
+            by_name[name].hidden = bool(hidden)
 
     def _record_transition(self, name: str, state: str, detail: str, at: float) -> None:
         self._db.execute(

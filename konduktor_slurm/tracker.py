@@ -149,6 +149,7 @@ def _record(
     uid_names: dict[int, str],
 ) -> None:
     """Classify each job from what Slurm said and store the result."""
+    store.reload_user_fields(live)  # a `stop` in another process since these were read
     for job in live:
         job_id = job.slurm_job_id or ""
         row, acct_row = queue.get(job_id), acct.get(job_id)

@@ -170,7 +170,9 @@ def launch(
         fail(f"Slurm refused the job: {exc}")
     job.slurm_job_id = job_id
     job.submitted_at = time.time()
-    store.set_state(job, State.PENDING.value, "submitted")
+    with store.transaction():
+        store.save(job)
+        store.set_state(job, State.PENDING.value, "submitted")
 
     click.echo(f"Submitted {job_name} (Slurm job {job_id}).")
     click.echo("Useful commands:")

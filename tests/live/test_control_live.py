@@ -68,8 +68,17 @@ def wait_for_tick(kd, name: str, at_least: int, timeout: float = 60) -> int:
     raise AssertionError(f"{name} never printed tick {at_least}: {kd('logs', name).output}")
 
 
-def test_operator_stop_suspends_in_place_and_start_resumes(kd, tmp_path: Path) -> None:
-    name = launch_detached(kd, tmp_path, ticker_task(unique("susp")))
+def test_operator_stop_suspends_in_place_and_start_resumes(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    name = launch_detached(kd, tmp_path, ticker_task(unique("susp"), ticks=10))
+    follower = subprocess.Popen(
+        [KONDUKTOR, "logs", "--follow", name],
+        env={**os.environ, "KONDUKTOR_HOME": str(kd_home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_tick(kd, name, 2)
         stopped = kd("stop", "-y", name)
@@ -94,7 +103,14 @@ def test_operator_stop_suspends_in_place_and_start_resumes(kd, tmp_path: Path) -
         assert "attempt=1" not in log  # resumed in place, never restarted
         history = [entry["status"] for entry in status_json(kd, name)["jobs"][0]["history"]]
         assert history[-2:] == ["SUSPENDED (by user)", "ACTIVE"], history
+
+        # `logs --follow`, started before the stop, streamed across it and ends with the job.
+        out, err = follower.communicate(timeout=60)
+        assert follower.returncode == 0, (out, err)
+        assert [f"0: tick {i}" in out for i in range(1, 11)] == [True] * 10, out
+        assert f"{name}: COMPLETED" in err
     finally:
+        follower.kill()
         cleanup(kd, name)
 
 
