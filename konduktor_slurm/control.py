@@ -178,4 +178,4 @@ def plan_start(
         return Plan(Action.RELEASE_REQUEUED)
     if state == "PENDING" and (reason or "").startswith("JobHeldUser"):
         return Plan(Action.RELEASE)
-    return Plan(note=f"is not stopped ({lifecycle}); nothing to start")
+    return Plan(note=f"is not stopped ({lifecycle})")

@@ -7,9 +7,11 @@ any: one bad name or one finished job means nothing changes at all.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -26,6 +28,7 @@ from konduktor_slurm.cli import (
 )
 
 if TYPE_CHECKING:
+    from konduktor_slurm.config import Settings
     from konduktor_slurm.control import Action, Plan
     from konduktor_slurm.slurm import Slurm
     from konduktor_slurm.store import JobRecord, Store
@@ -37,6 +40,21 @@ _all_option = click.option(
     "--all", "all_jobs", is_flag=True, help="Every job of yours it applies to."
 )
 _yes_option = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+
+
+@contextlib.contextmanager
+def _session() -> Iterator[tuple[Settings, Store, Slurm]]:
+    """Settings, store and Slurm for one command; a lost connection is a one-line error."""
+    from konduktor_slurm.transport import TransportError
+
+    config = settings()
+    store, slurm = open_store(config), open_slurm(config)
+    try:
+        yield config, store, slurm
+    except TransportError as exc:
+        fail(str(exc), EXIT_STALE)
+    finally:
+        slurm.transport.close()
 
 
 def _did_you_mean(name: str, names: list[str]) -> str:
@@ -160,6 +178,61 @@ def _show_states(store: Store, slurm: Slurm, jobs: list[JobRecord]) -> None:
         click.echo(f"  {job.name}: now {job.state}{detail}")
 
 
+def _plan_all(
+    selected: list[JobRecord],
+    errors: list[str],
+    all_jobs: bool,
+    plan_for: Callable[[JobRecord], Plan],
+) -> list[tuple[JobRecord, Action]]:
+    """Decide for every job first; any error (plus earlier ``errors``) changes nothing."""
+    plans: dict[str, Plan] = {}
+    for job in selected:
+        plan = plan_for(job)
+        if all_jobs and (plan.error or plan.note):
+            continue  # --all means "every job it applies to"
+        if plan.error:
+            errors.append(f"{job.name} {plan.error}")
+        plans[job.name] = plan
+    _fail_all(errors)
+    todo = []
+    for job in selected:
+        plan = plans.get(job.name)
+        if plan is not None and plan.note:
+            click.echo(f"{job.name} {plan.note}; nothing to do.")
+        elif plan is not None and plan.action is not None:
+            todo.append((job, plan.action))
+    return todo
+
+
+def _perform(
+    store: Store,
+    slurm: Slurm,
+    todo: list[tuple[JobRecord, Action]],
+    done_word: str,
+    act: Callable[[JobRecord, Action], Action],
+) -> None:
+    """Act on each job, say what it cost, show where each job is now; exit 1 if any failed."""
+    from konduktor_slurm.control import COSTS
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    failures = 0
+    done: list[JobRecord] = []
+    for job, planned in todo:
+        try:
+            action = act(job, planned)
+        except (SlurmError, TransportError) as exc:
+            failures += 1
+            click.echo(f"Error: {job.name} was not {done_word.lower()}: {exc}", err=True)
+            continue
+        done.append(job)
+        click.echo(f"{done_word} {job.name}: {COSTS[action]}")
+    if done:
+        _show_states(store, slurm, done)
+    if failures:
+        sys.exit(EXIT_FAILED)
+
+
 def _stopped_mode(job: JobRecord) -> str | None:
     return job.user_stop.get("mode") if job.user_stop else None
 
@@ -214,94 +287,59 @@ def stop(jobs: tuple[str, ...], all_jobs: bool, yes: bool, mode: str | None) -> 
     """
     from konduktor_slurm.control import STOP_RECORD_MODE, Action, plan_stop
     from konduktor_slurm.slurm import PermissionDenied, SlurmError
-    from konduktor_slurm.transport import TransportError
 
-    config = settings()
-    mode = mode or config.stop_mode
-    store, slurm = open_store(config), open_slurm(config)
-    try:
+    with _session() as (config, store, slurm):
+        mode = mode or config.stop_mode
         caller = slurm.transport.user
         selected, errors = _select(store, slurm, jobs, all_jobs, caller)
         _refresh_or_fail(store, slurm, selected)
-        plans: dict[str, Plan] = {}
-        for job in selected:
-            plan = plan_stop(
+        todo = _plan_all(
+            selected,
+            errors,
+            all_jobs,
+            lambda job: plan_stop(
                 lifecycle=job.state,
                 terminal=job.terminal,
                 slurm_state=job.extra.get("slurm_state"),
                 mode=mode,
                 stopped_mode=_stopped_mode(job),
-            )
-            if all_jobs and plan.error:
-                continue  # --all means "every job it applies to"
-            if plan.error:
-                errors.append(f"{job.name} {plan.error}")
-            plans[job.name] = plan
-        _fail_all(errors)
-        for job in selected:
-            plan = plans.get(job.name)
-            if plan is not None and plan.note:
-                click.echo(f"{job.name} {plan.note}; nothing to do.")
-        to_stop = [job for job in selected if job.name in plans and plans[job.name].action]
-        if not to_stop:
+            ),
+        )
+        if not todo:
             if all_jobs:
                 click.echo("No running or pending job of yours to stop.")
             return
-        _confirm("stop", to_stop, yes)
-
+        _confirm("stop", [job for job, _ in todo], yes)
         suspend_refused = False
-        failures = 0
-        stopped: list[JobRecord] = []
-        for job in to_stop:
-            action = plans[job.name].action
-            assert action is not None and job.slurm_job_id is not None
+
+        def stop_one(job: JobRecord, action: Action) -> Action:
+            nonlocal suspend_refused
+            assert job.slurm_job_id is not None
             if action is Action.SUSPEND and suspend_refused:
                 action = Action.REQUEUE_HOLD
             try:
-                try:
-                    _run_action(slurm, job.slurm_job_id, action)
-                except PermissionDenied:
-                    if action is not Action.SUSPEND or mode != "auto":
-                        raise
-                    suspend_refused = True
-                    click.echo(
-                        "Slurm lets only operators suspend jobs, so stopping by requeue instead "
-                        "(--mode signal keeps the GPUs instead)."
-                    )
-                    action = Action.REQUEUE_HOLD
-                    _run_action(slurm, job.slurm_job_id, action)
+                _run_action(slurm, job.slurm_job_id, action)
             except PermissionDenied as exc:
-                failures += 1
-                hint = (
-                    " Only Slurm operators may suspend; use --mode requeue (frees the GPUs) "
-                    "or --mode signal (keeps them)."
-                    if action is Action.SUSPEND
-                    else ""
+                if action is not Action.SUSPEND:
+                    raise
+                if mode != "auto":
+                    raise SlurmError(
+                        exc.command,
+                        f"{exc.slurm_message}. Only Slurm operators may suspend; use "
+                        "--mode requeue (frees the GPUs) or --mode signal (keeps them)",
+                    ) from None
+                suspend_refused = True
+                click.echo(
+                    "Slurm lets only operators suspend jobs, so stopping by requeue instead "
+                    "(--mode signal keeps the GPUs instead)."
                 )
-                click.echo(f"Error: {job.name}: {exc.slurm_message}.{hint}", err=True)
-                continue
-            except (SlurmError, TransportError) as exc:
-                failures += 1
-                click.echo(f"Error: {job.name} could not be stopped: {exc}", err=True)
-                continue
+                action = Action.REQUEUE_HOLD
+                _run_action(slurm, job.slurm_job_id, action)
             job.user_stop = {"user": caller, "at": time.time(), "mode": STOP_RECORD_MODE[action]}
             store.save(job)
-            stopped.append(job)
-            click.echo(f"Stopped {job.name}: {_cost(action)}")
-        if stopped:
-            _show_states(store, slurm, stopped)
-        if failures:
-            sys.exit(EXIT_FAILED)
-    except TransportError as exc:
-        fail(str(exc), EXIT_STALE)
-    finally:
-        slurm.transport.close()
+            return action
 
-
-def _cost(action: Action) -> str:
-    from konduktor_slurm.control import COSTS
-
-    return COSTS[action]
+        _perform(store, slurm, todo, "Stopped", stop_one)
 
 
 @main.command()
@@ -317,67 +355,42 @@ def start(jobs: tuple[str, ...], all_jobs: bool, yes: bool) -> None:
     SIGSTOPped job gets SIGCONT. --all starts every stopped job of yours.
     """
     from konduktor_slurm.control import plan_start
-    from konduktor_slurm.slurm import SlurmError
-    from konduktor_slurm.transport import TransportError
 
-    config = settings()
-    store, slurm = open_store(config), open_slurm(config)
-    try:
+    with _session() as (_config, store, slurm):
         selected, errors = _select(store, slurm, jobs, all_jobs, slurm.transport.user)
         _refresh_or_fail(store, slurm, selected)
         _settle(store, slurm, selected)  # a stop by requeue may still be under way
-        plans: dict[str, Plan] = {}
         for job in selected:
-            plan = plan_start(
+            if job.user_stop and job.state == "ACTIVE":  # released outside konduktor
+                job.user_stop = None
+                store.save(job)
+        todo = _plan_all(
+            selected,
+            errors,
+            all_jobs,
+            lambda job: plan_start(
                 lifecycle=job.state,
                 terminal=job.terminal,
                 slurm_state=job.extra.get("slurm_state"),
                 reason=job.extra.get("reason"),
                 priority=job.extra.get("priority"),
                 stopped_mode=_stopped_mode(job),
-            )
-            if all_jobs and (plan.error or plan.note):
-                continue
-            if plan.error:
-                errors.append(f"{job.name} {plan.error}")
-            plans[job.name] = plan
-        _fail_all(errors)
-        for job in selected:
-            plan = plans.get(job.name)
-            if plan is not None and plan.note:
-                click.echo(f"{job.name} {plan.note}.")
-                if job.user_stop:  # released outside konduktor: forget the stale stop
-                    job.user_stop = None
-                    store.save(job)
-        to_start = [job for job in selected if job.name in plans and plans[job.name].action]
-        if not to_start:
+            ),
+        )
+        if not todo:
             if all_jobs:
                 click.echo("No stopped job of yours to start.")
             return
-        _confirm("start", to_start, yes)
-        failures = 0
-        started: list[JobRecord] = []
-        for job in to_start:
-            action = plans[job.name].action
-            assert action is not None and job.slurm_job_id is not None
-            try:
-                _run_action(slurm, job.slurm_job_id, action)
-            except (SlurmError, TransportError) as exc:
-                failures += 1
-                click.echo(f"Error: {job.name} could not be started: {exc}", err=True)
-                continue
+        _confirm("start", [job for job, _ in todo], yes)
+
+        def start_one(job: JobRecord, action: Action) -> Action:
+            assert job.slurm_job_id is not None
+            _run_action(slurm, job.slurm_job_id, action)
             job.user_stop = None
             store.save(job)
-            started.append(job)
-            click.echo(f"Started {job.name}: {_cost(action)}")
-        if started:
-            _show_states(store, slurm, started)
-        if failures:
-            sys.exit(EXIT_FAILED)
-    except TransportError as exc:
-        fail(str(exc), EXIT_STALE)
-    finally:
-        slurm.transport.close()
+            return action
+
+        _perform(store, slurm, todo, "Started", start_one)
 
 
 @main.command()
@@ -395,9 +408,7 @@ def down(jobs: tuple[str, ...], all_jobs: bool, yes: bool) -> None:
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.transport import TransportError
 
-    config = settings()
-    store, slurm = open_store(config), open_slurm(config)
-    try:
+    with _session() as (_config, store, slurm):
         selected, errors = _select(store, slurm, jobs, all_jobs, slurm.transport.user)
         _fail_all(errors)
         if not selected:
@@ -417,10 +428,6 @@ def down(jobs: tuple[str, ...], all_jobs: bool, yes: bool) -> None:
             store.save(job)
             was = "cancelled" if job in running else f"it had ended {job.state}"
             click.echo(f"Took down {job.name} ({was}); history: konduktor status -a")
-    except TransportError as exc:
-        fail(str(exc), EXIT_STALE)
-    finally:
-        slurm.transport.close()
 
 
 def _wait_until_recorded(store: Store, slurm: Slurm, jobs: list[JobRecord]) -> None:
