@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv cluster cluster-stop demo test unit live lint bench clean
+.PHONY: venv cluster cluster-stop chroots chroots-stop demo test unit live compat lint bench clean
 
 venv:
 	@scripts/ensure-venv.sh
@@ -15,13 +15,24 @@ cluster:
 cluster-stop:
 	bash docker/cluster-down.sh
 
+## chroots: real Slurm 24.11 (trixie) and 26.05 (sid) clusters in debootstrap chroots, beside
+## the host's 22.05 (root; idempotent; ~40 s each the first time, seconds afterwards)
+chroots:
+	bash docker/chroot-up.sh 24.11
+	bash docker/chroot-up.sh 26.05
+
+chroots-stop:
+	bash docker/chroot-down.sh 24.11
+	bash docker/chroot-down.sh 26.05
+
 ## demo: cluster up, launch the 2-node H100:8 example, follow it to the end, show status
 demo: venv cluster
 	$(BIN)/konduktor launch -y examples/hello-2node.yaml
 	$(BIN)/konduktor status
 
-## test: lint + unit tests + live tests against the real local cluster
-test: venv cluster lint
+## test: lint + unit tests + live tests on the real 22.05 cluster + the compatibility
+## module (tests/compat) on 22.05, 24.11 and 26.05
+test: venv cluster chroots lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: venv
@@ -29,6 +40,9 @@ unit: venv
 
 live: venv cluster
 	$(BIN)/python -m pytest tests/live $(PYTEST_ARGS)
+
+compat: venv cluster chroots
+	$(BIN)/python -m pytest tests/compat $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check konduktor_slurm tests

@@ -19,6 +19,13 @@ KC_CGROUP="${KC_CGROUP:-auto}"
 # 30 s instead of Slurm's 120: a requeued (preempted, node-failed) job waits cred_expire + 1 s
 # before it is eligible again, and the preemption tests wait for exactly that.
 KC_CRED_EXPIRE="${KC_CRED_EXPIRE:-30}"
+# Ports, so that clusters of other Slurm releases (docker/chroot-up.sh) can run beside this one.
+KC_CTLD_PORT="${KC_CTLD_PORT:-6817}"
+KC_DBD_PORT="${KC_DBD_PORT:-6819}"
+KC_NODE1_PORT="${KC_NODE1_PORT:-17001}"
+KC_NODE2_PORT="${KC_NODE2_PORT:-17002}"
+# cgroup.conf CgroupPlugin: autodetect here; "disabled" where Slurm (24.11+) runs without cgroups.
+KC_CGROUP_PLUGIN="${KC_CGROUP_PLUGIN:-autodetect}"
 # Seconds to wait for each daemon / for the nodes to become usable.
 KC_WAIT_TIMEOUT="${KC_WAIT_TIMEOUT:-60}"
 

@@ -35,7 +35,7 @@ esac
 
 [[ $EUID -eq 0 ]] || { echo "cluster-up.sh must run as root" >&2; exit 1; }
 
-PACKAGES=(munge slurmctld slurmd slurmdbd slurm-client mariadb-server openssh-server rsync)
+PACKAGES=(munge slurmctld slurmd slurmdbd slurm-client mariadb-server openssh-server openssh-client rsync)
 
 die() {
   local log
@@ -210,6 +210,11 @@ render() {
     -e "s|@CONSTRAIN_SWAP@|$CONSTRAIN_SWAP|g" \
     -e "s|@DB_PASS@|$DB_PASS|g" \
     -e "s|@CRED_EXPIRE@|$KC_CRED_EXPIRE|g" \
+    -e "s|@CTLD_PORT@|$KC_CTLD_PORT|g" \
+    -e "s|@DBD_PORT@|$KC_DBD_PORT|g" \
+    -e "s|@NODE1_PORT@|$KC_NODE1_PORT|g" \
+    -e "s|@NODE2_PORT@|$KC_NODE2_PORT|g" \
+    -e "s|@CGROUP_PLUGIN@|$KC_CGROUP_PLUGIN|g" \
     "$CONF_SRC/$1"
 }
 
