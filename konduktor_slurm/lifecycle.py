@@ -700,7 +700,8 @@ STATE_RULES: Final[Mapping[str, tuple[Rule, ...]]] = MappingProxyType(
         ),
         "SUSPENDED": (
             Rule(_priority_positive, State.SUSPENDED_SYSTEM, "preempted (suspended)"),
-            Rule(_priority_zero, State.SUSPENDED_USER, "suspended by an operator"),
+            # An operator, or on 26.05+ the job's owner (see slurm.OWNER_SUSPEND_SINCE).
+            Rule(_priority_zero, State.SUSPENDED_USER, "suspended with scontrol suspend"),
             # Priority unknown (e.g. only sacct saw it): nobody on our side asked for it.
             Rule(_always, State.SUSPENDED_SYSTEM, "suspended"),
         ),

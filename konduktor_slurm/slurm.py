@@ -55,6 +55,23 @@ def konduktor_comment(resources_summary: str) -> str:
 ACCT_FIELDS = ("JobID", "State", "ExitCode", "Start", "End", "NodeList", "Timelimit", "User")
 
 
+# Release differences, all handled here. Job owners may `scontrol suspend`/`resume` their own
+# jobs on 26.05; 22.05 and 24.11 answer "Access/permission denied" (only operators may).
+# Releases in between were not tested, so they are treated as the older behaviour: `stop`'s
+# auto mode tries suspend and falls back to requeue on a refusal either way.
+OWNER_SUSPEND_SINCE = (26, 5)
+
+
+def parse_release(version_output: str) -> tuple[int, int] | None:
+    """``sinfo --version`` ("slurm-wlm 26.05.5", "slurm 22.05.8") -> (26, 5)."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.\d+)?\s*$", version_output.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def owners_may_suspend(release: tuple[int, int] | None) -> bool:
+    return release is not None and release >= OWNER_SUSPEND_SINCE
+
+
 class SlurmError(RuntimeError):
     """A Slurm command ran but failed; the message is Slurm's own, trimmed to one line."""
 
@@ -104,6 +121,15 @@ class QueueRow:
         """Konduktor's resources text, as the submitting konduktor recorded it."""
         match = _RESOURCES.search(self.comment or "")
         return match.group(1).replace(",", ", ") if match else None
+
+    @property
+    def gpu_gres(self) -> tuple[str, int] | None:
+        """``("h100", 8)`` from tres-per-node: "gres:gpu:h100:8" on 22.05, "gres/gpu:h100:8"
+        on 24.11 and later (the one output difference between them that konduktor reads)."""
+        fields = (self.tres_per_node or "").replace("gres/", "gres:", 1).split(":")
+        if len(fields) == 4 and fields[:2] == ["gres", "gpu"] and fields[3].isdigit():
+            return fields[2], int(fields[3])
+        return None
 
     @property
     def launched_by_konduktor(self) -> bool:

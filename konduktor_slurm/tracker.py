@@ -231,11 +231,9 @@ def resources_of(row: QueueRow) -> str:
     # Submitted by an older konduktor: rebuild what squeue can say unambiguously (its
     # MinMemory may be per CPU or per node, so memory is left out).
     parts = [f"{row.cpus_per_task}CPU"] if row.cpus_per_task else []
-    if row.tres_per_node:
-        # "gres:gpu:h100:8" on 22.05, "gres/gpu:h100:8" on 24.11 and later.
-        fields = row.tres_per_node.replace("gres/", "gres:").split(":")
-        if len(fields) == 4 and fields[1] == "gpu":
-            parts.append(f"{fields[2].upper()}:{fields[3]}")
+    if row.gpu_gres:
+        gpu_type, count = row.gpu_gres
+        parts.append(f"{gpu_type.upper()}:{count}")
     return f"{row.num_nodes or 1}x({', '.join(parts) or '-'})"
 
 

@@ -100,6 +100,8 @@ def check(as_json: bool) -> None:
 
 
 def _cluster_checks(config, transport, run, user: str, home: str, info: dict) -> list[Check]:
+    from konduktor_slurm.slurm import owners_may_suspend, parse_release
+
     checks: list[Check] = []
     version = run("sinfo", "--version")
     info["slurm_version"] = version.stdout.strip().split()[-1] if version.ok else None
@@ -169,15 +171,17 @@ def _cluster_checks(config, transport, run, user: str, home: str, info: dict) ->
     for line in conf.stdout.splitlines():
         if line.startswith("SlurmUser"):
             slurm_user = line.split("=", 1)[1].strip().split("(")[0]
-    may_suspend = user in ("root", slurm_user) or level.lower() in PRIVILEGED_LEVELS
+    owner_may = owners_may_suspend(parse_release(version.stdout)) if version.ok else False
+    may_suspend = user in ("root", slurm_user) or level.lower() in PRIVILEGED_LEVELS or owner_may
     auto_mode = "suspend" if may_suspend else "requeue"
     info["may_suspend"] = may_suspend
     info["auto_stop_mode"] = auto_mode
-    why = (
-        f"{user} is {'root' if user == 'root' else 'the SlurmUser'}"
-        if user in ("root", slurm_user)
-        else f"{user}'s admin level: {level}"
-    )
+    if user in ("root", slurm_user):
+        why = f"{user} is {'root' if user == 'root' else 'the SlurmUser'}"
+    elif owner_may:
+        why = f"Slurm {info['slurm_version']} lets job owners suspend their jobs"
+    else:
+        why = f"{user}'s admin level: {level}"
     mode = config.stop_mode if config.stop_mode != "auto" else f"auto -> {auto_mode}"
     checks.append(
         Check(

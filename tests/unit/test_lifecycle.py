@@ -141,7 +141,7 @@ STATE_CASES: dict[str, tuple[dict[str, object], State, str]] = {
     "SIGNALING": ({}, State.ACTIVE, "signaling"),
     "STAGE_OUT": ({}, State.ACTIVE, "staging out"),
     "RESIZING": ({}, State.ACTIVE, "resizing"),
-    "SUSPENDED": ({"priority": 0}, State.SUSPENDED_USER, "suspended by an operator"),
+    "SUSPENDED": ({"priority": 0}, State.SUSPENDED_USER, "suspended with scontrol suspend"),
     "STOPPED": ({}, State.SUSPENDED_USER, "stopped (SIGSTOP)"),
     "REQUEUE_HOLD": ({"priority": 0}, State.SUSPENDED_USER, "requeued and held"),
     "REQUEUED": (
@@ -448,7 +448,7 @@ OBSERVED: list[tuple[str, SlurmFacts, LocalFacts, Lifecycle]] = [
         "scontrol suspend (operator): priority 0",
         squeue_line("SUSPENDED|S|None|0", sacct_state="SUSPENDED"),
         LocalFacts(),
-        Lifecycle(State.SUSPENDED_USER, "suspended by an operator"),
+        Lifecycle(State.SUSPENDED_USER, "suspended with scontrol suspend"),
     ),
     (
         "gang preemption (PreemptMode=SUSPEND,GANG): priority > 0",

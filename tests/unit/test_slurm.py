@@ -1,4 +1,4 @@
-"""Parsing of real Slurm 22.05 output (recorded from the local cluster, tests/fixtures/slurm)."""
+"""Parsing of real Slurm output (22.05, 24.11 and 26.05, recorded live: tests/fixtures/slurm)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from konduktor_slurm.slurm import (
     QUEUE_FIELDS,
     SlurmError,
     expand_hostlist,
+    owners_may_suspend,
+    parse_release,
     parse_sacct,
     parse_sbatch,
     parse_squeue,
@@ -128,3 +130,62 @@ def test_resources_and_attempt_from_a_konduktor_comment() -> None:
     assert row.launched_by_konduktor
     assert row.resources_summary == "2x(8CPU, 32GiMEM, H100:8)"
     assert row.attempt == (2, 3)
+
+
+# ---- the same jobs on every tested release (tests/fixtures/slurm/record.py recorded them)
+RELEASES = ("22.05", "24.11", "26.05")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_every_release_parses_to_the_same_jobs(release: str) -> None:
+    queue = parse_squeue((FIXTURES / f"squeue-compat-{release}.txt").read_text())
+    acct = parse_sacct((FIXTURES / f"sacct-compat-{release}.txt").read_text())
+    assert {job: row.state for job, row in queue.items()} == {
+        "JOB1": "COMPLETED",
+        "JOB2": "FAILED",
+        "JOB3": "RUNNING",
+        "JOB4": "PENDING",
+        "JOB5": "CANCELLED",
+    }
+    running = queue["JOB3"]
+    assert (running.node_list, running.num_nodes, running.cpus_per_task) == ("node[1-2]", 2, 2)
+    assert running.attempt == (2, 3) and running.launched_by_konduktor
+    assert running.resources_summary == "2x(2CPU, 1GiMEM, H100:8)"
+    assert running.gpu_gres == ("h100", 8)
+    assert running.priority and running.priority > 0  # 22.05: ~4.29e9, 24.11+: 1
+    held = queue["JOB4"]
+    assert (held.reason, held.priority, held.start_time) == ("JobHeldUser", 0, None)
+    assert queue["JOB2"].reason == "NonZeroExitCode"
+    assert {job: (row.state, row.exit_code) for job, row in acct.items()} == {
+        "JOB1": ("COMPLETED", "0:0"),
+        "JOB2": ("FAILED", "3:0"),
+        "JOB3": ("RUNNING", "0:0"),
+        "JOB4": ("PENDING", "0:0"),
+        "JOB5": ("CANCELLED by 0", "0:0"),
+    }
+    assert acct["JOB4"].node_list is None and acct["JOB4"].time_limit is None
+    assert acct["JOB5"].step_states == ("CANCELLED",)
+
+
+def test_tres_per_node_is_spelled_differently_from_24_11_on() -> None:
+    old = parse_squeue((FIXTURES / "squeue-compat-22.05.txt").read_text())["JOB3"]
+    new = parse_squeue((FIXTURES / "squeue-compat-24.11.txt").read_text())["JOB3"]
+    assert (old.tres_per_node, new.tres_per_node) == ("gres:gpu:h100:8", "gres/gpu:h100:8")
+    assert old.gpu_gres == new.gpu_gres == ("h100", 8)
+
+
+@pytest.mark.parametrize(
+    ("version", "release", "owners_suspend"),
+    [
+        ("slurm-wlm 22.05.8", (22, 5), False),
+        ("slurm 24.11.5", (24, 11), False),
+        ("slurm-wlm 26.05.5", (26, 5), True),
+        ("slurm 27.11.0", (27, 11), True),
+        ("something else", None, False),
+    ],
+)
+def test_job_owners_may_suspend_from_26_05_on(
+    version: str, release: tuple[int, int] | None, owners_suspend: bool
+) -> None:
+    assert parse_release(version) == release
+    assert owners_may_suspend(release) is owners_suspend

@@ -1,0 +1,320 @@
+"""The same scenarios on every tested Slurm release: 22.05 (the host), 24.11 and 26.05.
+
+Each release is a real cluster (docker/cluster-up.sh on the host; docker/chroot-up.sh for
+the others, in debootstrap chroots) reached the way a workstation reaches a cluster: over
+SSH as the ordinary user kdtest, with konduktor's SSH transport. When a cluster is missing
+the tests FAIL (run `make cluster chroots`); they never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from konduktor_slurm.store import JobRecord, Store
+from tests.conftest import KONDUKTOR, TEST_USER, Run
+
+pytestmark = pytest.mark.live
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    root: Path  # the cluster's filesystem as seen from here ("/" for the host's cluster)
+    ssh_port: int
+    up_command: str
+
+    def path(self, inside: str) -> Path:
+        return self.root / inside.lstrip("/")
+
+    @property
+    def ssh_dir(self) -> Path:
+        return self.path("/var/lib/konduktor-cluster/ssh")
+
+    def as_user(self, *argv: str) -> str:
+        """Run a command on the cluster as the test user, as a login shell there would."""
+        prefix = [] if self.root == Path("/") else ["chroot", str(self.root)]
+        proc = subprocess.run(
+            [*prefix, "runuser", "-u", TEST_USER, "--", *argv],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd="/tmp",
+        )
+        return proc.stdout.strip()
+
+
+RELEASES = {
+    "22.05": Release("22.05", Path("/"), 2222, "make cluster"),
+    "24.11": Release("24.11", Path("/var/lib/konduktor-chroots/24.11/root"), 2224, "make chroots"),
+    "26.05": Release("26.05", Path("/var/lib/konduktor-chroots/26.05/root"), 2226, "make chroots"),
+}
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module", params=sorted(RELEASES))
+def release(request: pytest.FixtureRequest) -> Release:
+    found = RELEASES[request.param]
+    missing = [
+        name
+        for name in ("kdtest_ed25519", "ssh_host_ed25519_key.pub")
+        if not (found.ssh_dir / name).exists()
+    ]
+    if missing or not _listening(found.ssh_port):
+        pytest.fail(
+            f"Slurm {found.name} cluster is not up (no sshd on 127.0.0.1:{found.ssh_port} "
+            f"or no {found.ssh_dir}); run `{found.up_command}`",
+            pytrace=False,
+        )
+    return found
+
+
+@dataclass
+class Laptop:
+    """konduktor on a workstation whose config.yaml points at one release's login node."""
+
+    directory: Path
+    release: Release
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KONDUKTOR_HOME": str(self.directory / "kdhome"),
+            "KONDUKTOR_CONFIG": str(self.directory / "config.yaml"),
+        }
+
+    def configure(self, **extra: object) -> None:
+        ssh = {
+            "host": f"{TEST_USER}@127.0.0.1:{self.release.ssh_port}",
+            "identity_file": str(self.directory / "id_ed25519"),
+            "known_hosts": str(self.directory / "known_hosts"),
+        }
+        (self.directory / "config.yaml").write_text(json.dumps({"ssh": ssh, **extra}))
+
+    def run(self, *args: str, timeout: float = 180) -> Run:
+        proc = subprocess.run(
+            [KONDUKTOR, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def status(self, name: str) -> dict:
+        result = self.run("status", "--json", name)
+        assert result.returncode == 0, result.output
+        return json.loads(result.stdout)["jobs"][0]
+
+    def wait_for(self, name: str, wanted: set[str], timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        job: dict = {}
+        while time.monotonic() < deadline:
+            job = self.status(name)
+            if job["status"] in wanted:
+                return job
+            time.sleep(1)
+        raise AssertionError(f"{name} never reached {wanted} on {self.release.name}: {job}")
+
+    def launch(self, text: str, *flags: str) -> tuple[Run, str]:
+        task = self.directory / f"task-{time.monotonic_ns()}.yaml"
+        task.write_text(text)
+        result = self.run("launch", "-y", *flags, str(task))
+        match = re.search(r"Submitted (\S+) \(Slurm job \d+\)", result.stdout)
+        assert match, result.output
+        return result, match.group(1)
+
+
+@pytest.fixture
+def laptop(release: Release, tmp_path: Path) -> Iterator[Laptop]:
+    station = Laptop(tmp_path, release)
+    shutil.copy(release.ssh_dir / "kdtest_ed25519", tmp_path / "id_ed25519")
+    (tmp_path / "id_ed25519").chmod(0o600)
+    key_type, key = (release.ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{release.ssh_port} {key_type} {key}\n")
+    station.configure()
+    yield station
+    # Nothing of ours may keep the cluster's GPUs after a failed assertion.
+    names = [job.name for job in Store(tmp_path / "kdhome" / "state.db").jobs(True)]
+    if names:
+        station.run("down", "-y", *names)
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}{time.monotonic_ns() % 10**6}"
+
+
+def test_two_node_job_completes_with_ranks_and_gpus(laptop: Laptop) -> None:
+    result, name = laptop.launch(
+        f"name: {_name('ranks')}\nnum_nodes: 2\nresources:\n  accelerators: H100:8\n"
+        "run: |\n"
+        '  echo "rank=$RANK of=$NUM_NODES master=$MASTER_ADDR gpus=$CUDA_VISIBLE_DEVICES"\n'
+    )
+    assert result.returncode == 0, result.output
+    lines = re.findall(r"^(\d): rank=(\d) of=2 master=(\S+) gpus=(\S+)$", result.stdout, re.M)
+    assert sorted((prefix, rank) for prefix, rank, _, _ in lines) == [("0", "0"), ("1", "1")]
+    assert len({master for _, _, master, _ in lines}) == 1
+    assert {gpus for _, _, _, gpus in lines} == {"0,1,2,3,4,5,6,7"}
+    assert f"{name}: COMPLETED" in result.stderr
+    assert laptop.status(name)["status"] == "COMPLETED"
+
+
+def test_failing_rank_fails_the_job_and_logs_follow_ends_with_it(laptop: Laptop) -> None:
+    _, name = laptop.launch(
+        f"name: {_name('rankfail')}\nnum_nodes: 2\n"
+        'run: |\n  sleep 2\n  echo "rank $RANK done"\n  [ "$RANK" = 1 ] && exit 3\n  exit 0\n',
+        "-d",
+    )
+    followed = laptop.run("logs", "--follow", name, timeout=120)
+    assert followed.returncode == 1, followed.output
+    assert "0: rank 0 done" in followed.stdout and "1: rank 1 done" in followed.stdout
+    assert f"{name}: FAILED (rank 1 exited 3)" in followed.stderr
+    job = laptop.status(name)
+    assert (job["status"], job["rank_exit_codes"]) == ("FAILED", {"0": 0, "1": 3})
+
+
+def test_pending_stop_start_and_cancel(laptop: Laptop, release: Release) -> None:
+    blocker_task = (
+        f"name: {_name('full')}\nnum_nodes: 2\nresources:\n  accelerators: H100:8\n"
+        "run: |\n"
+        '  echo "attempt=$KONDUKTOR_RESTART_ATTEMPT"\n'
+        "  for i in $(seq 1 90); do echo tick $i; sleep 1; done\n"
+    )
+    _, blocker = laptop.launch(blocker_task, "-d")
+    laptop.wait_for(blocker, {"ACTIVE"})
+    _, waiting = laptop.launch(
+        f"name: {_name('wait')}\nresources:\n  accelerators: H100:8\nrun: echo ran\n", "-d"
+    )
+    # Every GPU of the cluster is taken: the second job waits.
+    job = laptop.wait_for(waiting, {"PENDING"}, timeout=30)
+    time.sleep(2)
+    job = laptop.status(waiting)
+    assert (job["status"], job["reason"]) == ("PENDING", "Resources"), job
+
+    # A waiting job is held by stop and goes back to waiting on start.
+    assert laptop.run("stop", "-y", waiting).returncode == 0
+    job = laptop.status(waiting)
+    assert (job["status"], job["reason"]) == ("SUSPENDED (by user)", "JobHeldUser"), job
+    assert laptop.run("start", "-y", waiting).returncode == 0
+    assert laptop.status(waiting)["status"] == "PENDING"
+
+    # A running job: suspended where Slurm lets kdtest (26.05), else requeued and held.
+    stopped = laptop.run("stop", "-y", blocker)
+    assert stopped.returncode == 0, stopped.output
+    job = laptop.status(blocker)
+    assert job["status"] == "SUSPENDED (by user)", job
+    assert job["detail"].startswith(f"stopped by {TEST_USER}"), job
+    started = laptop.run("start", "-y", blocker)
+    assert started.returncode == 0, started.output
+    laptop.wait_for(blocker, {"ACTIVE"}, timeout=60)  # after `waiting`, if that ran meanwhile
+    log = laptop.run("logs", blocker).stdout
+    restarted = "attempt=1" in log
+    assert restarted == (release.name != "26.05"), log  # requeue restarts; suspend does not
+
+    taken = laptop.run("down", "-y", blocker)
+    assert taken.returncode == 0, taken.output
+    job = laptop.status(blocker)
+    assert (job["status"], job["detail"]) == ("FAILED", f"cancelled by {TEST_USER}"), job
+
+
+def _counting_bin_dir(release: Release) -> tuple[str, Path]:
+    """Wrappers on the cluster that log each Slurm call, for `slurm_bin_dir` (a site's
+    /opt/slurm/bin). Returns the directory as the cluster sees it, and the log's path here."""
+    inside = f"/home/{TEST_USER}/kd-counted-{time.monotonic_ns()}"
+    here = release.path(inside)
+    (here / "bin").mkdir(parents=True)
+    log = here / "calls.log"
+    log.write_text("")
+    for command in ("squeue", "sacct", "sbatch", "scontrol", "scancel", "sinfo", "sacctmgr"):
+        wrapper = here / "bin" / command
+        wrapper.write_text(
+            f'#!/bin/sh\necho {command} >> "{inside}/calls.log"\nexec /usr/bin/{command} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+    owner = (release.path(f"/home/{TEST_USER}")).stat()
+    for path in (here, here / "bin", log, *(here / "bin").iterdir()):
+        os.chown(path, owner.st_uid, owner.st_gid)
+    return f"{inside}/bin", log
+
+
+def _add_held_jobs(release: Release, store_path: Path, count: int, prefix: str) -> list[str]:
+    """``count`` real held jobs on the cluster, known to the laptop's store."""
+    script = "; ".join(
+        ["cd /tmp"]
+        + [
+            f"sbatch --parsable --hold -o /dev/null --comment=konduktor -J {prefix}-{i} --wrap true"
+            for i in range(count)
+        ]
+    )
+    ids = release.as_user("sh", "-c", script).split()
+    store = Store(store_path)
+    now = time.time()
+    for index, job_id in enumerate(ids):
+        store.add(
+            JobRecord(
+                name=f"{prefix}-{index}",
+                task_name=prefix,
+                user=TEST_USER,
+                resources="1x(-)",
+                num_nodes=1,
+                job_dir=f"/home/{TEST_USER}/.konduktor/jobs/{prefix}-{index}",
+                log_path="/dev/null",
+                state="PENDING",
+                created_at=now,
+                slurm_job_id=job_id,
+                submitted_at=now,
+            )
+        )
+    store.close()
+    return ids
+
+
+def test_status_of_50_jobs_costs_the_same_slurm_calls_as_one(
+    laptop: Laptop, release: Release
+) -> None:
+    bin_dir, calls = _counting_bin_dir(release)
+    laptop.configure(slurm_bin_dir=bin_dir)
+    store_path = Path(laptop.env()["KONDUKTOR_HOME"]) / "state.db"
+    ids = _add_held_jobs(release, store_path, 1, "one")
+    try:
+
+        def count() -> list[str]:
+            calls.write_text("")
+            result = laptop.run("status", "--json")
+            assert result.returncode == 0, result.output
+            return sorted(calls.read_text().split())
+
+        one = count()
+        ids += _add_held_jobs(release, store_path, 49, "many")
+        fifty = count()
+        listed = json.loads(laptop.run("status", "--json").stdout)["jobs"]
+        assert len(listed) == 50 and {job["status"] for job in listed} == {"SUSPENDED (by user)"}
+        assert one == fifty == ["squeue"], (one, fifty)
+    finally:
+        release.as_user("scancel", *ids)
+        shutil.rmtree(calls.parent, ignore_errors=True)
+
+
+def test_check_reports_the_release(laptop: Laptop, release: Release) -> None:
+    result = laptop.run("check", "--json")
+    assert result.returncode == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["slurm_version"].startswith(release.name), info
+    # 26.05 lets a job's owner suspend it; older releases only operators.
+    assert info["auto_stop_mode"] == ("suspend" if release.name == "26.05" else "requeue")
