@@ -278,6 +278,101 @@ def parse_sacct(output: str) -> dict[str, AcctRow]:
     }
 
 
+# One row per run of a job (--duplicates: a requeued job ran several times), for billing.
+RUN_FIELDS = (
+    "JobID",
+    "JobName",
+    "User",
+    "State",
+    "Submit",
+    "Start",
+    "End",
+    "ElapsedRaw",  # seconds actually running: Slurm leaves out time suspended
+    "Suspended",
+    "AllocNodes",
+    "AllocTRES",
+)
+_GPU_TRES = re.compile(r"(?:^|,)gres/gpu=(\d+)")
+
+
+@dataclass(frozen=True)
+class AcctRun:
+    """One run of a job as accounting saw it (a requeued job has one per start)."""
+
+    job_id: str
+    name: str
+    user: str
+    state: str
+    submit_time: float | None
+    start_time: float | None
+    end_time: float | None
+    active_seconds: int  # running, suspension excluded (sacct ElapsedRaw)
+    suspended_seconds: int
+    nodes: int
+    gpus: int  # over all nodes (AllocTRES gres/gpu=N)
+
+
+def parse_duration(text: str) -> int:
+    """``[D-]HH:MM:SS`` or ``MM:SS`` (sacct's Suspended, Elapsed) -> seconds."""
+    text = text.strip()
+    if _missing(text):
+        return 0
+    days, _, clock = text.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, seconds = parts[-3:]
+    return (int(days) if days else 0) * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def runs_command(
+    job_ids: Iterable[str] | None = None, since: float | None = None, all_users: bool = False
+) -> list[str]:
+    argv = [
+        "sacct",
+        "--noheader",
+        "--parsable2",
+        "--allocations",
+        "--duplicates",
+        "--format=" + ",".join(RUN_FIELDS),
+    ]
+    ids = list(job_ids or [])
+    if ids:
+        argv.append("--jobs=" + ",".join(ids))
+    if since is not None:
+        start = dt.datetime.fromtimestamp(since).strftime("%Y-%m-%dT%H:%M:%S")
+        argv += [f"--starttime={start}", "--endtime=now"]
+    if all_users:
+        argv.append("--allusers")
+    return argv
+
+
+def parse_runs(output: str) -> list[AcctRun]:
+    runs = []
+    for line in output.splitlines():
+        parts = line.split("|")
+        if len(parts) < len(RUN_FIELDS):
+            continue
+        values = dict(zip(RUN_FIELDS, parts, strict=False))
+        gpus = _GPU_TRES.search(values["AllocTRES"])
+        runs.append(
+            AcctRun(
+                job_id=values["JobID"],
+                name=values["JobName"],
+                user=values["User"],
+                state=values["State"].strip(),
+                submit_time=parse_time(values["Submit"]),
+                start_time=parse_time(values["Start"]),
+                end_time=parse_time(values["End"]),
+                active_seconds=_int_or_none(values["ElapsedRaw"]) or 0,
+                suspended_seconds=parse_duration(values["Suspended"]),
+                nodes=_int_or_none(values["AllocNodes"]) or 0,
+                gpus=int(gpus.group(1)) if gpus else 0,
+            )
+        )
+    return runs
+
+
 def expand_hostlist(text: str | None) -> list[str]:
     """``node[1-3,7],gpu01`` -> ``[node1, node2, node3, node7, gpu01]`` (zero padding kept)."""
     names: list[str] = []
@@ -384,6 +479,15 @@ class Slurm:
         if not ids:
             return {}
         return parse_sacct(self._run(sacct_command(ids)).stdout)
+
+    def runs(
+        self, job_ids: Iterable[str] = (), since: float | None = None, all_users: bool = False
+    ) -> list[AcctRun]:
+        """Every run of the given jobs, or of every job (of every user) since ``since``."""
+        ids = list(job_ids)
+        if not ids and since is None:
+            return []
+        return parse_runs(self._run(runs_command(ids, since, all_users)).stdout)
 
     def cancel(self, job_ids: Iterable[str]) -> None:
         ids = list(job_ids)

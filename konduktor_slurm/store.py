@@ -242,3 +242,26 @@ class Store:
                 f"SELECT * FROM transitions WHERE job_name IN ({marks}) ORDER BY at, id", wanted
             )
         return [Transition(r["job_name"], r["state"], r["detail"], r["at"]) for r in rows]
+
+    def transitions_after(self, last_id: int) -> tuple[list[Transition], int]:
+        """Transitions recorded after id ``last_id`` (a report's cursor), and the newest id.
+
+        Ids, not times: two transitions may share a timestamp, and clocks move; an id is
+        reported once and only once.
+        """
+        rows = self._db.execute(
+            "SELECT * FROM transitions WHERE id > ? ORDER BY id", (last_id,)
+        ).fetchall()
+        newest = rows[-1]["id"] if rows else last_id
+        return [Transition(r["job_name"], r["state"], r["detail"], r["at"]) for r in rows], newest
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )

@@ -147,4 +147,4 @@ def follow_and_exit(
 
 
 # Command modules register themselves on `main`; imported last because they import `main`.
-from konduktor_slurm.cli import check, control, launch, logs, status  # noqa: E402, F401
+from konduktor_slurm.cli import check, control, launch, logs, report, status  # noqa: E402, F401
