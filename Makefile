@@ -33,12 +33,14 @@ demo: venv cluster
 ## test: lint + unit tests + live tests on the real 22.05 cluster + the compatibility
 ## module (tests/compat) on 22.05, 24.11 and 26.05
 test: venv cluster chroots lint
+	@scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 live: venv cluster
+	@scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest tests/live $(PYTEST_ARGS)
 
 compat: venv cluster chroots

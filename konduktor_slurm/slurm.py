@@ -454,6 +454,13 @@ class Slurm:
                 names[int(fields[2])] = fields[0]
         return names
 
+    def ping(self) -> None:
+        """Raise SlurmError unless slurmctld answers (for callers with no job to ask about)."""
+        result = self.transport.run(["scontrol", "ping"], timeout=self.timeout)
+        if not result.ok or " is UP" not in result.stdout:
+            down = result.stdout.strip().splitlines()
+            raise SlurmError("scontrol ping", down[0] if down else _first_line(result))
+
     def submit(self, script_path: str) -> str:
         return parse_sbatch(self._run(["sbatch", "--parsable", script_path]).stdout)
 

@@ -225,6 +225,12 @@ def report(
             jobs = store.jobs(include_hidden=True)
             result = refresh(store, slurm, jobs, all_users=all_users)
             stale = result.stale_reason
+            if not stale and not all_users and all(job.terminal for job in jobs):
+                # Nothing to ask squeue about; a cron report must still notice a dead cluster.
+                try:
+                    slurm.ping()
+                except (SlurmError, TransportError) as exc:
+                    stale = str(exc)
             if since is not None:
                 window_start = parse_since(since, now)
                 new = [t for t in store.transitions() if t.at > window_start]
