@@ -241,6 +241,8 @@ def build_report(
     for transition in sorted(history, key=lambda t: t.at):
         last_change[transition.job_name] = transition.at
         history_of.setdefault(transition.job_name, []).append(transition)
+    # Jobs taken down with `konduktor down` keep their history but are no longer "there".
+    visible = [job for job in jobs if not job.hidden]
     stuck = [
         Stuck(
             job.name,
@@ -249,12 +251,12 @@ def build_report(
             last_change.get(job.name, job.created_at),
             job.extra.get("reason"),
         )
-        for job in jobs
+        for job in visible
         if job.state in _WAITING and now - last_change.get(job.name, job.created_at) >= stuck_after
     ]
 
     counts = dict.fromkeys(STATES, 0)
-    for job in jobs:
+    for job in visible:
         counts[job.state] = counts.get(job.state, 0) + 1
 
     names = {job.slurm_job_id: job.name for job in jobs if job.slurm_job_id}

@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +84,8 @@ def report_lock(path: Path, timeout: float) -> Iterator[bool]:
 
 def write_atomically(path: Path, text: str) -> None:
     """Readers (node_exporter, a web server) never see half a file."""
+    import tempfile  # not at import time: `konduktor status` must start fast
+
     path = path.expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -247,7 +248,14 @@ def report(
             runs, accounting_error = [], None
             if not stale:
                 try:
-                    ids = [job.slurm_job_id for job in jobs if job.slurm_job_id]
+                    # Only jobs that may have a run ending in the window: a store with
+                    # years of history must not turn into one huge --jobs list.
+                    ids = [
+                        job.slurm_job_id
+                        for job in jobs
+                        if job.slurm_job_id
+                        and (job.end_time is None or job.end_time >= billed_from)
+                    ]
                     if all_users:
                         runs = slurm.runs(since=billed_from, all_users=True)
                     elif ids:

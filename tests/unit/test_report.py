@@ -159,6 +159,22 @@ def test_report_lists_new_failures_with_rank_and_log_and_jobs_waiting_too_long()
     assert [t.job_name for t in report.transitions] == ["train-1a2b", "new-5e6f", "train-1a2b"]
 
 
+def test_jobs_taken_down_are_neither_counted_nor_waiting() -> None:
+    gone = job("gone-1", "PENDING", slurm_job_id="80", created_at=EARLY)
+    gone.hidden = True
+    report = build_report(
+        now=LATE,
+        window_start=EARLY,
+        jobs=[gone],
+        new_transitions=[],
+        history=[],
+        runs=[],
+        log_tails={},
+        stuck_after=60,
+    )
+    assert report.counts["PENDING"] == 0 and report.stuck == ()
+
+
 def test_prometheus_output_parses_with_the_reference_parser() -> None:
     families = {
         f.name: f for f in text_string_to_metric_families(render_prometheus(sample_report()))
