@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -102,6 +101,8 @@ def launch(
 
     # Opening is free; over SSH the first use (a remote ~ in jobs_dir) connects.
     slurm = open_slurm(config)
+    import secrets  # hashlib and hmac: only launch pays for them, not `status`
+
     job_name = f"{task.name}-{secrets.token_hex(2)}"
     job_dir = f"{config.resolve_jobs_dir(slurm.transport)}/{job_name}"
     plan = JobPlan(

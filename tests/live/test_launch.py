@@ -217,7 +217,7 @@ def test_workdir_and_file_mounts_are_snapshotted(kd, tmp_path: Path) -> None:
 
 def test_ctrl_c_while_following_detaches_and_the_job_keeps_running(kd, kd_home, tmp_path) -> None:
     task = write_task(tmp_path, f"name: {unique('detach')}\nrun: echo started; sleep 60\n")
-    env = {**os.environ, "KONDUKTOR_HOME": str(kd_home)}
+    env = {**os.environ, "KONDUKTOR_HOME": str(kd_home), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         [KONDUKTOR, "launch", "-y", str(task)],
         stdout=subprocess.PIPE,
@@ -236,7 +236,13 @@ def test_ctrl_c_while_following_detaches_and_the_job_keeps_running(kd, kd_home, 
                 break
         name = submitted_name("".join(lines))
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Not detached: show where it was stuck (PYTHONFAULTHANDLER dumps on SIGABRT).
+            proc.send_signal(signal.SIGABRT)
+            _, stderr = proc.communicate(timeout=30)
+            raise AssertionError(f"launch ignored Ctrl-C for 30 s; it was at:\n{stderr}") from None
         assert proc.returncode == 130
         assert f"Detached from {name}; it keeps running" in stderr
         assert f"konduktor logs --follow {name}" in stderr

@@ -372,6 +372,15 @@ def test_stop_start_and_down_over_ssh_one_connection_each(
     assert name not in {entry["name"] for entry in listed["jobs"]}
     assert listed["user"] == TEST_USER  # the account on the cluster, not the laptop's
 
+    # The cron report works from the laptop too, over the same single connection.
+    reported, connections = measure(lambda: laptop.run("report", "--format", "json"))
+    assert reported.returncode == 0, reported.output
+    assert connections == 1
+    report = json.loads(reported.stdout)
+    assert report["users"] == [TEST_USER]
+    states = [t["status"] for t in report["transitions"] if t["job"] == name]
+    assert states[-1] == "FAILED" and "SUSPENDED (by user)" in states, states
+
 
 def test_relaunch_sends_only_the_changed_file(
     laptop: Workstation, tmp_path: Path, remote_cleanup: list[str]
