@@ -18,19 +18,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from konduktor_slurm.lifecycle import normalise_state
+from konduktor_slurm.lifecycle import State, normalise_state
 from konduktor_slurm.slurm import AcctRun
 from konduktor_slurm.store import JobRecord, Transition
 
-STATES = (
-    "CREATED",
-    "PENDING",
-    "SUSPENDED (by system)",
-    "SUSPENDED (by user)",
-    "ACTIVE",
-    "COMPLETED",
-    "FAILED",
-)
+STATES = tuple(state.value for state in State)  # in lifecycle order
 _WAITING = {"PENDING", "SUSPENDED (by system)", "SUSPENDED (by user)"}
 # A run that ended so: the job went back to the queue and the run's work is lost.
 _LOST_RUN_STATES = {"REQUEUED", "PREEMPTED", "NODE_FAIL", "REQUEUE_HOLD", "REQUEUE_FED"}

@@ -17,8 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from konduktor_slurm.store import JobRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 KONDUKTOR = str(Path(sys.executable).parent / "konduktor")
@@ -172,7 +176,7 @@ def submit_held_jobs(home: Path, count: int, prefix: str) -> list[str]:
 
     For measuring status at scale without launching hundreds of jobs through the CLI.
     """
-    from konduktor_slurm.store import JobRecord, Store
+    from konduktor_slurm.store import Store
 
     store = Store(home / "state.db")
     ids = []
@@ -195,21 +199,26 @@ def submit_held_jobs(home: Path, count: int, prefix: str) -> list[str]:
             check=True,
         ).stdout.strip()
         ids.append(job_id)
-        now = time.time()
-        store.add(
-            JobRecord(
-                name=name,
-                task_name=prefix,
-                user="root",
-                resources="1x(-)",
-                num_nodes=1,
-                job_dir=str(home / "jobs" / name),
-                log_path="/dev/null",
-                state="PENDING",
-                created_at=now,
-                slurm_job_id=job_id,
-                submitted_at=now,
-            )
-        )
+        store.add(held_job_record(name, job_id, "root", str(home / "jobs" / name)))
     store.close()
     return ids
+
+
+def held_job_record(name: str, job_id: str, user: str, job_dir: str) -> JobRecord:
+    """What the store holds for a held job submitted outside `konduktor launch`."""
+    from konduktor_slurm.store import JobRecord
+
+    now = time.time()
+    return JobRecord(
+        name=name,
+        task_name=name.rsplit("-", 1)[0],
+        user=user,
+        resources="1x(-)",
+        num_nodes=1,
+        job_dir=job_dir,
+        log_path="/dev/null",
+        state="PENDING",
+        created_at=now,
+        slurm_job_id=job_id,
+        submitted_at=now,
+    )

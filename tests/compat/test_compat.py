@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from konduktor_slurm.store import JobRecord, Store
-from tests.conftest import KONDUKTOR, TEST_USER, Run
+from konduktor_slurm.store import Store
+from tests.conftest import KONDUKTOR, TEST_USER, Run, held_job_record
 
 pytestmark = pytest.mark.live
 
@@ -264,23 +264,9 @@ def _add_held_jobs(release: Release, store_path: Path, count: int, prefix: str) 
     )
     ids = release.as_user("sh", "-c", script).split()
     store = Store(store_path)
-    now = time.time()
     for index, job_id in enumerate(ids):
-        store.add(
-            JobRecord(
-                name=f"{prefix}-{index}",
-                task_name=prefix,
-                user=TEST_USER,
-                resources="1x(-)",
-                num_nodes=1,
-                job_dir=f"/home/{TEST_USER}/.konduktor/jobs/{prefix}-{index}",
-                log_path="/dev/null",
-                state="PENDING",
-                created_at=now,
-                slurm_job_id=job_id,
-                submitted_at=now,
-            )
-        )
+        name = f"{prefix}-{index}"
+        store.add(held_job_record(name, job_id, TEST_USER, f"/home/{TEST_USER}/jobs/{name}"))
     store.close()
     return ids
 

@@ -225,6 +225,10 @@ def test_ctrl_c_while_following_detaches_and_the_job_keeps_running(kd, kd_home, 
         stdin=subprocess.DEVNULL,
         text=True,
         env=env,
+        # As from a terminal. A suite started in the background (`make test &`, some CI
+        # runners) ignores SIGINT, and a process started with SIGINT ignored rightly keeps
+        # ignoring it, like any `nohup cmd &`.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     name = "no-job-yet"
     try:
