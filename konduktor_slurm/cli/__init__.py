@@ -75,10 +75,14 @@ def resolve_job(store: Store, name: str) -> JobRecord:
     for candidate in store.jobs(include_hidden=True):
         if candidate.slurm_job_id == name:
             return candidate
-    names = store.names()
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, store.names())
     fail(f"no job named {name!r}.{hint} (`konduktor status` lists your jobs)")
+
+
+def did_you_mean(name: str, names: list[str]) -> str:
+    """`` Did you mean 'train-1a2b'?`` for the closest known names, or nothing."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def console(stderr: bool = False):  # -> rich.console.Console

@@ -20,6 +20,7 @@ from konduktor_slurm.cli import (
     EXIT_FAILED,
     EXIT_STALE,
     EXIT_USAGE,
+    did_you_mean,
     fail,
     main,
     open_slurm,
@@ -57,13 +58,6 @@ def _session() -> Iterator[tuple[Settings, Store, Slurm]]:
         slurm.transport.close()
 
 
-def _did_you_mean(name: str, names: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-
-
 def _select(
     store: Store, slurm: Slurm, patterns: tuple[str, ...], all_jobs: bool, caller: str
 ) -> tuple[list[JobRecord], list[str]]:
@@ -98,7 +92,7 @@ def _select(
             errors.append(_foreign_job_error(slurm, pattern, caller))
         else:
             errors.append(
-                f"no job named {pattern!r}.{_did_you_mean(pattern, names)} "
+                f"no job named {pattern!r}.{did_you_mean(pattern, names)} "
                 "(`konduktor status` lists your jobs)"
             )
     return list(chosen.values()), errors
