@@ -202,9 +202,13 @@ def test_pending_stop_start_and_cancel(laptop: Laptop, release: Release) -> None
         f"name: {_name('wait')}\nresources:\n  accelerators: H100:8\nrun: echo ran\n", "-d"
     )
     # Every GPU of the cluster is taken: the second job waits.
+    # Slurm names the reason on its next scheduling pass; until then (24.11: a few seconds)
+    # squeue says None, which konduktor shows as "waiting to be scheduled".
     job = laptop.wait_for(waiting, {"PENDING"}, timeout=30)
-    time.sleep(2)
-    job = laptop.status(waiting)
+    deadline = time.monotonic() + 30
+    while job["reason"] != "Resources" and time.monotonic() < deadline:
+        time.sleep(1)
+        job = laptop.status(waiting)
     assert (job["status"], job["reason"]) == ("PENDING", "Resources"), job
 
     # A waiting job is held by stop and goes back to waiting on start.
