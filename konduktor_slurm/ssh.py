@@ -368,7 +368,10 @@ class SSHTransport:
             raise self._lose("the connection was closed") from None
         finally:
             if channel is not None:
-                channel.close()
+                # Closing sends a message; on a dead connection that raises, and an exception
+                # escaping this thread would print a traceback under the one-line error.
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    channel.close()
 
     def shell(self, script: str, timeout: float | None = None) -> CommandResult:
         """Run a POSIX ``sh`` script (built with shlex quoting) on the login node."""
@@ -613,7 +616,10 @@ class _RsyncRelay:
             pass  # rsync itself reports what broke; a lost connection is checked on exit
         finally:
             if channel is not None:
-                channel.close()
+                # Closing sends a message; on a dead connection that raises, and an exception
+                # escaping this thread would print a traceback under the one-line error.
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    channel.close()
 
 
 def _relay_main(socket_path: str, args: list[str]) -> int:
