@@ -165,7 +165,14 @@ def test_pending_active_then_completed_in_status_table(kd, tmp_path: Path) -> No
     )
     wait_for_status(kd, first, {"ACTIVE"}, timeout=60)
     waiting = wait_for_status(kd, second, {"PENDING"}, timeout=10)
-    assert "waiting for resources" in waiting["detail"] or "priority" in waiting["detail"]
+    # Until its next scheduling pass Slurm gives the job reason None ("waiting to be
+    # scheduled"); that pass can come after the hog has ended, so any of these is right here.
+    # The Resources reason itself is asserted by the compat module, behind a 90 s blocker.
+    assert waiting["detail"] in {
+        "waiting for resources",
+        "waiting for priority",
+        "waiting to be scheduled",
+    }, waiting
 
     table = kd("status")
     assert table.returncode == 0, table.output
