@@ -7,13 +7,14 @@ they mean the same on a fast laptop and on a 2-core CI machine.
     status startup   `konduktor status` (empty store) vs `python -c pass` target <= 6x
     help startup     `konduktor --help` vs `python -c pass`               target <= 4x
     (squeue's own time is printed for reference: a C binary, not a target)
+    status at scale  `konduktor status` with 200 jobs vs with 1 job       target <= 2.5x
+    (Slurm is asked the same number of times; what grows is rich laying out 200 rows)
+    memory           peak RSS of status with 200 jobs vs with 1 job       target <= 1.5x
+
     Startup runs alternate with their baseline's, so a load spike hits both sides, and the
     package is byte-compiled first, as `pip install` does: with PYTHONDONTWRITEBYTECODE set
     (common in containers) every run would otherwise recompile our sources, a cost no
     installed user pays.
-    status at scale  `konduktor status` with 200 jobs vs with 1 job       target <= 2.5x
-    (Slurm is asked the same number of times; what grows is rich laying out 200 rows)
-    memory           peak RSS of status with 200 jobs vs with 1 job       target <= 1.5x
 """
 
 from __future__ import annotations

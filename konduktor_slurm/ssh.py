@@ -368,8 +368,8 @@ class SSHTransport:
             raise self._lose("the connection was closed") from None
         finally:
             if channel is not None:
-                # Closing sends a message; on a dead connection that raises, and an exception
-                # escaping this thread would print a traceback under the one-line error.
+                # Closing sends a message; on a dead connection that raises and would replace
+                # the one-line "lost the connection" error with a traceback.
                 with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                     channel.close()
 
