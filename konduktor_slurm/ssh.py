@@ -368,10 +368,7 @@ class SSHTransport:
             raise self._lose("the connection was closed") from None
         finally:
             if channel is not None:
-                # Closing sends a message; on a dead connection that raises and would replace
-                # the one-line "lost the connection" error with a traceback.
-                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                    channel.close()
+                _close_quietly(channel)
 
     def shell(self, script: str, timeout: float | None = None) -> CommandResult:
         """Run a POSIX ``sh`` script (built with shlex quoting) on the login node."""
@@ -616,10 +613,20 @@ class _RsyncRelay:
             pass  # rsync itself reports what broke; a lost connection is checked on exit
         finally:
             if channel is not None:
-                # Closing sends a message; on a dead connection that raises, and an exception
-                # escaping this thread would print a traceback under the one-line error.
-                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                    channel.close()
+                _close_quietly(channel)
+
+
+def _close_quietly(channel: paramiko.Channel) -> None:
+    """Close a paramiko channel that may sit on a dead connection.
+
+    Closing sends a message, which raises once the connection is gone; raised from a
+    ``finally`` it would replace the one-line "lost the connection" error with a traceback
+    (or, in the rsync relay's thread, print one above it).
+    """
+    import paramiko
+
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+        channel.close()
 
 
 def _relay_main(socket_path: str, args: list[str]) -> int:
