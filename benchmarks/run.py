@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import compileall
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,27 +38,24 @@ KONDUKTOR = str(BIN / "konduktor")
 REPEAT = 7
 
 
-def timed(argv: list[str], env: dict | None = None) -> tuple[float, int]:
-    """Median wall time of ``argv`` over REPEAT runs, and its peak RSS in KiB."""
-    times = []
-    peak = 0
-    for _ in range(REPEAT):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        start = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
-    return statistics.median(times), peak
+def wall_time(argv: list[str], env: dict | None = None) -> float:
+    """Seconds one run of ``argv`` takes, output discarded."""
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def timed(argv: list[str], env: dict | None = None) -> float:
+    """Median wall time of ``argv`` over REPEAT runs."""
+    return statistics.median(wall_time(argv, env) for _ in range(REPEAT))
 
 
 def timed_pair(subject: list[str], baseline: list[str], env: dict) -> tuple[float, float]:
     """Median wall times of ``subject`` and ``baseline``, run alternately REPEAT times."""
     subject_times, baseline_times = [], []
     for _ in range(REPEAT):
-        for argv, times in ((baseline, baseline_times), (subject, subject_times)):
-            start = time.perf_counter()
-            subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            times.append(time.perf_counter() - start)
+        baseline_times.append(wall_time(baseline, env))
+        subject_times.append(wall_time(subject, env))
     return statistics.median(subject_times), statistics.median(baseline_times)
 
 
@@ -91,7 +87,7 @@ def main() -> int:
         all_ok &= row("status startup", status_t, python_t, "s", 6.0)
         help_t, python_t = timed_pair([KONDUKTOR, "--help"], bare_python, empty)
         all_ok &= row("help startup", help_t, python_t, "s", 4.0)
-        squeue_t, _ = timed(["squeue", "-h"])
+        squeue_t = timed(["squeue", "-h"])
         print(f"{'(squeue alone)':<18} {squeue_t:9.3f}s")
 
         homes = {}
@@ -102,8 +98,8 @@ def main() -> int:
             submitted += submit_held_jobs(home, count, f"bench{count}")
             homes[count] = {**os.environ, "KONDUKTOR_HOME": str(home)}
         try:
-            one_t, _ = timed([KONDUKTOR, "status"], homes[1])
-            many_t, _ = timed([KONDUKTOR, "status"], homes[200])
+            one_t = timed([KONDUKTOR, "status"], homes[1])
+            many_t = timed([KONDUKTOR, "status"], homes[200])
             all_ok &= row("status 200 jobs", many_t, one_t, "s", 2.5)
             one_m = peak_rss([KONDUKTOR, "status"], homes[1]) / 1024
             many_m = peak_rss([KONDUKTOR, "status"], homes[200]) / 1024
