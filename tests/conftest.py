@@ -104,14 +104,21 @@ def wait_for_status(
     kd: Callable[..., Run], name: str, wanted: set[str], timeout: float = 120
 ) -> dict:
     """Poll `konduktor status --json NAME` until its status is one of ``wanted``."""
+    return wait_until(kd, name, lambda job: job["status"] in wanted, str(wanted), timeout)
+
+
+def wait_until(
+    kd: Callable[..., Run], name: str, reached: Callable[[dict], bool], what: str, timeout: float
+) -> dict:
+    """Poll `konduktor status --json NAME` once a second until ``reached(job)``."""
     deadline = time.monotonic() + timeout
     job: dict = {}
     while time.monotonic() < deadline:
         job = status_json(kd, name)["jobs"][0]
-        if job["status"] in wanted:
+        if reached(job):
             return job
         time.sleep(1)
-    raise AssertionError(f"{name} never reached {wanted}; last seen {job}")
+    raise AssertionError(f"{name} never reached {what}; last seen {job}")
 
 
 def write_task(directory: Path, text: str, filename: str = "task.yaml") -> Path:

@@ -22,7 +22,15 @@ from pathlib import Path
 import pytest
 
 from konduktor_slurm.store import Store
-from tests.conftest import KONDUKTOR, TEST_USER, Run, held_job_record
+from tests.conftest import (
+    KONDUKTOR,
+    TEST_USER,
+    Run,
+    held_job_record,
+    status_json,
+    wait_for_status,
+    wait_until,
+)
 
 pytestmark = pytest.mark.live
 
@@ -118,19 +126,10 @@ class Laptop:
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def status(self, name: str) -> dict:
-        result = self.run("status", "--json", name)
-        assert result.returncode == 0, result.output
-        return json.loads(result.stdout)["jobs"][0]
+        return status_json(self.run, name)["jobs"][0]
 
     def wait_for(self, name: str, wanted: set[str], timeout: float = 90) -> dict:
-        deadline = time.monotonic() + timeout
-        job: dict = {}
-        while time.monotonic() < deadline:
-            job = self.status(name)
-            if job["status"] in wanted:
-                return job
-            time.sleep(1)
-        raise AssertionError(f"{name} never reached {wanted} on {self.release.name}: {job}")
+        return wait_for_status(self.run, name, wanted, timeout)
 
     def launch(self, text: str, *flags: str) -> tuple[Run, str]:
         task = self.directory / f"task-{time.monotonic_ns()}.yaml"
@@ -204,11 +203,8 @@ def test_pending_stop_start_and_cancel(laptop: Laptop, release: Release) -> None
     # Every GPU of the cluster is taken: the second job waits.
     # Slurm names the reason on its next scheduling pass; until then (24.11: a few seconds)
     # squeue says None, which konduktor shows as "waiting to be scheduled".
-    job = laptop.wait_for(waiting, {"PENDING"}, timeout=30)
-    deadline = time.monotonic() + 30
-    while job["reason"] != "Resources" and time.monotonic() < deadline:
-        time.sleep(1)
-        job = laptop.status(waiting)
+    laptop.wait_for(waiting, {"PENDING"}, timeout=30)
+    job = wait_until(laptop.run, waiting, lambda job: job["reason"] == "Resources", "Resources", 30)
     assert (job["status"], job["reason"]) == ("PENDING", "Resources"), job
 
     # A waiting job is held by stop and goes back to waiting on start.
