@@ -156,8 +156,18 @@ def render_node_script(task: Task, plan: JobPlan) -> str:
             node_workdir=plan.node_workdir,
             setup=task.setup,
             run=task.run,
+            has_secrets=bool(task.secrets),
         )
     )
+
+
+def render_secrets(task: Task) -> str:
+    """The job's ``secrets.env``: sourced by every node, written 0600 beside the script.
+
+    Secrets never go into the sbatch script (``--dryrun`` prints it, and Slurm keeps a copy),
+    only into this file, which only its owner can read.
+    """
+    return "".join(f"export {name}={shell_quote(value)}\n" for name, value in task.secrets.items())
 
 
 def render_sbatch(task: Task, plan: JobPlan) -> str:
@@ -173,6 +183,7 @@ def render_sbatch(task: Task, plan: JobPlan) -> str:
             job_dir=plan.job_dir,
             directives=sbatch_directives(task, plan),
             gpus_per_node=accelerator.count if accelerator else 0,
+            accelerator_type=accelerator.name if accelerator else "",
             node_script=render_node_script(task, plan),
             max_attempts=task.resources.max_restarts + 1,
             comment=konduktor_comment(task.resources_summary()),

@@ -6,27 +6,44 @@ them, so ``konduktor status`` and ``--help`` start fast.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from konduktor_slurm import __version__
+from konduktor_slurm.service.errors import (
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
 
 if TYPE_CHECKING:
     from konduktor_slurm.config import Settings
     from konduktor_slurm.slurm import Slurm
     from konduktor_slurm.store import JobRecord, Store
 
-EXIT_FAILED = 1  # the job (or the command) failed
-EXIT_USAGE = 2  # bad input: nothing was done
-EXIT_STALE = 2  # Slurm could not be reached; what is shown is the last known state
+# The exit codes are documented in the README and in service/errors.py.
+EXIT_STALE = EXIT_UNREACHABLE  # what is shown is the last known state
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def service_errors() -> Iterator[None]:
+    """A workflow's KonduktorError becomes one ``Error:`` line and its exit code."""
+    from konduktor_slurm.service.errors import KonduktorError
+
+    try:
+        yield
+    except KonduktorError as exc:
+        fail(str(exc), exc.exit_code)
 
 
 def settings() -> Settings:
@@ -151,4 +168,4 @@ def follow_and_exit(
 
 
 # Command modules register themselves on `main`; imported last because they import `main`.
-from konduktor_slurm.cli import check, control, launch, logs, report, status  # noqa: E402, F401
+from konduktor_slurm.cli import check, control, launch, logs, report, result, status  # noqa: E402, F401

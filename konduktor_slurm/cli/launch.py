@@ -1,31 +1,27 @@
-"""`konduktor launch`: validate, stage, submit, follow."""
+"""`konduktor launch`: validate, stage, submit, then follow, wait or detach."""
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from konduktor_slurm.cli import (
+    EXIT_FAILED,
     EXIT_USAGE,
     fail,
     follow_and_exit,
     main,
-    open_slurm,
-    open_store,
-    settings,
+    service_errors,
 )
-
-# ---------------------------------------------------------------------------------------
-# launch
 
 
 @main.command()
 @click.argument("task_yaml", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-d",
+    "--detach-run",
     "--detach",
     "detach",
     is_flag=True,
@@ -33,10 +29,10 @@ from konduktor_slurm.cli import (
 )
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dryrun", is_flag=True, help="Print the rendered sbatch script; submit nothing.")
-@click.option("--name", help="Override the task name.")
-@click.option("--num-nodes", type=int, help="Override num_nodes.")
+@click.option("-n", "--name", help="Override the task name.")
+@click.option("--num-nodes", help="Override num_nodes.")
 @click.option("--cpus", help="Override resources.cpus (per node).")
-@click.option("--memory", help="Override resources.memory in GiB (per node).")
+@click.option("--memory", help="Override resources.memory (per node; GiB, or with a unit: 64GB).")
 @click.option("--gpus", help="Override resources.accelerators, e.g. H100:8.")
 @click.option(
     "--env",
@@ -50,35 +46,79 @@ from konduktor_slurm.cli import (
     type=click.Path(dir_okay=False, path_type=Path),
     help="Read env vars from a dotenv file.",
 )
-@click.option("--workdir", help="Override the workdir.")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="K[=V]",
+    help="Set a secret (never shown or logged); K alone takes it from your environment.",
+)
+@click.option("--workdir", help="Override the workdir (relative to the current directory).")
+@click.option("--max-restarts", help="Override resources.job_config.max_restarts.")
+@click.option(
+    "--completions",
+    help="Konduktor's completions: 1 (a launch runs the task once on Slurm); more is refused.",
+)
+@click.option("--image-id", help="Accepted for Konduktor; ignored on Slurm, with a warning.")
+@click.option("--disk-size", help="Accepted for Konduktor; ignored on Slurm, with a warning.")
+@click.option("--cloud", help="Accepted for Konduktor; ignored on Slurm, with a warning.")
+@click.option(
+    "-s",
+    "--skip-image-check",
+    is_flag=True,
+    help="Accepted for Konduktor; there is no image to check on Slurm.",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Block until the job is COMPLETED or FAILED, without streaming its output.",
+)
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="With --wait: give up waiting after SECONDS (exit 5; the job keeps running).",
+)
 def launch(
     task_yaml: Path,
     detach: bool,
     yes: bool,
     dryrun: bool,
     name: str | None,
-    num_nodes: int | None,
+    num_nodes: str | None,
     cpus: str | None,
     memory: str | None,
     gpus: str | None,
     envs: tuple[str, ...],
     env_file: Path | None,
+    secrets: tuple[str, ...],
     workdir: str | None,
+    max_restarts: str | None,
+    completions: str | None,
+    image_id: str | None,
+    disk_size: str | None,
+    cloud: str | None,
+    skip_image_check: bool,
+    wait: bool,
+    wait_timeout: float | None,
 ) -> None:
     """Validate TASK_YAML, stage its files, submit it to Slurm and follow its output.
 
     The job is named <task name>-<4 hex>. Ctrl-C while following detaches: the job keeps
-    running. Exit code: 0 when the followed job COMPLETED (or with -d/--dryrun once
-    submitted/rendered), 1 when it FAILED or could not be submitted, 2 for invalid input.
-    """
-    from konduktor_slurm.lifecycle import State
-    from konduktor_slurm.render import JobPlan, RenderError, StagedMount, render_sbatch
-    from konduktor_slurm.staging import StagingError, stage
-    from konduktor_slurm.store import JobRecord
-    from konduktor_slurm.task import TaskError, TaskOverrides, load_task
-    from konduktor_slurm.transport import TransportError
+    running. With --wait nothing is streamed: the command returns when the job ends.
 
-    config = settings()
+    \b
+    Exit codes: 0 the job COMPLETED (or, with -d/--dryrun, it was submitted/rendered);
+    1 it FAILED or could not be submitted; 2 invalid input (nothing submitted); 3 the
+    cluster could not be reached; 5 --wait-timeout passed first.
+    """
+    from konduktor_slurm.service import launch as launching
+    from konduktor_slurm.service.session import open_session
+    from konduktor_slurm.task import TaskOverrides
+
+    wait = wait or wait_timeout is not None
+    if detach and wait:
+        fail("--detach-run and --wait contradict each other; give one", EXIT_USAGE)
     overrides = TaskOverrides(
         name=name,
         num_nodes=num_nodes,
@@ -86,103 +126,67 @@ def launch(
         memory=memory,
         gpus=gpus,
         envs=list(envs),
+        secrets=list(secrets),
         env_file=env_file,
         workdir=workdir,
+        max_restarts=max_restarts,
+        completions=completions,
+        image_id=image_id,
+        disk_size=disk_size,
+        cloud=cloud,
     )
-    try:
-        task = load_task(task_yaml, overrides)
-    except TaskError as exc:
-        click.echo(f"Error: {task_yaml} is not a valid task; nothing was submitted.", err=True)
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_USAGE)
-    for warning in task.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    task = config.apply_slurm_defaults(task)  # config.yaml partition/account/qos
-
-    # Opening is free; over SSH the first use (a remote ~ in jobs_dir) connects.
-    slurm = open_slurm(config)
-    import secrets  # hashlib and hmac: only launch pays for them, not `status`
-
-    job_name = f"{task.name}-{secrets.token_hex(2)}"
-    job_dir = f"{config.resolve_jobs_dir(slurm.transport)}/{job_name}"
-    plan = JobPlan(
-        job_name=job_name,
-        job_dir=job_dir,
-        log_path=f"{job_dir}/job.log",
-        workdir=f"{job_dir}/workdir" if task.workdir else None,
-        # Planned mount paths match what staging creates (sorted destinations, by index).
-        mounts=tuple(
-            StagedMount(dest, f"{job_dir}/mounts/{index}", source.is_dir())
-            for index, (dest, source) in enumerate(sorted(task.file_mounts.items()))
-        ),
-        gres_map=config.gres_map,
-        node_workdir=config.node_workdir,
-    )
-    try:
-        script = render_sbatch(task, plan)
-    except RenderError as exc:
-        fail(f"{task_yaml}: {exc}; nothing was submitted.", EXIT_USAGE)
-    if dryrun:
-        click.echo(script, nl=False)
-        return
-
-    click.echo(f"Task {task.name!r}: {task.resources_summary()}" + _slurm_target(task))
-    if not yes:
-        if not sys.stdin.isatty():
-            fail("refusing to ask for confirmation without a terminal; pass -y", EXIT_USAGE)
-        if not click.confirm(f"Launch {job_name}?", default=True):
-            click.echo("Aborted; nothing was submitted.")
+    with service_errors():
+        task = launching.load(task_yaml, overrides)
+        for warning in task.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        session = open_session()
+        prepared = launching.prepare(session, task)
+        if dryrun:
+            click.echo(prepared.script, nl=False)
             return
+        click.echo(f"Task {task.name!r}: {task.resources_summary()}" + _slurm_target(task))
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("refusing to ask for confirmation without a terminal; pass -y", EXIT_USAGE)
+            if not click.confirm(f"Launch {prepared.job_name}?", default=True):
+                click.echo("Aborted; nothing was submitted.")
+                return
+        from konduktor_slurm.staging import default_reporter
 
-    store = open_store(config)
-    accelerator = task.resources.accelerator
-    job = JobRecord(
-        name=job_name,
-        task_name=task.name,
-        user=slurm.transport.user,  # over SSH: the remote account the job runs as
-        resources=task.resources_summary(),
-        num_nodes=task.num_nodes,
-        gpus_per_node=accelerator.count if accelerator else 0,
-        job_dir=job_dir,
-        log_path=plan.log_path,
-        max_restarts=task.resources.max_restarts,
-        state=State.CREATED.value,
-        detail="staging workdir",
-        created_at=time.time(),
-    )
-    store.add(job)
-    try:
-        stage(slurm.transport, job_dir, task.workdir, task.file_mounts, task_name=task.name)
-        script_path = f"{job_dir}/sbatch.sh"
-        slurm.transport.write_file(script_path, script, 0o700)
-    except (StagingError, TransportError, OSError) as exc:
-        job.terminal = True
-        store.set_state(job, State.FAILED.value, f"staging failed: {exc}")
-        fail(f"staging failed: {exc}. Nothing was submitted; fix it and launch again.")
-    job.detail = "submitting"
-    store.save(job)
-    from konduktor_slurm.slurm import SlurmError
+        job = launching.submit(session, prepared, default_reporter())
+        click.echo(f"Submitted {job.name} (Slurm job {job.slurm_job_id}).")
+        click.echo("Useful commands:")
+        click.echo(f"  konduktor status {job.name}     # state and details")
+        click.echo(f"  konduktor logs {job.name}       # output (add --follow to stream)")
+        click.echo(f"  konduktor down {job.name}       # cancel")
+        if detach:
+            return
+        if wait:
+            _wait_and_exit(session, job, wait_timeout)
+        follow_and_exit(session.store, session.slurm, job)
 
-    try:
-        job_id = slurm.submit(script_path)
-    except (SlurmError, TransportError) as exc:
-        job.terminal = True
-        store.set_state(job, State.FAILED.value, f"submission failed: {exc}")
-        fail(f"Slurm refused the job: {exc}")
-    job.slurm_job_id = job_id
-    job.submitted_at = time.time()
-    with store.transaction():
-        store.save(job)
-        store.set_state(job, State.PENDING.value, "submitted")
 
-    click.echo(f"Submitted {job_name} (Slurm job {job_id}).")
-    click.echo("Useful commands:")
-    click.echo(f"  konduktor status {job_name}     # state and details")
-    click.echo(f"  konduktor logs {job_name}       # output (add --follow to stream)")
-    click.echo(f"  konduktor down {job_name}       # cancel")
-    if detach:
-        return
-    follow_and_exit(store, slurm, job)
+def _wait_and_exit(session, job, timeout: float | None) -> None:
+    from konduktor_slurm.service.waiting import wait_until_terminal
+
+    warned = False
+
+    def on_stale(reason: str) -> None:
+        nonlocal warned
+        if not warned:
+            click.echo(f"Warning: cannot reach Slurm ({reason}); still waiting.", err=True)
+            warned = True
+
+    click.echo(f"Waiting for {job.name} to finish (no output is streamed)...", err=True)
+    with service_errors():
+        try:
+            wait_until_terminal(session, job, timeout, on_stale=on_stale)
+        except KeyboardInterrupt:
+            click.echo(f"\nStopped waiting; {job.name} keeps running.", err=True)
+            sys.exit(130)
+    detail = f" ({job.detail})" if job.detail else ""
+    click.echo(f"{job.name}: {job.state}{detail}", err=True)
+    sys.exit(0 if job.state == "COMPLETED" else EXIT_FAILED)
 
 
 def _slurm_target(task) -> str:

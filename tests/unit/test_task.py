@@ -76,20 +76,22 @@ def test_full_konduktor_example_loads_unchanged() -> None:
     )
     assert task.envs == {"WANDB_PROJECT": "llama-finetune", "LEARNING_RATE": "3e-4"}
     assert task.run.startswith("torchrun \\\n")
-    assert task.slurm == SlurmOptions()
+    # Konduktor's labels.maxRunDurationSeconds: "3200" becomes the Slurm time limit.
+    assert task.slurm == SlurmOptions(time_limit="0-00:53:20")
     assert task.source == (FIXTURES / "konduktor_full.yaml").resolve()
     assert task.resources_summary() == "2x(8CPU, 32GiMEM, H100:8)"
     name = str(FIXTURES / "konduktor_full.yaml")
-    ignored = "is ignored on Slurm (Konduktor-only field)"
     assert task.warnings == (
-        f"{name}:9: resources.image_id {ignored}",
-        f"{name}:10: resources.labels {ignored}",
-        f"{name}:15: resources.job_config.completions {ignored}",
+        f"{name}:9: resources.image_id is ignored on Slurm: jobs run on the nodes' own system, "
+        "no container image is pulled; install what the job needs in setup",
+        f"{name}:10: resources.labels is ignored on Slurm: Slurm jobs have no labels "
+        "(labels.maxRunDurationSeconds becomes the time limit)",
     )
 
 
 def test_slurm_native_example_loads() -> None:
-    task = load_task(FIXTURES / "slurm_native.yaml")
+    # Relative paths resolve against the directory konduktor runs in (as in Konduktor).
+    task = load_task(FIXTURES / "slurm_native.yaml", base_dir=FIXTURES)
     assert task.name == "nightly-eval"
     assert task.workdir == FIXTURES
     assert task.file_mounts == {
@@ -111,7 +113,7 @@ def test_slurm_native_example_loads() -> None:
 
 def test_broken_example_reports_every_issue_in_line_order() -> None:
     with pytest.raises(TaskError) as info:
-        load_task(FIXTURES / "broken.yaml")
+        load_task(FIXTURES / "broken.yaml", base_dir=FIXTURES)
     issues = info.value.issues
     name = str(FIXTURES / "broken.yaml")
     assert all(issue.file == name for issue in issues)
@@ -121,7 +123,7 @@ def test_broken_example_reports_every_issue_in_line_order() -> None:
         (6, "num_nodes"),
         (8, "resources.accelerators"),
         (9, "resources.memory"),
-        (11, "resources.job_config.max_restart"),
+        (11, "resources.job_config.max_restarts"),
         (13, "envs.TOKEN"),
         (15, "slurm.time_limit"),
         (17, "slurm.sbatch_options.job-name"),
@@ -228,9 +230,9 @@ def test_unprintable_character_has_line() -> None:
     check(only_issue("name: a\nrun: \x07x\n"), 2, "", "invalid YAML", "#x0007")
 
 
-def test_two_documents_rejected() -> None:
-    issue = only_issue("run: x\n---\nrun: y\n")
-    check(issue, 2, "", "invalid YAML: expected a single document")
+def test_two_documents_are_named_a_pipeline_and_refused() -> None:
+    issue = only_issue("name: pipe\n---\nrun: x\n---\nrun: y\n")
+    check(issue, 2, "", "3 YAML documents", "pipeline", "a file of its own")
 
 
 def test_anchors_and_merge_keys_work() -> None:
@@ -288,13 +290,15 @@ def test_default_name_is_file_stem_sanitized(tmp_path: Path) -> None:
     assert parse_task("run: x\n", source="jobs/train.yml").name == "train"
 
 
-def test_run_missing() -> None:
-    check(only_issue("name: x\n"), None, "run", "missing")
+def test_run_is_optional_as_in_konduktor() -> None:
+    task = parse("name: x\nsetup: echo only-setup\n")
+    assert task.run is None and task.setup == "echo only-setup"
+    assert parse("name: x\n").run is None
 
 
 @pytest.mark.parametrize("value", ["", "''", "'   '"])
-def test_run_empty(value: str) -> None:
-    check(only_issue(f"name: x\nrun: {value}\n"), 2, "run", "empty")
+def test_blank_run_is_no_run(value: str) -> None:
+    assert parse(f"name: x\nrun: {value}\n").run is None
 
 
 def test_run_list_hints_block_string() -> None:
@@ -393,11 +397,16 @@ def test_envs_not_a_mapping() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_workdir_resolves_relative_to_yaml_directory(tmp_path: Path) -> None:
-    (tmp_path / "proj").mkdir()
-    path = tmp_path / "task.yaml"
-    path.write_text("run: x\nworkdir: proj\n")
-    assert load_task(path).workdir == (tmp_path / "proj").resolve()
+def test_workdir_resolves_relative_to_the_current_directory_as_in_konduktor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `konduktor launch configs/train.yaml` with `workdir: .` syncs the directory the user
+    # is in (the repository), not configs/: Konduktor and SkyPilot resolve it that way.
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "task.yaml"
+    path.write_text("run: x\nworkdir: .\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_task(path).workdir == tmp_path.resolve()
 
 
 def test_workdir_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -472,14 +481,27 @@ def test_file_mount_source_missing(tmp_path: Path) -> None:
     check(issue, 3, "file_mounts['/data/x']", "local source 'nope' does not exist")
 
 
-def test_file_mount_source_url() -> None:
-    issue = only_issue("run: x\nfile_mounts:\n  /data/x: s3://bucket/key\n")
-    check(issue, 3, "file_mounts['/data/x']", "only local paths", "s3://bucket/key")
+@pytest.mark.parametrize(
+    "source", ["s3://bucket/key", "gs://b", "r2://b/x", "https://example.org/x", "weird://x"]
+)
+def test_cloud_storage_mount_url_is_refused(source: str) -> None:
+    issue = only_issue(f"run: x\nfile_mounts:\n  /data/x: {source}\n")
+    check(issue, 3, "file_mounts['/data/x']", "cloud storage mounts are not supported on Slurm")
+    assert source in issue.message and "download it in setup" in issue.message
 
 
-def test_file_mount_source_wrong_type() -> None:
-    issue = only_issue("run: x\nfile_mounts:\n  /data/x:\n    source: a\n")
-    check(issue, 3, "file_mounts['/data/x']", "expected a local source path, got a mapping")
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        "{source: s3://bucket, mode: MOUNT}",
+        "{name: my-bucket, store: gcs}",
+        "{name: vol, store: volume, persistent: true}",
+        "{source: ./local, store: s3}",
+    ],
+)
+def test_storage_mount_mappings_are_refused(mapping: str) -> None:
+    issue = only_issue(f"run: x\nfile_mounts:\n  /data/x: {mapping}\n")
+    check(issue, 3, "file_mounts['/data/x']", "cloud storage mounts are not supported on Slurm")
 
 
 def test_file_mounts_not_a_mapping() -> None:
@@ -522,27 +544,58 @@ def test_cpus_and_memory_forms(cpus: str, memory: str, want_cpus: int, want_mem:
 
 
 @pytest.mark.parametrize(
-    ("value", "got"), [("0", "0"), ("eight", "'eight'"), ("2.5", "2.5"), ("'8-'", "'8-'")]
+    ("value", "got"),
+    [("0", "0"), ("eight", "'eight'"), ("-1.5", "-1.5"), ("'8-'", "'8-'"), (".inf", "inf")],
 )
 def test_bad_cpus(value: str, got: str) -> None:
     issue = only_issue(f"run: x\nresources:\n  cpus: {value}\n")
-    check(issue, 3, "resources.cpus", f"expected a whole number of CPUs like 8 or '8+', got {got}")
+    check(issue, 3, "resources.cpus", f"expected a number of CPUs like 8 or '8+', got {got}")
+
+
+@pytest.mark.parametrize(
+    ("value", "whole", "shown"),
+    [("0.5", 1, "0.5"), ("2.5", 3, "2.5"), ("'1.2+'", 2, "1.2+"), ("'3.0'", 3, None)],
+)
+def test_fractional_cpus_are_rounded_up_with_a_warning(
+    value: str, whole: int, shown: str | None
+) -> None:
+    task = parse(f"run: x\nresources:\n  cpus: {value}\n")
+    assert task.resources.cpus == whole
+    if shown is None:
+        assert task.warnings == ()
+    else:
+        assert task.warnings == (
+            f"task.yaml:3: resources.cpus {shown} rounded up to {whole} "
+            "(Slurm allocates whole CPUs)",
+        )
 
 
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
-        ("0", "got 0"),
+        ("0", "expected a positive amount of memory in GiB like 32, '32+' or '64GB', got 0"),
         ("-4", "got -4"),
         ("lots", "got 'lots'"),
         (".nan", "got nan"),
-        ("32Gi", "no unit"),
-        ("64GB", "no unit"),
+        ("32 apples", "got '32 apples'"),
+        ("3x", "got '3x'"),
+        ("0.0001", "must be at least 1 MiB"),
+        ("1e308", "must be at most 1.04858e+06 GiB (1 PiB) per node"),
+        ("'2PB'", "must be at most"),
     ],
 )
 def test_bad_memory(value: str, fragment: str) -> None:
     issue = only_issue(f"run: x\nresources:\n  memory: {value}\n")
-    check(issue, 3, "resources.memory", "expected a positive number of GiB", fragment)
+    check(issue, 3, "resources.memory", fragment)
+
+
+@pytest.mark.parametrize(
+    ("value", "gib"),
+    [("64GB", 64.0), ("'1024MB'", 1.0), ("32Gi", 32.0), ("'0.5TB'", 512.0), ("'16gb+'", 16.0)],
+)
+def test_memory_with_skypilot_units(value: str, gib: float) -> None:
+    # SkyPilot's units are binary (GB = 2**30 bytes), as it documents them.
+    assert parse(f"run: x\nresources:\n  memory: {value}\n").resources.memory_gib == gib
 
 
 @pytest.mark.parametrize(
@@ -557,6 +610,10 @@ def test_bad_memory(value: str, fragment: str) -> None:
         ("{T4: '2'}", Accelerator("T4", 2)),
         ("RTX4090:2", Accelerator("RTX4090", 2)),
         ("MI300X", Accelerator("MI300X", 1)),
+        # SkyPilot's one-element list and set forms.
+        ("['H100:8']", Accelerator("H100", 8)),
+        ("{H100:8}", Accelerator("H100", 8)),
+        ("[A10G]", Accelerator("A10G", 1)),
     ],
 )
 def test_accelerator_forms(value: str, expected: Accelerator) -> None:
@@ -574,8 +631,14 @@ def test_accelerator_forms(value: str, expected: Accelerator) -> None:
         ("'H100:0'", "count must be an integer >= 1"),
         ("{H100: 0}", "count must be an integer >= 1, got 0"),
         ("{H100: 1.5}", "count must be an integer >= 1, got 1.5"),
-        ("{H100: 8, A100: 2}", "exactly one accelerator type"),
-        ("[H100, A100]", "pick one accelerator type"),
+        ("{H100: 8, A100: 2}", "accelerator alternatives (H100:8, A100:2)"),
+        ("[H100, A100]", "accelerator alternatives (H100, A100)"),
+        ("['L4:1', 'H100:1', 'A100:1']", "accelerator alternatives (L4:1, H100:1, A100:1)"),
+        ("{A100:1, V100:1}", "a Slurm job asks for one GPU type: keep one"),
+        ("[1, 2]", "pick one accelerator type"),
+        ("tpu-v2-8", "TPU accelerators exist only on Google Cloud"),
+        ("{tpu-v3-8: 1}", "TPU accelerators"),
+        ("TPU-V5P:4", "TPU accelerators"),
         ("8", "got 8"),
     ],
 )
@@ -600,24 +663,42 @@ def test_job_config_not_a_mapping() -> None:
     check(issue, 3, "resources.job_config", "expected a mapping", "got 3")
 
 
-def test_konduktor_only_fields_warn_once_each() -> None:
+def test_konduktor_only_fields_warn_once_each_with_the_reason() -> None:
     task = parse("""\
         run: x
         resources:
           image_id: nvcr.io/nvidia/pytorch:23.10-py3
           labels:
             kueue.x-k8s.io/queue-name: user-queue
-            maxRunDurationSeconds: "3200"
           job_config:
             max_restarts: 2
-            completions: 4
+            completions: 1
         """)
     assert task.warnings == (
-        "task.yaml:3: resources.image_id is ignored on Slurm (Konduktor-only field)",
-        "task.yaml:4: resources.labels is ignored on Slurm (Konduktor-only field)",
-        "task.yaml:9: resources.job_config.completions is ignored on Slurm (Konduktor-only field)",
+        "task.yaml:3: resources.image_id is ignored on Slurm: jobs run on the nodes' own "
+        "system, no container image is pulled; install what the job needs in setup",
+        "task.yaml:4: resources.labels is ignored on Slurm: Slurm jobs have no labels "
+        "(labels.maxRunDurationSeconds becomes the time limit)",
     )
     assert task.resources.max_restarts == 2
+    assert task.slurm.time_limit is None
+
+
+def test_job_config_completions_above_one_is_refused_with_why() -> None:
+    issue = only_issue("run: x\nresources:\n  job_config:\n    completions: 4\n")
+    check(issue, 4, "resources.job_config.completions", "runs it once (1)", "launch it 4 times")
+
+
+def test_unknown_job_config_keys_are_accepted_with_a_warning_as_konduktor_does() -> None:
+    task = parse("run: x\nresources:\n  job_config:\n    max_restart: 1\n    owner: me\n")
+    assert task.resources.max_restarts == 0
+    assert task.warnings == (
+        "task.yaml:4: resources.job_config.max_restart is not a job_config setting "
+        "konduktor-slurm knows (max_restarts, completions); ignored; did you mean "
+        "'max_restarts'?",
+        "task.yaml:5: resources.job_config.owner is not a job_config setting konduktor-slurm "
+        "knows (max_restarts, completions); ignored",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -839,12 +920,6 @@ def test_sbatch_options_in_both_places_differ() -> None:
             "resources.acelerators",
             "did you mean 'accelerators'?",
         ),
-        (
-            "run: x\nresources:\n  job_config:\n    max_restart: 1\n",
-            4,
-            "resources.job_config.max_restart",
-            "did you mean 'max_restarts'?",
-        ),
         ("run: x\nslurm:\n  partiton: gpu\n", 3, "slurm.partiton", "did you mean 'partition'?"),
         ("run: x\nslurm:\n  timelimit: 30\n", 3, "slurm.timelimit", "did you mean 'time_limit'?"),
     ],
@@ -905,7 +980,6 @@ def test_all_issues_reported_together(tmp_path: Path) -> None:
         base_dir=tmp_path,
     )
     assert [(i.line, i.field) for i in issues] == [
-        (None, "run"),
         (1, "name"),
         (2, "num_nodes"),
         (4, "resources.cpus"),
@@ -1056,7 +1130,7 @@ def test_env_file_missing(tmp_path: Path) -> None:
         (TaskOverrides(num_nodes="two"), "--num-nodes", "expected an integer >= 1, got 'two'"),
         (TaskOverrides(num_nodes=0), "--num-nodes", "expected an integer >= 1, got 0"),
         (TaskOverrides(cpus="many"), "--cpus", "got 'many'"),
-        (TaskOverrides(memory="32Gi"), "--memory", "no unit"),
+        (TaskOverrides(memory="32 apples"), "--memory", "got '32 apples'"),
         (TaskOverrides(name="no spaces allowed"), "--name", "got 'no spaces allowed'"),
     ],
 )
@@ -1074,7 +1148,7 @@ def test_bad_gpus_override_str() -> None:
     )
 
 
-def test_workdir_override_is_relative_to_cwd_not_yaml(
+def test_workdir_in_yaml_and_on_the_command_line_are_both_relative_to_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     yaml_dir = tmp_path / "yamls"
@@ -1085,11 +1159,14 @@ def test_workdir_override_is_relative_to_cwd_not_yaml(
     path = yaml_dir / "task.yaml"
     path.write_text("run: x\nworkdir: code\n")
     monkeypatch.chdir(cwd)
-    assert load_task(path).workdir == (yaml_dir / "code").resolve()
+    with pytest.raises(TaskError) as info:
+        load_task(path)
+    check(info.value.issues[0], 2, "workdir", f"looked for {cwd / 'code'}", file=str(path))
     with pytest.raises(TaskError) as info:
         load_task(path, TaskOverrides(workdir="code"))
     check(info.value.issues[0], None, "--workdir", "does not exist", file="command line")
     (cwd / "code").mkdir()
+    assert load_task(path).workdir == (cwd / "code").resolve()
     assert load_task(path, TaskOverrides(workdir="code")).workdir == (cwd / "code").resolve()
 
 
@@ -1137,10 +1214,11 @@ def test_task_is_frozen() -> None:
         task.name = "other"  # type: ignore[misc]
 
 
-def test_disk_size_is_konduktor_only_too() -> None:
+def test_disk_size_is_ignored_with_a_warning() -> None:
     task = parse("run: x\nresources:\n  disk_size: 100\n")
     assert task.warnings == (
-        "task.yaml:3: resources.disk_size is ignored on Slurm (Konduktor-only field)",
+        "task.yaml:3: resources.disk_size is ignored on Slurm: nodes have the disks the "
+        "cluster gives them",
     )
 
 
@@ -1163,14 +1241,25 @@ def test_importing_the_module_imports_neither_pydantic_nor_yaml() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_schema_models_declare_the_documented_fields() -> None:
-    from konduktor_slurm import task as task_module
+def test_every_schema_field_is_supported_ignored_with_a_reason_or_refused() -> None:
+    from konduktor_slurm.task import compat, schema, validate
 
-    schema = task_module._schema()
-    assert tuple(schema.Task.model_fields) == task_module.TOP_LEVEL_FIELDS
-    assert tuple(schema.Resources.model_fields) == task_module.RESOURCE_FIELDS
-    assert tuple(schema.Slurm.model_fields) == task_module.SLURM_FIELDS
-    assert tuple(schema.JobConfig.model_fields) == task_module.JOB_CONFIG_FIELDS
+    supported = {
+        (): set(validate.MAIN_TOP_LEVEL),
+        ("resources",): {*validate.MAIN_RESOURCES, "job_recovery"},
+    }
+    for loc, model in (((), schema.TaskSchema), (("resources",), schema.ResourcesSection)):
+        for name in schema.field_names(model):
+            path = (*loc, name)
+            assert (
+                name in supported[loc] or path in compat.IGNORED_BY_PATH or path in compat.REFUSED
+            ), path
+    # And every ignored or refused path is a real field of the schema.
+    for path in [*compat.IGNORED_BY_PATH, *compat.REFUSED]:
+        model = schema.TaskSchema if len(path) == 1 else schema.ResourcesSection
+        assert path[-1] in schema.field_names(model), path
+    assert schema.field_names(schema.SlurmSection) == validate.SLURM_FIELDS
+    assert tuple(schema.JobConfig.model_fields) == validate.JOB_CONFIG_FIELDS
 
 
 def test_yaml_typed_values_become_plain_python_types() -> None:
@@ -1234,7 +1323,7 @@ def test_file_mount_reports_bad_destination_and_bad_source() -> None:
     issues = issues_of("run: x\nfile_mounts:\n  rel: s3://bucket/key\n")
     assert len(issues) == 2
     check(issues[0], 3, "file_mounts.rel", "destination must be an absolute path", "got 'rel'")
-    check(issues[1], 3, "file_mounts.rel", "only local paths can be mounted")
+    check(issues[1], 3, "file_mounts.rel", "cloud storage mounts are not supported")
 
 
 @pytest.mark.parametrize(

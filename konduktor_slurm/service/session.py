@@ -1,0 +1,87 @@
+"""One command's (or one SDK call's) view of the world: settings, the job store and Slurm.
+
+Opening a session costs nothing: the store is a local file, and the transport to the cluster
+connects on first use (over SSH, one connection for the whole session).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from konduktor_slurm.service.errors import InputError, JobNotFoundError
+
+if TYPE_CHECKING:
+    from konduktor_slurm.config import Settings
+    from konduktor_slurm.slurm import Slurm
+    from konduktor_slurm.store import JobRecord, Store
+
+
+@dataclass
+class Session:
+    config: Settings
+    store: Store
+    slurm: Slurm
+
+    def close(self) -> None:
+        self.slurm.transport.close()
+        self.store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def job(self, name: str) -> JobRecord:
+        """A job by konduktor name or Slurm job id, or JobNotFoundError with a "did you mean"."""
+        job = self.store.get(name)
+        if job is not None:
+            return job
+        for candidate in self.store.jobs(include_hidden=True):
+            if candidate.slurm_job_id == name:
+                return candidate
+        hint = did_you_mean(name, self.store.names())
+        raise JobNotFoundError(f"no job named {name!r}.{hint} (`konduktor status` lists your jobs)")
+
+
+def did_you_mean(name: str, names: list[str]) -> str:
+    """`` Did you mean 'train-1a2b'?`` for the closest known names, or nothing."""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def load_config() -> Settings:
+    from konduktor_slurm.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
+
+
+def open_slurm(config: Settings) -> Slurm:
+    """Slurm through the configured transport: local, or SSH when ``ssh:`` is configured."""
+    from konduktor_slurm.slurm import Slurm
+
+    if config.ssh is not None:
+        from konduktor_slurm.ssh import SSHTransport
+
+        transport = SSHTransport(
+            config.ssh,
+            slurm_bin_dir=config.slurm_bin_dir,
+            timeout=config.slurm_timeout,
+            config_path=str(config.config_path),
+        )
+        return Slurm(transport, timeout=config.slurm_timeout)
+    from konduktor_slurm.transport import LocalTransport
+
+    return Slurm(LocalTransport(config.slurm_bin_dir), timeout=config.slurm_timeout)
+
+
+def open_session(config: Settings | None = None) -> Session:
+    from konduktor_slurm.store import Store
+
+    config = config or load_config()
+    return Session(config, Store(config.store_path), open_slurm(config))

@@ -1,0 +1,83 @@
+"""Konduktor task YAML -> a validated, immutable ``Task``.
+
+Everything the launch path needs to know about a task is decided here, up front, so that a
+bad task fails on the user's machine with a message that points at the file, line and field,
+instead of failing later inside Slurm.
+
+The rooms of this package:
+
+* ``model``: the ``Task`` records the rest of konduktor reads (and ``TaskOverrides``).
+* ``errors``: ``TaskIssue`` (file, line, field, message) and ``TaskError``.
+* ``source``: YAML that remembers the line of every key.
+* ``schema``: the pydantic models; ``rules``: the value rules they use.
+* ``compat``: what happens to Konduktor and SkyPilot fields with no Slurm meaning.
+* ``checker``: the error style shared with config.yaml (pydantic errors -> issues).
+* ``overrides`` / ``dotenv``: command-line flags and ``--env-file``.
+* ``validate``: the flow that ties them together.
+
+Importing this package costs nothing: PyYAML and pydantic are imported only when a task is
+parsed, so commands that never parse one (``konduktor status``) never pay ~100 ms for them.
+Relative paths (workdir, file_mounts sources) are relative to the directory konduktor runs in,
+as in Konduktor and SkyPilot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from konduktor_slurm.task.errors import COMMAND_LINE, TaskError, TaskIssue
+from konduktor_slurm.task.model import Accelerator, Resources, SlurmOptions, Task, TaskOverrides
+
+__all__ = [
+    "COMMAND_LINE",
+    "Accelerator",
+    "Resources",
+    "SlurmOptions",
+    "Task",
+    "TaskError",
+    "TaskIssue",
+    "TaskOverrides",
+    "load_task",
+    "parse_task",
+]
+
+
+def load_task(
+    path: Path, overrides: TaskOverrides | None = None, base_dir: Path | None = None
+) -> Task:
+    """Read and validate a task YAML file. Raises ``TaskError`` listing every issue.
+
+    Relative paths in the task resolve against ``base_dir`` (default: the current directory).
+    """
+    from konduktor_slurm.task.validate import build_task
+
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaskError([TaskIssue(source, None, "", "task file not found")]) from None
+    except IsADirectoryError:
+        raise TaskError([TaskIssue(source, None, "", "is a directory, not a task file")]) from None
+    except UnicodeDecodeError as exc:
+        msg = f"task file is not UTF-8 text ({exc.reason})"
+        raise TaskError([TaskIssue(source, None, "", msg)]) from None
+    except OSError as exc:
+        msg = f"cannot read task file: {exc.strerror or exc}"
+        raise TaskError([TaskIssue(source, None, "", msg)]) from None
+    base = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
+    return build_task(text, source, base, overrides, path.absolute().resolve())
+
+
+def parse_task(
+    text: str,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    overrides: TaskOverrides | None = None,
+) -> Task:
+    """Validate task YAML given as text. Relative paths resolve against ``base_dir``
+    (default: the current directory). ``source`` only names the text in messages."""
+    from konduktor_slurm.task.validate import build_task
+
+    base = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
+    return build_task(text, source, base, overrides, None)

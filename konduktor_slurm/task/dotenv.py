@@ -1,0 +1,50 @@
+"""``--env-file``: dotenv files (``KEY=VALUE`` lines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from konduktor_slurm.task.errors import TaskIssue
+
+FLAG = "--env-file"
+
+
+class EnvLine(NamedTuple):
+    key: str
+    value: str
+    line: int
+
+
+def read_env_file(path: Path) -> tuple[list[EnvLine], list[TaskIssue]]:
+    """The entries of a dotenv file, and the problems found, each with its line.
+
+    Blank lines and '#' comments are skipped, an optional ``export `` prefix is dropped and
+    one pair of matching quotes around the value is removed. Values are otherwise verbatim:
+    no escapes, no interpolation, no inline comments (a '#' inside a value is kept).
+    """
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], [TaskIssue(file, None, FLAG, "file not found")]
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        return [], [TaskIssue(file, None, FLAG, f"cannot read: {reason or exc}")]
+    entries: list[EnvLine] = []
+    issues: list[TaskIssue] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, eq, value = line.partition("=")
+        if not eq:
+            issues.append(TaskIssue(file, number, FLAG, f"expected KEY=VALUE, got {line!r}"))
+            continue
+        key, value = key.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        entries.append(EnvLine(key, value, number))
+    return entries, issues

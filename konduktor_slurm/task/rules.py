@@ -1,0 +1,482 @@
+"""Value rules: the Konduktor- and Slurm-specific parts of the schema, as plain functions.
+
+Each rule takes a value (after the schema's type checks) and returns what the task keeps, or
+rejects it with ``fail(message)``: the user reads the message exactly as given, placed after
+``file:line: field:`` by the validation layer. pydantic is imported only when a rule fails.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import posixpath
+import re
+from pathlib import Path
+from typing import Any, NoReturn
+
+from konduktor_slurm.task import compat
+from konduktor_slurm.task.model import Accelerator
+from konduktor_slurm.task.source import as_text, is_number
+
+NAME_MAX_LEN = 63
+
+# Konduktor's own name rule (kept identical so a task name valid there is valid here).
+NAME_RE = re.compile(r"[a-zA-Z0-9]+(?:[._-]{1,2}[a-zA-Z0-9]+)*")
+ENV_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+SLURM_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+OPTION_NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# GPU model names all start with a letter (H100, A100-80GB, L40S, MI300X, RTX4090); requiring
+# that is what makes '8xH100' an error instead of a GPU model called '8xH100'.
+_ACCEL_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+# 'H100x8' would otherwise be a valid bare model name (count 1); it is almost surely a typo.
+_ACCEL_TIMES_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\d[xX*]\d+")
+_UINT_RE = re.compile(r"\d+")
+_NUMBER_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# SkyPilot's memory units are binary (GB = 2**30 bytes); Kubernetes spells them Gi.
+_MEMORY_RE = re.compile(
+    r"\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([KkMmGgTtPp])?(?:[Ii][Bb]?|[Bb])?\s*\+?\s*"
+)
+_MEMORY_UNIT_GIB = {"k": 2**-20, "m": 2**-10, "g": 1, "t": 2**10, "p": 2**20, None: 1}
+
+ACCEL_EXPECTED = "expected '<NAME>:<COUNT>' like 'H100:8' or {H100: 8}"
+MOUNT_ALLOWED = "an absolute path like '/data/x' or a path under your home like '~/data'"
+
+# System directories a file mount must never land in (or replace).
+_SYSTEM_ROOTS = frozenset(
+    {"bin", "boot", "dev", "etc", "lib", "lib64", "proc", "sbin", "sys", "usr", "var"}
+)
+
+# sbatch options that konduktor writes itself; a user value would silently fight ours.
+MANAGED_SBATCH: dict[str, str] = {
+    "job-name": "name",
+    "J": "name",
+    "nodes": "num_nodes",
+    "N": "num_nodes",
+    "ntasks": "num_nodes (one task per node)",
+    "n": "num_nodes (one task per node)",
+    "ntasks-per-node": "num_nodes (one task per node)",
+    "output": "its log files (read by `konduktor logs`)",
+    "o": "its log files (read by `konduktor logs`)",
+    "error": "its log files (read by `konduktor logs`)",
+    "e": "its log files (read by `konduktor logs`)",
+    "open-mode": "its log files (read by `konduktor logs`)",
+    "gres": "resources.accelerators",
+    "gpus": "resources.accelerators",
+    "G": "resources.accelerators",
+    "wrap": "run",
+    "parsable": "its own job submission",
+    "chdir": "workdir",
+    "D": "workdir",
+}
+# sbatch options that have a dedicated field; two ways to say one thing invite conflicts.
+DEDICATED_SBATCH: dict[str, str] = {
+    "partition": "slurm.partition",
+    "p": "slurm.partition",
+    "account": "slurm.account",
+    "A": "slurm.account",
+    "qos": "slurm.qos",
+    "q": "slurm.qos",
+    "time": "slurm.time_limit",
+    "t": "slurm.time_limit",
+    "constraint": "slurm.constraint",
+    "C": "slurm.constraint",
+}
+# These only conflict when the matching resource is set: '--mem=0' (all of the node's memory)
+# has no equivalent in resources.memory, so it stays allowed on its own.
+RESOURCE_SBATCH: dict[str, str] = {"mem": "memory", "cpus-per-task": "cpus", "c": "cpus"}
+
+TIME_EXPECTED = (
+    "a Slurm time limit: minutes (30), 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM' or 'D-HH:MM:SS'"
+)
+# Slurm's --time formats. Each entry: regex, and which groups are days/hours/minutes/seconds.
+_TIME_FORMATS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"(\d+)"), ("m",)),
+    (re.compile(r"(\d+):(\d+)"), ("m", "s")),
+    (re.compile(r"(\d+):(\d+):(\d+)"), ("h", "m", "s")),
+    (re.compile(r"(\d+)-(\d+)"), ("d", "h")),
+    (re.compile(r"(\d+)-(\d+):(\d+)"), ("d", "h", "m")),
+    (re.compile(r"(\d+)-(\d+):(\d+):(\d+)"), ("d", "h", "m", "s")),
+)
+
+
+def fail(message: str) -> NoReturn:
+    """Reject a value; the user reads ``message`` exactly as given."""
+    from pydantic_core import PydanticCustomError
+
+    raise PydanticCustomError("task", message)
+
+
+def describe(value: Any) -> str:
+    """How a got-value reads in a message: strings quoted, containers by kind."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__} ({value})"
+
+
+# ---- numbers ---------------------------------------------------------------------------
+
+
+def whole_number(value: Any) -> Any:
+    """Integers may be written as strings: '8' -> 8."""
+    if isinstance(value, str) and _UINT_RE.fullmatch(value.strip()):
+        return int(value)
+    return value
+
+
+def cpus_value(value: Any) -> Any:
+    """Konduktor's 'at least' form '8+' -> 8; a fraction ('0.5', 2.5) is rounded up to whole
+    CPUs, which is what Slurm allocates (the validation layer warns about it)."""
+    if isinstance(value, str):
+        text = value.strip().removesuffix("+").rstrip()
+        if _NUMBER_RE.fullmatch(text):
+            value = float(text)
+    if isinstance(value, float) and math.isfinite(value) and value > 0:
+        return math.ceil(value)
+    return whole_number(value)
+
+
+def is_fractional(value: Any) -> bool:
+    """Whether a raw cpus value is a fraction that ``cpus_value`` rounds up."""
+    if isinstance(value, str):
+        text = value.strip().removesuffix("+").rstrip()
+        if not _NUMBER_RE.fullmatch(text):
+            return False
+        value = float(text)
+    return isinstance(value, float) and math.isfinite(value) and not value.is_integer()
+
+
+def gib(value: Any) -> Any:
+    """Memory in GiB: a number, also written as a string, optionally with Konduktor's '+' or a
+    SkyPilot unit ('64GB', '1024MB'; binary, as SkyPilot reads them; also '32Gi')."""
+    if is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        match = _MEMORY_RE.fullmatch(value)
+        if match:
+            unit = match.group(2).lower() if match.group(2) else None
+            return float(match.group(1)) * _MEMORY_UNIT_GIB[unit]
+    return value
+
+
+def name_rule(text: str) -> str:
+    if len(text) > NAME_MAX_LEN:
+        fail(f"is {len(text)} characters long; the limit is {NAME_MAX_LEN}")
+    if not NAME_RE.fullmatch(text):
+        fail(
+            "expected letters and digits, optionally joined by '.', '_' or '-' "
+            f"(like 'train-llama'), got {text!r}"
+        )
+    return text
+
+
+def sanitize_name(stem: str) -> str:
+    """Turn a file stem into a valid task name ('my task!.yaml' -> 'my-task')."""
+    name = re.sub(r"[^a-zA-Z0-9._-]+", "-", stem)
+    name = re.sub(r"[._-]{3,}", "-", name)
+    name = name.strip("._-")[:NAME_MAX_LEN].rstrip("._-")
+    return name if NAME_RE.fullmatch(name) else "task"
+
+
+def script_text(text: str) -> str | None:
+    """``setup``/``run``: an empty or blank script is no script (nothing to run)."""
+    return text if text.strip() else None
+
+
+# ---- envs ------------------------------------------------------------------------------
+
+
+def env_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return as_text(value)  # kept verbatim: the value is data for the job, never interpreted
+
+
+def env_value_given(value: Any) -> Any:
+    if value is None:
+        from pydantic_core import PydanticCustomError
+
+        raise PydanticCustomError("env_no_value", "has no value")  # worded by validation
+    return value
+
+
+def bad_env_name(value: Any, _field: str) -> str:
+    return (
+        f"{str(value)!r} is not a valid environment variable name "
+        "(letters, digits and '_', not starting with a digit)"
+    )
+
+
+_ENV_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def fill_env_vars(text: str, envs: dict[str, str]) -> str:
+    """``$VAR`` / ``${VAR}`` from the task's envs, as Konduktor and SkyPilot fill them into
+    workdir and file_mounts paths. Names the task does not define are left as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return envs.get(name, match.group(0))
+
+    return _ENV_REF.sub(replace, text)
+
+
+# ---- paths -----------------------------------------------------------------------------
+
+
+def local_path(text: str, base_dir: Path) -> Path:
+    # os.path.expanduser leaves '~unknown-user' alone; Path.expanduser would raise.
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else base_dir / path
+
+
+def _looked_for(written: str, path: Path) -> str:
+    # Relative paths resolve against the directory konduktor runs in, as in Konduktor.
+    return "" if written == str(path) else f" (looked for {path})"
+
+
+def workdir_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        fail(compat.GIT_WORKDIR_MESSAGE)
+    return value
+
+
+def existing_dir(text: str, info: Any) -> Path:
+    path = local_path(text, info.context["base_dir"])
+    if not path.exists():
+        fail(f"directory {text!r} does not exist{_looked_for(text, path)}")
+    if not path.is_dir():
+        fail(f"{text!r} is not a directory ({path})")
+    return path.resolve()
+
+
+def mount_source_value(value: Any) -> Any:
+    """SkyPilot storage mounts (a mapping with source/name/store/mode) are cloud storage."""
+    if isinstance(value, dict):
+        fail(compat.CLOUD_STORAGE_MESSAGE)
+    return value
+
+
+def existing_source(text: str, info: Any) -> Path:
+    if text.strip().lower().startswith(compat.CLOUD_STORAGE_SCHEMES) or "://" in text:
+        fail(f"{compat.CLOUD_STORAGE_MESSAGE} (got {text!r})")
+    path = local_path(text, info.context["base_dir"])
+    if not path.exists():
+        fail(f"local source {text!r} does not exist{_looked_for(text, path)}")
+    return path.resolve()
+
+
+def not_a_mapping(what: str | None, value: Any) -> NoReturn:
+    fail(f"expected a mapping of {what}, got {describe(value)}")
+
+
+def bad_destination(value: Any, _field: str) -> str:
+    return f"destination must be {MOUNT_ALLOWED}, got {describe(value)}"
+
+
+def destination(dest: str) -> str:
+    """An absolute path or one under ``~/``, never escaping with '..' nor landing in (or
+    replacing) the root or a system directory."""
+    if CONTROL_RE.search(dest):
+        fail(f"destination contains control characters: {dest!r}")
+    if dest.startswith("~/"):
+        rest = dest[2:]
+    elif dest.startswith("/"):
+        rest = dest
+    else:
+        fail(f"destination must be {MOUNT_ALLOWED}, got {dest!r}")
+    if ".." in rest.split("/"):
+        fail(f"destination must not contain '..', got {dest!r}; use {MOUNT_ALLOWED}")
+    normalized = posixpath.normpath("/" + rest.lstrip("/"))
+    if dest.startswith("~/"):
+        if normalized == "/":
+            fail(f"destination must be a path below your home like '~/data', got {dest!r}")
+        return dest
+    top = normalized.split("/")[1]
+    if normalized == "/" or top in _SYSTEM_ROOTS:
+        where = "the root directory" if normalized == "/" else f"the system directory /{top}"
+        fail(f"destination {dest!r} is {where}; use {MOUNT_ALLOWED}")
+    return dest
+
+
+# ---- accelerators ----------------------------------------------------------------------
+
+
+def _accelerator_text(text: str, written: Any) -> Accelerator:
+    name, colon, count_text = text.strip().partition(":")
+    name, count_text = name.strip(), count_text.strip()
+    if name.lower().startswith("tpu"):
+        fail(f"{compat.TPU_MESSAGE}; got {written!r}")
+    if _ACCEL_NAME_RE.fullmatch(name) and not _ACCEL_TIMES_RE.fullmatch(name):
+        if not colon:
+            return Accelerator(name, 1)
+        if _UINT_RE.fullmatch(count_text):
+            if int(count_text) >= 1:
+                return Accelerator(name, int(count_text))
+            fail(f"accelerator count must be an integer >= 1, got {written!r}")
+    fail(f"{ACCEL_EXPECTED}, got {written!r}")
+
+
+def _alternatives(names: list[str]) -> NoReturn:
+    fail(compat.ALTERNATIVES_MESSAGE.format(names=", ".join(names)))
+
+
+def accelerator(value: Any) -> Accelerator:
+    """'H100:8', 'H100' (one), {H100: 8}, {H100} (one), and SkyPilot's one-element list or set
+    (['H100:8'], {H100:8}). Several types (a list, a set or a mapping of alternatives) and
+    TPUs are refused: Slurm asks for one GPU type."""
+    if isinstance(value, list):
+        if len(value) == 1 and isinstance(value[0], str):
+            return _accelerator_text(value[0], value)
+        if len(value) > 1 and all(isinstance(item, str) for item in value):
+            _alternatives([str(item) for item in value])
+        fail(f"{ACCEL_EXPECTED}, got {describe(value)} (pick one accelerator type)")
+    if isinstance(value, dict):
+        if len(value) > 1:
+            _alternatives([f"{k}:{v}" if v is not None else str(k) for k, v in value.items()])
+        if not value:
+            fail(f"{ACCEL_EXPECTED}, got an empty mapping")
+        ((name, count),) = value.items()
+        if isinstance(name, str) and count is None and ":" in name:
+            return _accelerator_text(name, name)  # SkyPilot's set form {H100:8}
+        if not isinstance(name, str) or not _ACCEL_NAME_RE.fullmatch(name):
+            fail(f"{ACCEL_EXPECTED}, got the name {describe(name)}")
+        if name.lower().startswith("tpu"):
+            fail(f"{compat.TPU_MESSAGE}; got {name!r}")
+        if count is None:  # '{H100}' is YAML for {H100: null}: one of them
+            return Accelerator(name, 1)
+        number = whole_number(count)
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            fail(f"accelerator count must be an integer >= 1, got {describe(count)}")
+        return Accelerator(name, int(number))
+    if isinstance(value, str):
+        return _accelerator_text(value, value)
+    fail(f"{ACCEL_EXPECTED}, got {describe(value)}")
+
+
+# ---- Slurm -----------------------------------------------------------------------------
+
+
+def time_parts(text: str) -> dict[str, int] | None:
+    """The days/hours/minutes/seconds of a Slurm --time value, or None if not one."""
+    for pattern, units in _TIME_FORMATS:
+        match = pattern.fullmatch(text.strip())
+        if match is not None:
+            return dict(zip(units, (int(g) for g in match.groups()), strict=True))
+    return None
+
+
+def time_limit(text: str) -> str:
+    text = text.strip()
+    parts = time_parts(text) or {}
+    if (
+        parts.get("s", 0) >= 60
+        or ("h" in parts and parts.get("m", 0) >= 60)
+        or ("d" in parts and parts["h"] >= 24)
+    ):
+        fail(f"expected {TIME_EXPECTED}; {text!r} has a field out of range")
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    if sum(units[unit] * count for unit, count in parts.items()) <= 0:
+        fail(f"time limit must be longer than zero, got {text!r}")
+    return text
+
+
+def seconds_as_time_limit(seconds: int) -> str:
+    """Whole seconds as Slurm's ``D-HH:MM:SS``."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def sbatch_options(value: Any, info: Any) -> tuple[tuple[str, str | None], ...]:
+    """``{exclusive: null, mail-type: END}`` or ``['--exclusive', '--mail-type=END']``
+    -> (("exclusive", None), ("mail-type", "END")): (option name, value or None for a flag),
+    in the order written. Each bad entry is reported on its own line."""
+    issues: list[tuple[tuple[Any, ...], str, tuple[Any, ...] | None]] = []
+    entries: list[tuple[tuple[Any, ...], str, str | None]] = []  # (entry, option, value)
+    if isinstance(value, dict):
+        for option, raw in value.items():
+            text = as_text(raw)
+            if not isinstance(option, str):
+                message = f"expected an sbatch option name, got {describe(option)}"
+            elif isinstance(raw, bool):
+                flag = option.lstrip("-")
+                message = (
+                    f"for a flag write '{flag}: null' (or '--{flag}' in the list form), "
+                    "not true/false"
+                )
+            elif text is None or isinstance(text, str):  # null: a flag
+                entries.append(((option,), option, text))
+                continue
+            else:
+                message = f"expected a string or number value, got {describe(raw)}"
+            issues.append(((option,), message, None))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                message = (
+                    "expected an option like '--exclusive' or '--mail-type=END', "
+                    f"got {describe(item)}"
+                )
+                issues.append(((index,), message, None))
+                continue
+            option, eq, text = item.strip().partition("=")
+            entries.append(((index,), option, text if eq else None))
+    else:
+        fail(
+            "expected a mapping of option: value (null for a flag) or a list like "
+            f"['--exclusive', '--mail-type=END'], got {describe(value)}"
+        )
+
+    set_resources = (info.context or {}).get("set_resources", ())
+    seen: dict[str, tuple[Any, ...]] = {}
+    options: list[tuple[str, str | None]] = []
+    for entry, written, text in entries:
+        name = written.lstrip("-")
+        dashes = "-" if len(name) == 1 else "--"
+        problem = _sbatch_problem(name, dashes, written, text, set_resources)
+        if problem is None and name in seen:
+            issues.append(
+                (entry, f"{dashes}{name} is given twice (also{{also}}); keep one", seen[name])
+            )
+        elif problem is not None:
+            issues.append((entry, problem, None))
+        else:
+            seen[name] = entry
+            options.append((name, text))
+    if issues:
+        from pydantic_core import PydanticCustomError
+
+        raise PydanticCustomError("several", "several problems", {"issues": issues})
+    return tuple(options)
+
+
+def _sbatch_problem(
+    name: str, dashes: str, written: str, text: str | None, set_resources: Any
+) -> str | None:
+    if name in MANAGED_SBATCH:
+        return f"{dashes}{name} is set by konduktor from {MANAGED_SBATCH[name]}; remove it"
+    if name in DEDICATED_SBATCH:
+        return f"{dashes}{name} has its own field: use {DEDICATED_SBATCH[name]}"
+    resource = RESOURCE_SBATCH.get(name)
+    if resource is not None and resource in set_resources:
+        return f"{dashes}{name} conflicts with resources.{resource}; set it in one place"
+    if not OPTION_NAME_RE.fullmatch(name):
+        return (
+            "expected an sbatch option name of lower-case letters, digits and '-' "
+            f"like 'exclusive' or 'mail-type', got {written!r}"
+        )
+    if text is not None and (not text or CONTROL_RE.search(text)):
+        # The value lands on an '#SBATCH' line: a newline would start a new script line.
+        problem = "is empty" if not text else "contains control characters (e.g. a newline)"
+        return f"value of {dashes}{name} {problem}: {text!r}"
+    return None
