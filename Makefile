@@ -26,8 +26,9 @@ chroots-stop:
 	bash docker/chroot-down.sh 26.05
 
 ## demo: cluster up, launch the 2-node H100:8 example, follow it to the end, show status
+## (from examples/: a task's relative workdir is relative to where konduktor runs)
 demo: venv cluster
-	$(BIN)/konduktor launch -y examples/hello-2node.yaml
+	cd examples && $(CURDIR)/$(BIN)/konduktor launch -y hello-2node.yaml
 	$(BIN)/konduktor status
 
 ## test: lint + unit tests + live tests on the real 22.05 cluster + the compatibility

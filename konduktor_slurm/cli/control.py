@@ -38,7 +38,7 @@ _GLOB_CHARS = set("*?[")
 
 _jobs_argument = click.argument("jobs", nargs=-1, metavar="JOB...")
 _all_option = click.option(
-    "--all", "all_jobs", is_flag=True, help="Every job of yours it applies to."
+    "-a", "--all", "all_jobs", is_flag=True, help="Every job of yours it applies to."
 )
 _yes_option = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 

@@ -29,10 +29,21 @@ from konduktor_slurm.cli import (
     help="Keep streaming until the job is COMPLETED or FAILED (across suspends and requeues).",
 )
 @click.option(
-    "--node-rank", type=click.IntRange(min=0), help="Only this node's lines (rank 0..N-1)."
+    "-N",
+    "--node-rank",
+    "--node_rank",
+    "node_rank",
+    type=click.IntRange(min=0),
+    help="Only this node's lines (rank 0..N-1).",
 )
 @click.option(
-    "-n", "--lines", "last_lines", type=click.IntRange(min=0), help="Start with the last N lines."
+    "-n",
+    "--num-lines",
+    "--num_lines",
+    "--lines",
+    "last_lines",
+    type=click.IntRange(min=0),
+    help="Start with the last N lines.",
 )
 def logs(job_name: str, follow: bool, node_rank: int | None, last_lines: int | None) -> None:
     """Print the output of JOB_NAME: every node's lines, prefixed by the node rank ("1: ...").

@@ -203,13 +203,14 @@ def test_workdir_and_file_mounts_are_snapshotted(kd, tmp_path: Path) -> None:
     data = tmp_path / "data.txt"
     data.write_text("dataset\n")
     dest = tmp_path / "mounted" / "data.txt"
-    task = write_task(
+    write_task(
         tmp_path,
         f"name: files\nworkdir: project\nfile_mounts:\n  {dest}: data.txt\n"
         "run: |\n  sleep 3\n  cat train.py\n  ls ignored.bin 2>&1 || true\n"
         f"  cat {dest}\n",
     )
-    launched = kd("launch", "-y", "-d", str(task))
+    # Relative paths are relative to where the user runs konduktor, as in Konduktor.
+    launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path)
     assert launched.returncode == 0, launched.output
     name = submitted_name(launched.stdout)
     # Editing the laptop's copy after launch must not change the launched job.

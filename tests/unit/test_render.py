@@ -194,3 +194,86 @@ def test_comment_marks_the_job_and_carries_resources(tmp_path: Path) -> None:
     assert "max_attempts=3" in script
     # The comment reaches the retry loop shell-quoted.
     assert "comment='konduktor;resources=2x(8CPU,32GiMEM,H100:8)'\";attempt=" in script
+
+
+def test_node_sees_konduktor_environment_and_its_own_output_dir(tmp_path: Path) -> None:
+    task = make_task(
+        'run: |\n  echo "$LOCAL_ADDR|$KONDUKTOR_NODENAME|$KONDUKTOR_OUTPUT_DIR" > env.txt\n',
+        tmp_path,
+    )
+    plan = plan_for(tmp_path, workdir=str(tmp_path))
+    script = render_node_script(task, plan)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": plan.job_dir,
+        "SLURM_NODEID": "1",
+        "SLURMD_NODENAME": "node2",
+        "NODE_HOST_IPS": "10.0.0.1,10.0.0.2",
+        "KONDUKTOR_JOB_DIR": plan.job_dir,
+        "KONDUKTOR_JOB_NAME": "t-1a2b",
+    }
+    stale = Path(plan.job_dir) / "output" / "rank-1" / "result.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"from": "an earlier attempt"}')
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    out = (node_workdir(plan) / "env.txt").read_text().strip()
+    assert out == f"10.0.0.2|node2|{plan.job_dir}/output/rank-1"
+    assert not stale.exists()  # a new attempt never reports an old attempt's result
+
+
+def test_setup_and_run_read_the_users_bashrc_without_job_control_noise(tmp_path: Path) -> None:
+    task = make_task('setup: shim-tool setup\nrun: shim-tool run; echo "$FROM_BASHRC"\n', tmp_path)
+    plan = plan_for(tmp_path)
+    home = Path(plan.job_dir)
+    (home / "bin").mkdir()
+    tool = home / "bin" / "shim-tool"
+    tool.write_text('#!/bin/sh\necho "shim $1"\n')
+    tool.chmod(0o755)
+    # Like Debian's default ~/.bashrc and conda's init: nothing for non-interactive shells.
+    (home / ".bashrc").write_text(
+        'case $- in *i*) ;; *) return;; esac\nexport PATH="$HOME/bin:$PATH"\n'
+        "export FROM_BASHRC=yes\necho 'bashrc says hi on stderr' >&2\n"
+    )
+    result = run_node_script(render_node_script(task, plan), plan.job_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["shim setup", "shim run", "yes"]
+    assert "job control" not in result.stderr and "process group" not in result.stderr
+    assert "bashrc says hi on stderr" in result.stderr  # its own output is not hidden
+
+
+def test_task_without_run_ends_zero(tmp_path: Path) -> None:
+    task = make_task("setup: echo set up > s.txt\n", tmp_path)
+    plan = plan_for(tmp_path, workdir=str(tmp_path))
+    result = run_node_script(render_node_script(task, plan), plan.job_dir)
+    assert result.returncode == 0, result.stderr
+    assert (Path(plan.job_dir) / "rank-0.exit").read_text().strip() == "0"
+    assert (node_workdir(plan) / "s.txt").read_text() == "set up\n"
+
+
+def test_secrets_reach_the_node_from_their_own_file_never_the_script(tmp_path: Path) -> None:
+    from konduktor_slurm.render import render_secrets
+    from konduktor_slurm.task import TaskOverrides
+
+    value = "s3cr3t 'quoted' $(touch pwned) \"x\""
+    task = parse_task(
+        "secrets:\n  TOKEN: null\nrun: printf '%s' \"$TOKEN\" > token.txt\n",
+        source="task.yaml",
+        base_dir=tmp_path,
+        overrides=TaskOverrides(secrets=[f"TOKEN={value}"]),
+    )
+    plan = plan_for(tmp_path, workdir=str(tmp_path))
+    script = render_sbatch(task, plan)
+    assert "s3cr3t" not in script
+    (Path(plan.job_dir) / "secrets.env").write_text(render_secrets(task))
+    result = run_node_script(render_node_script(task, plan), plan.job_dir)
+    assert result.returncode == 0, result.stderr
+    assert (node_workdir(plan) / "token.txt").read_text() == value
+    assert not (node_workdir(plan) / "pwned").exists()
+
+
+def test_sbatch_exports_accelerator_type_and_a_task_id(tmp_path: Path) -> None:
+    task = make_task("run: 'true'\nresources:\n  accelerators: H100:8\n", tmp_path)
+    script = render_sbatch(task, plan_for(tmp_path))
+    assert "export KONDUKTOR_ACCELERATOR_TYPE=H100\n" in script
+    assert 'export SKYPILOT_TASK_ID="konduktor-$KONDUKTOR_JOB_NAME-$SLURM_JOB_ID"' in script
