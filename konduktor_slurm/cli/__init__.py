@@ -168,4 +168,13 @@ def follow_and_exit(
 
 
 # Command modules register themselves on `main`; imported last because they import `main`.
-from konduktor_slurm.cli import check, control, launch, logs, report, result, status  # noqa: E402, F401
+from konduktor_slurm.cli import (  # noqa: E402, F401
+    check,
+    control,
+    launch,
+    logs,
+    report,
+    result,
+    status,
+    unavailable,
+)

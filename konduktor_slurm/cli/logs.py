@@ -45,6 +45,23 @@ from konduktor_slurm.cli import (
     type=click.IntRange(min=0),
     help="Start with the last N lines.",
 )
+@click.option(
+    "--start-offset",
+    hidden=True,
+    expose_value=False,
+    callback=lambda ctx, param, value: _refuse_option(
+        value, "--start-offset", "use -n/--num-lines to start near the end"
+    ),
+)
+@click.option(
+    "--status",
+    hidden=True,
+    is_flag=True,
+    expose_value=False,
+    callback=lambda ctx, param, value: _refuse_option(
+        value, "--status", "use `konduktor status JOB`"
+    ),
+)
 def logs(job_name: str, follow: bool, node_rank: int | None, last_lines: int | None) -> None:
     """Print the output of JOB_NAME: every node's lines, prefixed by the node rank ("1: ...").
 
@@ -69,3 +86,9 @@ def logs(job_name: str, follow: bool, node_rank: int | None, last_lines: int | N
         return
     text = LineFilter(node_rank).feed(data.decode("utf-8", errors="replace"), final=True)
     sys.stdout.write(tail_lines(text, last_lines))
+
+
+def _refuse_option(value: object, option: str, instead: str) -> None:
+    """Konduktor's deprecated or Kubernetes-only `logs` options: one line saying what to use."""
+    if value:
+        fail(f"{option} is not available here: {instead}", EXIT_USAGE)

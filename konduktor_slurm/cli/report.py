@@ -193,7 +193,7 @@ def report(
 
     \b
     Exit codes: 0 nothing alarming; 1 a job FAILED since the last report (only
-    with --fail-on-failure); 2 Slurm could not be reached (what is known is still
+    with --fail-on-failure); 3 Slurm could not be reached (what is known is still
     reported, marked stale).
 
     \b

@@ -105,7 +105,7 @@ def status(
     the jobs that just left the queue; finished jobs are never asked about again.
 
     \b
-    Exit codes: 0 shown; 2 Slurm could not be reached: the last known states are shown,
+    Exit codes: 0 shown; 3 Slurm could not be reached: the last known states are shown,
     marked stale, with the reason on stderr.
     """
     config = settings()
