@@ -6,6 +6,7 @@ loaded on first use (``konduktor_slurm.__getattr__``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -38,8 +39,6 @@ def report(value: Any, path: str | None = None) -> None:
             handle.write(text)
         os.replace(temp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-        except FileNotFoundError:
-            pass
         raise

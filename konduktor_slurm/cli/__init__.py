@@ -131,6 +131,30 @@ def main() -> None:
     """
 
 
+DEBUG_ENV = "KONDUKTOR_DEBUG"
+
+
+def run() -> None:
+    """The ``konduktor`` console script: the click group, with one line for the unexpected.
+
+    click reports usage errors itself; a workflow's KonduktorError is already one line. Any
+    other exception is a bug or an environment nobody foresaw: the user still gets one line
+    and exit 1, and ``KONDUKTOR_DEBUG=1`` shows the traceback.
+    """
+    import os
+
+    try:
+        main(standalone_mode=True)
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        click.echo(
+            f"Error: unexpected {what} (run again with {DEBUG_ENV}=1 to see where)", err=True
+        )
+        sys.exit(EXIT_FAILED)
+
+
 def follow_and_exit(
     store: Store,
     slurm: Slurm,

@@ -49,22 +49,12 @@ def load_task(
 
     Relative paths in the task resolve against ``base_dir`` (default: the current directory).
     """
+    from konduktor_slurm.task.source import read_source
     from konduktor_slurm.task.validate import build_task
 
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaskError([TaskIssue(source, None, "", "task file not found")]) from None
-    except IsADirectoryError:
-        raise TaskError([TaskIssue(source, None, "", "is a directory, not a task file")]) from None
-    except UnicodeDecodeError as exc:
-        msg = f"task file is not UTF-8 text ({exc.reason})"
-        raise TaskError([TaskIssue(source, None, "", msg)]) from None
-    except OSError as exc:
-        msg = f"cannot read task file: {exc.strerror or exc}"
-        raise TaskError([TaskIssue(source, None, "", msg)]) from None
+    text = read_source(path)
     base = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
     return build_task(text, source, base, overrides, path.absolute().resolve())
 

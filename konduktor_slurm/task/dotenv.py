@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from konduktor_slurm.task.errors import TaskIssue
+from konduktor_slurm.task.errors import TaskError, TaskIssue
+from konduktor_slurm.task.source import read_source
 
 FLAG = "--env-file"
 
@@ -25,12 +26,9 @@ def read_env_file(path: Path) -> tuple[list[EnvLine], list[TaskIssue]]:
     """
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return [], [TaskIssue(file, None, FLAG, "file not found")]
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        return [], [TaskIssue(file, None, FLAG, f"cannot read: {reason or exc}")]
+        text = read_source(path, "env file")
+    except TaskError as exc:
+        return [], [issue._replace(field=FLAG) for issue in exc.issues]
     entries: list[EnvLine] = []
     issues: list[TaskIssue] = []
     for number, raw in enumerate(text.splitlines(), start=1):

@@ -24,7 +24,6 @@ NAME_MAX_LEN = 63
 NAME_RE = re.compile(r"[a-zA-Z0-9]+(?:[._-]{1,2}[a-zA-Z0-9]+)*")
 ENV_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SLURM_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
-OPTION_NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # GPU model names all start with a letter (H100, A100-80GB, L40S, MI300X, RTX4090); requiring
 # that is what makes '8xH100' an error instead of a GPU model called '8xH100'.
@@ -46,45 +45,6 @@ MOUNT_ALLOWED = "an absolute path like '/data/x' or a path under your home like 
 _SYSTEM_ROOTS = frozenset(
     {"bin", "boot", "dev", "etc", "lib", "lib64", "proc", "sbin", "sys", "usr", "var"}
 )
-
-# sbatch options that konduktor writes itself; a user value would silently fight ours.
-MANAGED_SBATCH: dict[str, str] = {
-    "job-name": "name",
-    "J": "name",
-    "nodes": "num_nodes",
-    "N": "num_nodes",
-    "ntasks": "num_nodes (one task per node)",
-    "n": "num_nodes (one task per node)",
-    "ntasks-per-node": "num_nodes (one task per node)",
-    "output": "its log files (read by `konduktor logs`)",
-    "o": "its log files (read by `konduktor logs`)",
-    "error": "its log files (read by `konduktor logs`)",
-    "e": "its log files (read by `konduktor logs`)",
-    "open-mode": "its log files (read by `konduktor logs`)",
-    "gres": "resources.accelerators",
-    "gpus": "resources.accelerators",
-    "G": "resources.accelerators",
-    "wrap": "run",
-    "parsable": "its own job submission",
-    "chdir": "workdir",
-    "D": "workdir",
-}
-# sbatch options that have a dedicated field; two ways to say one thing invite conflicts.
-DEDICATED_SBATCH: dict[str, str] = {
-    "partition": "slurm.partition",
-    "p": "slurm.partition",
-    "account": "slurm.account",
-    "A": "slurm.account",
-    "qos": "slurm.qos",
-    "q": "slurm.qos",
-    "time": "slurm.time_limit",
-    "t": "slurm.time_limit",
-    "constraint": "slurm.constraint",
-    "C": "slurm.constraint",
-}
-# These only conflict when the matching resource is set: '--mem=0' (all of the node's memory)
-# has no equivalent in resources.memory, so it stays allowed on its own.
-RESOURCE_SBATCH: dict[str, str] = {"mem": "memory", "cpus-per-task": "cpus", "c": "cpus"}
 
 TIME_EXPECTED = (
     "a Slurm time limit: minutes (30), 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM' or 'D-HH:MM:SS'"
@@ -213,6 +173,55 @@ def bad_env_name(value: Any, _field: str) -> str:
         f"{str(value)!r} is not a valid environment variable name "
         "(letters, digits and '_', not starting with a digit)"
     )
+
+
+# Env names a task may not set, because konduktor's own scripts on the nodes depend on them
+# (documented in the README, "Reserved environment variables").
+RESERVED_ENV_NAMES: dict[str, str] = {
+    **{
+        name: "it changes how bash runs konduktor's scripts on the nodes"
+        for name in ("BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "IFS", "PS4", "CDPATH",
+                     "PROMPT_COMMAND", "GLOBIGNORE", "BASH_XTRACEFD", "POSIXLY_CORRECT")
+    },
+    "HOME": "file_mounts to '~/...' and the node workdir are placed under it",
+    **{
+        name: "konduktor sets it on every node"
+        for name in ("RANK", "NUM_NODES", "NUM_GPUS_PER_NODE", "MASTER_ADDR", "NODE_HOST_IPS",
+                     "LOCAL_ADDR", "RESTART_ATTEMPT", "PYTHONUNBUFFERED")
+    },
+}  # fmt: skip
+RESERVED_ENV_PREFIXES: dict[str, str] = {
+    "KONDUKTOR_": "konduktor's own variables (job directory, ranks, outputs) start with it",
+    "SKYPILOT_": "konduktor sets SkyPilot's variables on every node",
+    "SLURM_": "Slurm's own variables start with it",
+    "BASH_FUNC_": "it defines a bash function in konduktor's scripts",
+}
+
+
+def not_reserved(name: str) -> str:
+    why = RESERVED_ENV_NAMES.get(name) or next(
+        (why for prefix, why in RESERVED_ENV_PREFIXES.items() if name.startswith(prefix)), None
+    )
+    if why is not None:
+        fail(f"{name} is reserved: {why} (see the README, 'Reserved environment variables')")
+    return name
+
+
+def utf8_text(text: str) -> str:
+    """A value that reaches a script must be text the script can hold (a lone surrogate from
+    a command line that was not UTF-8 cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        fail(f"is not valid UTF-8 text: {text.encode('utf-8', 'backslashreplace').decode()!r}")
+    return text
+
+
+def one_sbatch_word(text: str) -> str:
+    text = text.strip()
+    if any(char.isspace() for char in text):
+        fail(f"cannot contain spaces (an #SBATCH line splits on them), got {text!r}")
+    return text
 
 
 _ENV_REF = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -441,15 +450,11 @@ def sbatch_options(value: Any, info: Any) -> tuple[tuple[str, str | None], ...]:
     seen: dict[str, tuple[Any, ...]] = {}
     options: list[tuple[str, str | None]] = []
     for entry, written, text in entries:
-        name = written.lstrip("-")
-        dashes = "-" if len(name) == 1 else "--"
-        problem = _sbatch_problem(name, dashes, written, text, set_resources)
+        name, problem = _sbatch_problem(written, text, set_resources)
         if problem is None and name in seen:
-            issues.append(
-                (entry, f"{dashes}{name} is given twice (also{{also}}); keep one", seen[name])
-            )
-        elif problem is not None:
-            issues.append((entry, problem, None))
+            issues.append((entry, f"--{name} is given twice (also{{also}}); keep one", seen[name]))
+        elif problem is not None or name is None:
+            issues.append((entry, problem or "not an sbatch option", None))
         else:
             seen[name] = entry
             options.append((name, text))
@@ -461,22 +466,34 @@ def sbatch_options(value: Any, info: Any) -> tuple[tuple[str, str | None], ...]:
 
 
 def _sbatch_problem(
-    name: str, dashes: str, written: str, text: str | None, set_resources: Any
-) -> str | None:
-    if name in MANAGED_SBATCH:
-        return f"{dashes}{name} is set by konduktor from {MANAGED_SBATCH[name]}; remove it"
-    if name in DEDICATED_SBATCH:
-        return f"{dashes}{name} has its own field: use {DEDICATED_SBATCH[name]}"
-    resource = RESOURCE_SBATCH.get(name)
-    if resource is not None and resource in set_resources:
-        return f"{dashes}{name} conflicts with resources.{resource}; set it in one place"
-    if not OPTION_NAME_RE.fullmatch(name):
+    written: str, text: str | None, set_resources: Any
+) -> tuple[str | None, str | None]:
+    """(the option sbatch will read, or None; why it cannot be used, or None)."""
+    from konduktor_slurm.task import sbatch_options as sbatch
+
+    if not written.lstrip("-") or CONTROL_RE.search(written) or " " in written:
         return (
-            "expected an sbatch option name of lower-case letters, digits and '-' "
-            f"like 'exclusive' or 'mail-type', got {written!r}"
+            None,
+            f"expected an sbatch option name like 'exclusive' or 'mail-type', got {written!r}",
         )
+    name, problem = sbatch.resolve(written)
+    if name is None:
+        return None, problem
+    bare = written.lstrip("-")
+    shown = f"--{name}" if bare == name else f"{written!r} (sbatch reads it as --{name})"
+    if name in sbatch.MANAGED:
+        return name, f"{shown} is set by konduktor from {sbatch.MANAGED[name]}; remove it"
+    if name in sbatch.DEDICATED:
+        return name, f"{shown} has its own field: use {sbatch.DEDICATED[name]}"
+    resource = sbatch.RESOURCE.get(name)
+    if resource is not None and resource in set_resources:
+        return name, f"{shown} conflicts with resources.{resource}; set it in one place"
     if text is not None and (not text or CONTROL_RE.search(text)):
         # The value lands on an '#SBATCH' line: a newline would start a new script line.
         problem = "is empty" if not text else "contains control characters (e.g. a newline)"
-        return f"value of {dashes}{name} {problem}: {text!r}"
-    return None
+        return name, f"value of --{name} {problem}: {text!r}"
+    if text is not None and any(char.isspace() for char in text):
+        return name, (
+            f"value of --{name} cannot contain spaces (an #SBATCH line splits on them): {text!r}"
+        )
+    return name, None

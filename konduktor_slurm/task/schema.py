@@ -118,12 +118,15 @@ Ignored = Any
 Name = Annotated[str, Text, expect("a task name like 'train-llama'"), After(rules.name_rule)]
 Script = Annotated[str, expect("a string of shell commands", _several_commands_hint)]
 OptionalScript = Annotated[Script, After(rules.script_text)]
-EnvName = Annotated[str, must(rules.ENV_NAME_RE.fullmatch), reword(rules.bad_env_name)]
+EnvName = Annotated[
+    str, must(rules.ENV_NAME_RE.fullmatch), reword(rules.bad_env_name), After(rules.not_reserved)
+]
 EnvValue = Annotated[
     str,
     Before(rules.env_text),
     expect("a string, number or true/false"),
     Before(rules.env_value_given),
+    After(rules.utf8_text),
 ]
 Envs = Annotated[dict[EnvName, EnvValue], mapping_of("NAME: value environment variables")]
 Secrets = Annotated[dict[EnvName, EnvValue], mapping_of("NAME: value secrets")]
@@ -176,7 +179,7 @@ Constraint = Annotated[
     must(lambda text: text.strip() and not rules.CONTROL_RE.search(text)),
     Text,
     expect("a Slurm constraint like 'a100&ib'"),
-    After(lambda text: text.strip()),
+    After(rules.one_sbatch_word),
 ]
 SbatchOptions = Annotated[tuple[tuple[str, str | None], ...], Plain(rules.sbatch_options)]
 

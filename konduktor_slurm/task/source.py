@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from konduktor_slurm.task.errors import TaskError, TaskIssue
@@ -29,6 +32,60 @@ if TYPE_CHECKING:
 
 # A position inside the YAML document: mapping keys and list indices from the root.
 Loc = tuple[Any, ...]
+
+# Bounds on what a task (or config) file may be: real ones are a few kB. A bigger or deeper
+# file is a mistake or an attack, and would cost seconds (50 MB: 14 s) or a RecursionError.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 100_000  # after YAML aliases are expanded ("billion laughs")
+
+
+def read_source(path: Path, what: str = "task file") -> str:
+    """The text of a task/config/env file, or a TaskError saying why it cannot be used.
+
+    Only regular files are read: a FIFO would block forever and a device (/dev/zero) never
+    ends. The size is bounded and the encoding must be UTF-8.
+    """
+    source = str(path)
+
+    def refuse(message: str) -> TaskError:
+        return TaskError([TaskIssue(source, None, "", message)])
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise refuse(f"{what} not found") from None
+    except OSError as exc:
+        raise refuse(f"cannot read {what}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise refuse(f"is a directory, not a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        raise refuse(f"is {kind}, not a regular file; give the {what} as a file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise refuse(f"is {info.st_size} bytes; a {what} may be at most {MAX_FILE_BYTES} (1 MiB)")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"cannot read {what}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise refuse(f"a {what} may be at most {MAX_FILE_BYTES} bytes (1 MiB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TaskError(
+            [
+                TaskIssue(
+                    source,
+                    line,
+                    "",
+                    f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                    "save it as UTF-8",
+                )
+            ]
+        ) from None
 
 
 @dataclass
@@ -56,8 +113,17 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
         if node is None:
             return None, loader.positions
         loader.positions.root_line = node.start_mark.line + 1
+        if _expanded_size(node, {}) > MAX_VALUES:
+            message = (
+                f"expands to more than {MAX_VALUES} values (YAML aliases used many times); "
+                "write the values out"
+            )
+            raise TaskError([TaskIssue(source, None, "", message)])
         loader.record(node, (), set())
         return loader.construct_document(node), loader.positions
+    except _TooDeep as exc:
+        message = f"is nested more than {MAX_DEPTH} levels deep; a task is a few levels"
+        raise TaskError([TaskIssue(source, exc.line, "", message)]) from None
     except yaml.composer.ComposerError as exc:
         if exc.problem and "but found another document" in exc.problem:
             raise _several_documents(text, source, exc) from None
@@ -66,6 +132,26 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
         raise _yaml_error(exc, source, text) from None
     finally:
         loader.dispose()
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
+    """How many values the document has once aliases are expanded (each node counted once
+    per use); memoized per node, so a bomb is measured without being expanded."""
+    key = id(node)
+    if key not in sizes:
+        sizes[key] = 1  # a recursive alias counts once, not forever
+        children: list[Any] = []
+        if isinstance(node.value, list):
+            for item in node.value:
+                children.extend(item if isinstance(item, tuple) else (item,))
+        total = 1 + sum(_expanded_size(child, sizes) for child in children)
+        sizes[key] = min(total, MAX_VALUES + 1)
+    return sizes[key]
 
 
 def _several_documents(text: str, source: str, exc: Any) -> TaskError:
@@ -135,6 +221,17 @@ def _line_loader_class() -> type[Any]:
         def __init__(self, stream: str) -> None:
             super().__init__(stream)
             self.positions = Positions()
+            self.depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            # PyYAML composes recursively: bound the nesting before Python's stack does.
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    raise _TooDeep(self.peek_event().start_mark.line + 1)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
         def record(self, node: yaml.Node, loc: Loc, seen: set[int]) -> None:
             # Aliases reuse a node: walk it once (guards recursive and exponential anchors);

@@ -158,9 +158,12 @@ def test_sbatch_options_escape_hatch(tmp_path: Path) -> None:
 
 
 def test_a_directive_value_with_spaces_is_refused(tmp_path: Path) -> None:
-    task = make_task("run: 'true'\nslurm:\n  constraint: 'a b'\n", tmp_path)
-    with pytest.raises(RenderError, match="--constraint"):
-        sbatch_directives(task, plan_for(tmp_path))
+    # Task values are checked at validation; this is the last line of defence for values
+    # that come from elsewhere (the job directory from config.yaml's jobs_dir).
+    task = make_task("run: 'true'\n", tmp_path)
+    plan = JobPlan(job_name="t-1a2b", job_dir="/tmp/a b/t-1a2b", log_path="/tmp/a b/t.log")
+    with pytest.raises(RenderError, match="--chdir"):
+        sbatch_directives(task, plan)
 
 
 def test_konduktor_and_skypilot_env_names_are_exported(tmp_path: Path) -> None:

@@ -804,6 +804,93 @@ MANAGED = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("written", "reads_as", "fragment"),
+    [
+        ("outp", "output", "is set by konduktor from its log files"),
+        ("chdi", "chdir", "is set by konduktor from workdir"),
+        ("partitio", "partition", "has its own field: use slurm.partition"),
+        ("comm", "comment", "is set by konduktor from its job marker"),
+        ("arr", "array", "one job per launch"),
+        ("wait-a", "wait-all-nodes", None),
+        ("test-o", "test-only", "use launch --dryrun"),
+        ("gpus-per-n", "gpus-per-node", "resources.accelerators"),
+    ],
+)
+def test_sbatch_prefixes_are_read_as_sbatch_reads_them(
+    written: str, reads_as: str, fragment: str | None
+) -> None:
+    # sbatch accepts any unambiguous prefix of a long option (getopt_long); checked against
+    # sbatch 22.05.8 itself (`sbatch --outp=1 --version`).
+    text = f"run: x\nslurm:\n  sbatch_options:\n    - --{written}=v\n"
+    if fragment is None:  # allowed: kept under sbatch's full name
+        assert parse(text).slurm.sbatch_options == ((reads_as, "v"),)
+        return
+    issue = only_issue(text)
+    check(issue, 4, "slurm.sbatch_options[0]", f"(sbatch reads it as --{reads_as})", fragment)
+
+
+@pytest.mark.parametrize(
+    ("written", "could_be"),
+    [("wai", "--wait, --wait-all-nodes"), ("excl", "--exclude, --exclusive")],
+)
+def test_ambiguous_sbatch_prefixes_are_refused_as_sbatch_refuses_them(
+    written: str, could_be: str
+) -> None:
+    issue = only_issue(f"run: x\nslurm:\n  sbatch_options: [--{written}]\n")
+    check(issue, 3, "slurm.sbatch_options[0]", f"ambiguous for sbatch: it could be {could_be}")
+
+
+def test_sbatch_prefix_of_an_allowed_option_is_kept_by_its_full_name(tmp_path: Path) -> None:
+    task = parse("run: x\nslurm:\n  sbatch_options: [--no-requ, --mail-ty=END, --exclusi]\n")
+    assert task.slurm.sbatch_options == (
+        ("no-requeue", None),
+        ("mail-type", "END"),
+        ("exclusive", None),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("BASH_ENV", "changes how bash runs konduktor's scripts"),
+        ("SHELLOPTS", "changes how bash runs konduktor's scripts"),
+        ("HOME", "file_mounts to '~/...'"),
+        ("KONDUKTOR_JOB_DIR", "konduktor's own variables"),
+        ("SLURM_JOB_ID", "Slurm's own variables"),
+        ("SKYPILOT_TASK_ID", "SkyPilot's variables"),
+        ("RANK", "konduktor sets it on every node"),
+        ("BASH_FUNC_x%%", "not a valid environment variable name"),
+    ],
+)
+def test_reserved_env_names_are_refused_with_why(name: str, why: str) -> None:
+    for section in ("envs", "secrets"):
+        issue = only_issue(f"run: x\n{section}:\n  '{name}': v\n")
+        assert issue.line == 3 and why in issue.message, issue
+
+
+def test_reserved_env_name_from_the_command_line() -> None:
+    issue = only_issue("run: x\n", overrides=TaskOverrides(envs=["BASH_ENV=/tmp/x"]))
+    check(issue, None, "--env", "BASH_ENV is reserved", file="command line")
+
+
+def test_env_value_that_is_not_utf8_is_refused() -> None:
+    issue = only_issue("run: x\n", overrides=TaskOverrides(envs=["A=\udcff"]))
+    check(issue, None, "--env", "is not valid UTF-8 text", file="command line")
+
+
+def test_constraint_with_spaces_is_refused_at_validation() -> None:
+    issue = only_issue("run: x\nslurm:\n  constraint: 'a100 & ib'\n")
+    check(issue, 3, "slurm.constraint", "cannot contain spaces")
+
+
+def test_mem_per_cpu_conflicts_with_memory() -> None:
+    issue = only_issue(
+        "run: x\nresources:\n  memory: 4\nslurm:\n  sbatch_options: {mem-per-c: 1G}\n"
+    )
+    check(issue, 5, "slurm.sbatch_options.mem-per-c", "conflicts with resources.memory")
+
+
 @pytest.mark.parametrize(("option", "source"), MANAGED)
 def test_managed_sbatch_options_rejected_in_mapping(option: str, source: str) -> None:
     issue = only_issue(f"run: x\nslurm:\n  sbatch_options:\n    {option}: v\n")
@@ -814,9 +901,8 @@ def test_managed_sbatch_options_rejected_in_mapping(option: str, source: str) ->
 def test_managed_sbatch_options_rejected_in_list(option: str, source: str) -> None:
     dashes = "-" if len(option) == 1 else "--"
     issue = only_issue(f"run: x\nslurm:\n  sbatch_options:\n    - {dashes}{option}=v\n")
-    check(
-        issue, 4, "slurm.sbatch_options[0]", f"{dashes}{option} is set by konduktor from {source}"
-    )
+    check(issue, 4, "slurm.sbatch_options[0]", f"is set by konduktor from {source}")
+    assert issue.message.startswith(f"--{option} " if dashes == "--" else f"'-{option}' (sbatch")
 
 
 @pytest.mark.parametrize(
@@ -849,10 +935,17 @@ def test_sbatch_mem_only_conflicts_when_memory_is_set() -> None:
             "slurm.sbatch_options.exclusive",
             "for a flag write 'exclusive: null'",
         ),
-        ("['--mail-type END']", "slurm.sbatch_options[0]", "lower-case letters"),
-        ("['--Exclusive']", "slurm.sbatch_options[0]", "got '--Exclusive'"),
-        ("['--comment=']", "slurm.sbatch_options[0]", "is empty"),
-        ('{comment: "a\\nb"}', "slurm.sbatch_options.comment", "control characters"),
+        ("['--mail-type END']", "slurm.sbatch_options[0]", "got '--mail-type END'"),
+        (
+            "['--Exclusive']",
+            "slurm.sbatch_options[0]",
+            "--Exclusive is not an sbatch option; did you mean 'exclusive'?",
+        ),
+        ("['--mail-user=']", "slurm.sbatch_options[0]", "is empty"),
+        ('{mail-user: "a\\nb"}', "slurm.sbatch_options.mail-user", "control characters"),
+        ("{mail-user: 'a b'}", "slurm.sbatch_options.mail-user", "cannot contain spaces"),
+        ("[--no-such-option]", "slurm.sbatch_options[0]", "is not an sbatch option"),
+        ("[--excl]", "slurm.sbatch_options[0]", "ambiguous for sbatch: it could be"),
         ("[--exclusive, 5]", "slurm.sbatch_options[1]", "got 5"),
         ("[--nice=1, --nice=2]", "slurm.sbatch_options[1]", "given twice"),
         ("--exclusive", "slurm.sbatch_options", "expected a mapping of option: value"),
