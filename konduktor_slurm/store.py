@@ -168,6 +168,12 @@ class Store:
             )
             self._record_transition(job.name, job.state, job.detail, job.created_at)
 
+    def remove(self, name: str) -> None:
+        """Forget a job that never reached Slurm (a name given back at launch)."""
+        with self.transaction():
+            self._db.execute("DELETE FROM transitions WHERE job_name=?", (name,))
+            self._db.execute("DELETE FROM jobs WHERE name=?", (name,))
+
     def save(self, job: JobRecord, columns: Iterable[str] = _COLUMNS[1:]) -> None:
         """Write ``columns`` of ``job`` (default: every field); ``set_state`` for states."""
         wanted = tuple(columns)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from konduktor_slurm.store import JobRecord
     from konduktor_slurm.task import Task, TaskOverrides
 
-# Job names are <task name>-<4 hex>; a draw already taken (in the store) is drawn again.
+# Job names are <task name>-<4 hex>; a draw already taken (in the store, or as a directory
+# in jobs_dir, which several stores may share) is drawn again.
 NAME_DRAWS = 20
 
 
@@ -49,13 +50,13 @@ class Prepared:
         return self.plan.job_name
 
 
-def prepare(session: Session, task: Task) -> Prepared:
+def prepare(session: Session, task: Task, taken: frozenset[str] = frozenset()) -> Prepared:
     """Name the job, plan where its files go and render its sbatch script (pure but for a
-    remote home directory lookup over SSH)."""
+    remote home directory lookup over SSH). ``taken``: names known to be in use."""
     from konduktor_slurm.render import JobPlan, RenderError, StagedMount, render_sbatch
 
     task = session.config.apply_slurm_defaults(task)  # config.yaml partition/account/qos
-    job_name = _free_name(session, task.name)
+    job_name = _free_name(session, task.name, taken)
     job_dir = f"{session.config.resolve_jobs_dir(session.slurm.transport)}/{job_name}"
     plan = JobPlan(
         job_name=job_name,
@@ -78,32 +79,56 @@ def prepare(session: Session, task: Task) -> Prepared:
     return Prepared(task, plan, script)
 
 
-def _free_name(session: Session, task_name: str) -> str:
-    taken = set(session.store.names())
+def _free_name(session: Session, task_name: str, taken: frozenset[str]) -> str:
+    known = taken | set(session.store.names())
     for _ in range(NAME_DRAWS):
         name = f"{task_name}-{random_tokens.token_hex(2)}"
-        if name not in taken:
+        if name not in known:
             return name
     # 65,536 names per task: after 20 taken draws, widen the suffix rather than fail.
     return f"{task_name}-{random_tokens.token_hex(4)}"
 
 
-def submit(session: Session, prepared: Prepared, reporter: Reporter | None = None) -> JobRecord:
-    """Stage the files, submit the job, and record it; raises ActionError when staging or
-    sbatch fails (the job is then recorded FAILED with why, and nothing runs)."""
-    from konduktor_slurm.lifecycle import State
-    from konduktor_slurm.render import render_secrets
-    from konduktor_slurm.slurm import SlurmError
-    from konduktor_slurm.staging import StagingError, stage
-    from konduktor_slurm.store import JobRecord
+def claim(session: Session, prepared: Prepared) -> tuple[Prepared, JobRecord]:
+    """Make the job's name and directory ours, atomically: the store row (its name is the
+    primary key) and then the job directory (created without -p, so an existing one fails).
+    A name another launch took in between is given back and drawn again."""
     from konduktor_slurm.transport import TransportError
 
-    task, plan, store, slurm = prepared.task, prepared.plan, session.store, session.slurm
+    transport = session.slurm.transport
+    jobs_dir = prepared.plan.job_dir.rsplit("/", 1)[0]
+    try:
+        transport.make_dirs(jobs_dir, 0o700)
+    except (TransportError, OSError) as exc:
+        raise ActionError(f"cannot create the jobs directory {jobs_dir}: {exc}") from None
+    taken: set[str] = set()
+    for _ in range(NAME_DRAWS):
+        job = _new_record(session, prepared)
+        try:
+            session.store.add(job)
+        except sqlite3.IntegrityError:
+            taken.add(job.name)
+            prepared = prepare(session, prepared.task, frozenset(taken))
+            continue
+        made = transport.run(["mkdir", "-m", "700", "--", prepared.plan.job_dir])
+        if made.ok:
+            return prepared, job
+        session.store.remove(job.name)  # the directory belongs to another launch
+        taken.add(job.name)
+        prepared = prepare(session, prepared.task, frozenset(taken))
+    raise ActionError(f"could not find a free job name for {prepared.task.name}; launch again")
+
+
+def _new_record(session: Session, prepared: Prepared) -> JobRecord:
+    from konduktor_slurm.lifecycle import State
+    from konduktor_slurm.store import JobRecord
+
+    task, plan = prepared.task, prepared.plan
     accelerator = task.resources.accelerator
-    job = JobRecord(
+    return JobRecord(
         name=plan.job_name,
         task_name=task.name,
-        user=slurm.transport.user,  # over SSH: the remote account the job runs as
+        user=session.slurm.transport.user,  # over SSH: the remote account the job runs as
         resources=task.resources_summary(),
         num_nodes=task.num_nodes,
         gpus_per_node=accelerator.count if accelerator else 0,
@@ -114,10 +139,20 @@ def submit(session: Session, prepared: Prepared, reporter: Reporter | None = Non
         detail="staging workdir",
         created_at=time.time(),
     )
-    try:
-        store.add(job)
-    except sqlite3.IntegrityError:
-        raise ActionError(f"a job named {job.name} already exists; launch again") from None
+
+
+def submit(session: Session, prepared: Prepared, reporter: Reporter | None = None) -> JobRecord:
+    """Claim a name, stage the files, submit the job, and record it; raises ActionError when
+    staging or sbatch fails (the job is then recorded FAILED with why, and nothing runs).
+    The job's name may differ from ``prepared.job_name`` if another launch took that one."""
+    from konduktor_slurm.lifecycle import State
+    from konduktor_slurm.render import render_secrets
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.staging import StagingError, stage
+    from konduktor_slurm.transport import TransportError
+
+    prepared, job = claim(session, prepared)
+    task, plan, store, slurm = prepared.task, prepared.plan, session.store, session.slurm
     try:
         stage(
             slurm.transport,
