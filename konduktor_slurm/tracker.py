@@ -208,7 +208,9 @@ def _remember_slurm_details(job: JobRecord, facts: SlurmFacts, row: QueueRow | N
             "priority": facts.priority,
             "node_list": facts.node_list,
             "exit_code": facts.exit_code,
-            "rank_exit_codes": {str(rank): code for rank, code in facts.rank_exit_codes.items()},
+            # Ints, in rank order; the store's JSON makes the keys strings, so read them back
+            # with views.rank_exit_codes (ints again, 2 before 10).
+            "rank_exit_codes": dict(sorted(facts.rank_exit_codes.items())),
         }
     )
     if row is not None:

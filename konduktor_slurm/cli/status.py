@@ -191,11 +191,11 @@ def _print_table(
 
 
 def _print_job_detail(store: Store, job: JobRecord, now: float, stale: bool) -> None:
-    from konduktor_slurm.views import clock, duration_seconds, format_duration
+    from konduktor_slurm.views import clock, duration_seconds, format_duration, rank_exit_codes
 
     extra = job.extra
-    ranks = extra.get("rank_exit_codes") or {}
-    rank_text = ", ".join(f"rank {rank}: {code}" for rank, code in sorted(ranks.items())) or "-"
+    ranks = rank_exit_codes(job)
+    rank_text = ", ".join(f"rank {rank}: {code}" for rank, code in ranks.items()) or "-"
     attempt = extra.get("attempt")
     status_text = job.state + (f" ({job.detail})" if job.detail else "")
     lines = [
