@@ -94,21 +94,21 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+# A failed job's log tail in a report: at most this much of the file's end is read.
+LOG_TAIL_BYTES = 256 * 1024
+
+
 def log_tail(slurm: Slurm, job: JobRecord, rank: int | None, lines: int) -> list[str]:
     """The last ``lines`` lines of the failing rank's output (all ranks if unknown)."""
-    from konduktor_slurm.logs import LineFilter
+    from konduktor_slurm.logs import read_last_lines
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.transport import TransportError
 
-    if lines <= 0:
-        return []
     try:
-        data = slurm.transport.read_bytes(job.log_path)
+        text = read_last_lines(slurm.transport, job.log_path, lines, rank, max_bytes=LOG_TAIL_BYTES)
     except (SlurmError, TransportError, OSError):
         return []
-    keep = LineFilter(rank)
-    text = data[-256 * 1024 :].decode("utf-8", errors="replace")
-    return [line for line in text.splitlines() if keep.keep(line)][-lines:]
+    return text.splitlines()
 
 
 @main.command()
