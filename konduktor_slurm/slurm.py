@@ -505,7 +505,8 @@ def admin_level_command(user: str) -> list[str]:
 
 
 def parse_admin_level(output: str) -> str:
-    """ "Administrator", "Operator" or "None" (also for a user accounting does not know)."""
+    """The user's AdminLevel: "Administrator", "Operator" or "None" (also for a user
+    accounting does not know)."""
     levels = [values["AdminLevel"] for values in _records(output, ("AdminLevel",), delimiter="|")]
     return levels[0] if levels and levels[0] else "None"
 
@@ -527,6 +528,28 @@ def accounting_command() -> list[str]:
         "--starttime=now-1hours",
         "--format=JobID",
     ]
+
+
+def node_events_command(nodes: Sequence[str], since: float) -> list[str]:
+    return [
+        "sacctmgr",
+        "--noheader",
+        "--parsable",  # "|" after the last field too (sacctmgr has no --delimiter)
+        "show",
+        "event",
+        f"nodes={','.join(nodes)}",
+        f"start={slurm_timestamp_text(since)}",
+        "format=NodeName,State",
+    ]
+
+
+def parse_node_events(output: str) -> set[str]:
+    """The nodes with an event saying they went down or failed."""
+    return {
+        values["NodeName"]
+        for values in _records(output, ("NodeName", "State"), delimiter="|")
+        if any(word in values["State"].upper() for word in ("DOWN", "FAIL", "NOT_RESPONDING"))
+    }
 
 
 def parse_sbatch(output: str) -> str:
@@ -560,21 +583,7 @@ class Slurm:
         wanted = sorted(set(nodes))
         if not wanted:
             return set()
-        argv = [
-            "sacctmgr",
-            "--noheader",
-            "--parsable",
-            "show",
-            "event",
-            f"nodes={','.join(wanted)}",
-            f"start={slurm_timestamp_text(since)}",
-            "format=NodeName,State",
-        ]
-        down = set()
-        for values in _records(self._run(argv).stdout, ("NodeName", "State"), delimiter="|"):
-            if any(w in values["State"].upper() for w in ("DOWN", "FAIL", "NOT_RESPONDING")):
-                down.add(values["NodeName"])
-        return down
+        return parse_node_events(self._run(node_events_command(wanted, since)).stdout)
 
     def expand_hostlists(self, node_lists: Iterable[str]) -> dict[str, list[str]]:
         """``{"rack[1-2]-node[01-02]": ["rack1-node01", ...], ...}`` with one scontrol call

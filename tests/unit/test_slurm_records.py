@@ -11,8 +11,10 @@ from konduktor_slurm.slurm import (
     Partition,
     SlurmError,
     hostnames_command,
+    node_events_command,
     parse_admin_level,
     parse_hostnames,
+    parse_node_events,
     parse_partitions,
     parse_runs,
     parse_sacct,
@@ -101,6 +103,15 @@ def test_one_scontrol_call_for_every_hostlist() -> None:
 def test_hostnames_output_that_does_not_match_is_an_error(output: str) -> None:
     with pytest.raises(SlurmError, match="scontrol show hostnames"):
         parse_hostnames(output, ["node1", "node2"])
+
+
+def test_which_nodes_went_down() -> None:
+    """After NODE_FAIL: the accounting database's node events (recorded: node2 set DOWN)."""
+    assert parse_node_events((FIXTURES / "sacctmgr-events-22.05.txt").read_text()) == {"node2"}
+    assert parse_node_events("node1|IDLE|\nnode3|NOT_RESPONDING|\n") == {"node3"}
+    argv = node_events_command(["node1", "node2"], 0.0)
+    assert argv[:5] == ["sacctmgr", "--noheader", "--parsable", "show", "event"]
+    assert "nodes=node1,node2" in argv and "format=NodeName,State" in argv
 
 
 # ---- what `konduktor check` asks
