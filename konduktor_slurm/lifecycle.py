@@ -28,6 +28,9 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Final
 
+# humanize_ago lives with the other time formats (pure too); re-exported for compatibility.
+from konduktor_slurm.durations import humanize_ago
+
 __all__ = [
     "REASON_EXACT",
     "REASON_OUTCOMES",
@@ -209,34 +212,6 @@ def is_terminal_slurm_state(long_state: str, *, requeueable: bool = False) -> bo
 # --------------------------------------------------------------------------------------
 # Small formatting helpers (pure)
 # --------------------------------------------------------------------------------------
-
-# Konduktor's status column style ("22 mins"): one unit, floored, plural with "s".
-_AGO_UNITS: Final[tuple[tuple[float, float, str], ...]] = (
-    # (below this many seconds, divide by, unit)
-    (60, 1, "sec"),
-    (3600, 60, "min"),
-    (86400, 3600, "hr"),
-    (math.inf, 86400, "day"),
-)
-_JUST_NOW_SECS: Final = 10  # below this a count is noise
-
-
-def humanize_ago(seconds: float) -> str:
-    """Elapsed seconds -> "just now", "45 secs", "1 min", "3 mins", "2 hrs", "4 days".
-
-    No "ago" suffix (the status table shows bare "22 mins"); negative (clock skew) or
-    non-finite input is "just now" rather than an error.
-    """
-    if not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        return "just now"
-    if seconds < _JUST_NOW_SECS:
-        return "just now"
-    for below, per, unit in _AGO_UNITS:
-        if seconds < below:
-            n = int(seconds // per)
-            return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
-    return "just now"  # unreachable: the last unit has no upper bound
-
 
 # Linux numbering (the cluster's), not the local machine's: signal.Signals differs on macOS.
 _SIGNAL_NAMES: Final[Mapping[int, str]] = MappingProxyType(

@@ -7,6 +7,7 @@ the lifecycle says COMPLETED or FAILED, then prints what is left.
 
 from __future__ import annotations
 
+import codecs
 import re
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from konduktor_slurm.slurm import Slurm
 from konduktor_slurm.store import JobRecord, Store
 from konduktor_slurm.tracker import refresh
+from konduktor_slurm.transport import Transport
 
 POLL_SECONDS = 1.0
 STATUS_EVERY_SECONDS = 2.0
@@ -23,12 +25,22 @@ SETTLE_SECONDS = 1.0
 _RANK_PREFIX = re.compile(r"^\s*(\d+): ")
 
 
+# `logs -n N` reads the log's tail, growing it this many times over until it holds N lines.
+TAIL_FIRST_BYTES = 64 * 1024
+TAIL_GROWTH = 4
+
+
 class LineFilter:
-    """Turns raw chunks into whole lines, keeping only one rank's when asked."""
+    """Turns raw chunks of the log into whole lines, keeping only one rank's when asked.
+
+    The bytes are decoded incrementally: a UTF-8 character split between two reads is
+    decoded whole once its second half arrives, not turned into two U+FFFD.
+    """
 
     def __init__(self, node_rank: int | None) -> None:
         self.node_rank = node_rank
         self._partial = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def keep(self, line: str) -> bool:
         if self.node_rank is None:
@@ -36,8 +48,9 @@ class LineFilter:
         match = _RANK_PREFIX.match(line)
         return bool(match) and int(match.group(1)) == self.node_rank
 
-    def feed(self, text: str, final: bool = False) -> str:
-        text = self._partial + text
+    def feed(self, data: bytes, final: bool = False) -> str:
+        """The whole lines completed by ``data`` (with ``final``, also what is left)."""
+        text = self._partial + self._decoder.decode(data, final=final)
         lines = text.split("\n")
         self._partial = "" if final else lines.pop()
         return "".join(f"{line}\n" for line in lines if line and self.keep(line))
@@ -48,6 +61,35 @@ def tail_lines(text: str, count: int | None) -> str:
         return text
     lines = text.splitlines(keepends=True)
     return "".join(lines[-count:]) if count > 0 else ""
+
+
+def read_last_lines(
+    transport: Transport,
+    path: str,
+    count: int,
+    node_rank: int | None = None,
+    max_bytes: int | None = None,
+) -> str:
+    """The last ``count`` lines of the log at ``path`` (one rank's with ``node_rank``).
+
+    Reads only the file's tail, growing it until it holds ``count`` lines, the whole file,
+    or ``max_bytes``: the last lines of a 10 GB log over SFTP cost kilobytes.
+    """
+    if count <= 0:
+        return ""
+    size = TAIL_FIRST_BYTES if max_bytes is None else min(TAIL_FIRST_BYTES, max_bytes)
+    while True:
+        data = transport.read_tail(path, size)
+        whole_file = len(data) < size
+        if not whole_file:
+            # The first line may start before the tail (and mid-character): drop it.
+            data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
+        lines = LineFilter(node_rank).feed(data, final=True).splitlines(keepends=True)
+        if len(lines) >= count or whole_file or (max_bytes is not None and size >= max_bytes):
+            return "".join(lines[-count:])
+        size *= TAIL_GROWTH
+        if max_bytes is not None:
+            size = min(size, max_bytes)
 
 
 def follow(
@@ -63,15 +105,15 @@ def follow(
     lines = LineFilter(node_rank)
     existing = slurm.transport.read_bytes(job.log_path)
     offset = len(existing)
-    write(tail_lines(lines.feed(existing.decode("utf-8", errors="replace")), last_lines))
+    write(tail_lines(lines.feed(existing), last_lines))
     last_status = 0.0
     while True:
         data = slurm.transport.read_bytes(job.log_path, offset)
         offset += len(data)
         if data:
-            write(lines.feed(data.decode("utf-8", errors="replace")))
+            write(lines.feed(data))
         if job.terminal:
-            write(lines.feed("", final=True))
+            write(lines.feed(b"", final=True))
             break
         if time.monotonic() - last_status >= STATUS_EVERY_SECONDS:
             last_status = time.monotonic()

@@ -1,24 +1,72 @@
 """The Slurm adapter: build Slurm commands and parse their output, in one place.
 
-Only parsable formats are used (``squeue -h -O ...`` with a delimiter, ``sacct -P -n``):
-they print the same on Slurm 22.05, 24.11 and 26.05, unlike ``--json``, whose schema changes
-every release. Each function makes exactly one Slurm call, however many jobs it is asked about,
-so ``konduktor status`` costs the same for 1 job and for 200.
+Only parsable formats are used (``squeue -h -O ...`` and ``sacct -p`` with a delimiter,
+``sinfo -o``, ``sacctmgr -p``): they print the same on Slurm 22.05, 24.11 and 26.05, unlike
+``--json``, whose schema changes every release. Each function makes exactly one Slurm call,
+however many jobs it is asked about, so ``konduktor status`` costs the same for 1 job and for
+200.
+
+Every record is read the same way (``_records``): fields end with the ASCII unit separator,
+which no one types into a job name (sacct's default ``|`` is: ``--job-name='a|b'`` used to
+shift every column after the name), and a record ends at "separator + newline", so a newline
+in a name does not split it either.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from konduktor_slurm.durations import (
+    DurationError,
+    parse_elapsed,
+    slurm_timestamp,
+    slurm_timestamp_text,
+)
 from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult, Transport
 
-# squeue --Format fields, in output order. Each is printed with a trailing delimiter so that
-# reasons or node lists containing spaces cannot shift columns.
-_DELIM = "\x1f"  # ASCII unit separator: never appears in job names, reasons or node lists
+# The field delimiter of every parsable output konduktor reads (squeue --Format "F:\x1f",
+# sacct --delimiter, sinfo --format): the ASCII unit separator. sacctmgr has no --delimiter;
+# what konduktor asks it for (node names, node states, an admin level) never holds a "|".
+_DELIM = "\x1f"
+
+
+def _records(
+    output: str, fields: Sequence[str], *, delimiter: str = _DELIM, free: str | None = None
+) -> Iterator[dict[str, str]]:
+    """``{field: value}`` for each record of parsable Slurm output in which every field,
+    the last one too, ends with ``delimiter`` (squeue ``--Format=F:<d>``, sacct/sacctmgr
+    ``--parsable``, ``sinfo --format=%P<d>...<d>``).
+
+    A record ends at "delimiter + newline", so a newline inside a value does not split it;
+    the first field (a job id, a node name) never holds one, so a line before it that is no
+    record (a blank line, a warning) is dropped. One ``free`` field (a job name: anyone's
+    free text) may even hold the delimiter itself: the fields before it are counted from
+    the left, those after it from the right. A record of any other shape (a truncated line)
+    is skipped. Values are stripped, except ``free``.
+    """
+    text = output if output.endswith("\n") else output + "\n"
+    for chunk in text.split(delimiter + "\n"):
+        first = chunk.find(delimiter)
+        record = chunk[chunk.rfind("\n", 0, first if first >= 0 else len(chunk)) + 1 :]
+        if not record.strip():
+            continue
+        values = record.split(delimiter)
+        extra = len(values) - len(fields)
+        if extra > 0 and free is not None:
+            at = fields.index(free)
+            values[at : at + extra + 1] = [delimiter.join(values[at : at + extra + 1])]
+        if len(values) != len(fields):
+            continue
+        yield {
+            name: value if name == free else value.strip()
+            for name, value in zip(fields, values, strict=True)
+        }
+
+
+# squeue --Format fields, in output order.
 QUEUE_FIELDS = (
     "JobID",
     "State",
@@ -170,12 +218,12 @@ def _missing(value: str) -> bool:
 
 
 def parse_time(value: str) -> float | None:
-    """Slurm prints local wall-clock times like ``2026-11-28T17:40:16``."""
+    """Slurm prints local wall-clock times like ``2026-11-28T17:40:16``; None for none."""
     if _missing(value):
         return None
     try:
-        return dt.datetime.fromisoformat(value.strip()).timestamp()
-    except ValueError:
+        return slurm_timestamp(value)
+    except DurationError:
         return None
 
 
@@ -208,11 +256,7 @@ def squeue_command(job_ids: Iterable[str] | None = None, user: str | None = None
 
 def parse_squeue(output: str) -> dict[str, QueueRow]:
     rows: dict[str, QueueRow] = {}
-    for line in output.splitlines():
-        parts = [part.strip() for part in line.split(_DELIM)]
-        if len(parts) < len(QUEUE_FIELDS):
-            continue
-        values = dict(zip(QUEUE_FIELDS, parts, strict=False))
+    for values in _records(output, QUEUE_FIELDS, free="Name"):
         rows[values["JobID"]] = QueueRow(
             job_id=values["JobID"],
             state=values["State"],
@@ -241,7 +285,8 @@ def sacct_command(job_ids: Iterable[str]) -> list[str]:
     return [
         "sacct",
         "--noheader",
-        "--parsable2",
+        "--parsable",  # a delimiter after the last field too: records end "<d>\n"
+        f"--delimiter={_DELIM}",
         "--format=" + ",".join(ACCT_FIELDS),
         "--jobs=" + ",".join(job_ids),
     ]
@@ -250,21 +295,17 @@ def sacct_command(job_ids: Iterable[str]) -> list[str]:
 def parse_sacct(output: str) -> dict[str, AcctRow]:
     rows: dict[str, AcctRow] = {}
     steps: dict[str, list[str]] = {}
-    for line in output.splitlines():
-        parts = line.split("|")
-        if len(parts) < len(ACCT_FIELDS):
-            continue
-        values = dict(zip(ACCT_FIELDS, parts, strict=False))
+    for values in _records(output, ACCT_FIELDS):
         job_id, dot, _step = values["JobID"].partition(".")
         if dot:
-            steps.setdefault(job_id, []).append(values["State"].strip())
+            steps.setdefault(job_id, []).append(values["State"])
             continue
         # A requeued job has one row per run; the last one printed is the current run, and
         # the steps printed after it are that run's.
         steps[job_id] = []
         rows[job_id] = AcctRow(
             job_id=job_id,
-            state=values["State"].strip(),
+            state=values["State"],
             exit_code=_text_or_none(values["ExitCode"]),
             start_time=parse_time(values["Start"]),
             end_time=parse_time(values["End"]),
@@ -313,16 +354,16 @@ class AcctRun:
 
 
 def parse_duration(text: str) -> int:
-    """``[D-]HH:MM:SS`` or ``MM:SS`` (sacct's Suspended, Elapsed) -> seconds."""
-    text = text.strip()
+    """``[D-]HH:MM:SS`` or ``MM:SS`` (sacct's Suspended, Elapsed) -> seconds; 0 for none.
+
+    Slurm prints INVALID for a time it cannot compute: nothing to bill, not a crash.
+    """
     if _missing(text):
         return 0
-    days, _, clock = text.rpartition("-")
-    parts = [int(part) for part in clock.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    hours, minutes, seconds = parts[-3:]
-    return (int(days) if days else 0) * 86400 + hours * 3600 + minutes * 60 + seconds
+    try:
+        return parse_elapsed(text)
+    except DurationError:
+        return 0
 
 
 def runs_command(
@@ -331,7 +372,8 @@ def runs_command(
     argv = [
         "sacct",
         "--noheader",
-        "--parsable2",
+        "--parsable",
+        f"--delimiter={_DELIM}",
         "--allocations",
         "--duplicates",
         "--format=" + ",".join(RUN_FIELDS),
@@ -340,8 +382,7 @@ def runs_command(
     if ids:
         argv.append("--jobs=" + ",".join(ids))
     if since is not None:
-        start = dt.datetime.fromtimestamp(since).strftime("%Y-%m-%dT%H:%M:%S")
-        argv += [f"--starttime={start}", "--endtime=now"]
+        argv += [f"--starttime={slurm_timestamp_text(since)}", "--endtime=now"]
     if all_users:
         argv.append("--allusers")
     return argv
@@ -349,18 +390,14 @@ def runs_command(
 
 def parse_runs(output: str) -> list[AcctRun]:
     runs = []
-    for line in output.splitlines():
-        parts = line.split("|")
-        if len(parts) < len(RUN_FIELDS):
-            continue
-        values = dict(zip(RUN_FIELDS, parts, strict=False))
+    for values in _records(output, RUN_FIELDS, free="JobName"):
         gpus = _GPU_TRES.search(values["AllocTRES"])
         runs.append(
             AcctRun(
                 job_id=values["JobID"],
                 name=values["JobName"],
                 user=values["User"],
-                state=values["State"].strip(),
+                state=values["State"],
                 submit_time=parse_time(values["Submit"]),
                 start_time=parse_time(values["Start"]),
                 end_time=parse_time(values["End"]),
@@ -373,20 +410,146 @@ def parse_runs(output: str) -> list[AcctRun]:
     return runs
 
 
-def expand_hostlist(text: str | None) -> list[str]:
-    """``node[1-3,7],gpu01`` -> ``[node1, node2, node3, node7, gpu01]`` (zero padding kept)."""
+# Hostlists ("node[1-3,7],gpu01", "rack[1-2]-node[01-02]") are expanded by Slurm itself:
+# `scontrol show hostnames` is Slurm's own parser (the sbatch template uses it too), so every
+# form Slurm prints is read as Slurm means it; a hand parser here once turned
+# rack[1-2]-node[01-02] into four wrong names. It parses on the client without asking
+# slurmctld and is needed only when a job ended NODE_FAIL. The maintained library for this,
+# python-hostlist, is GPL-2.0-or-later: a licence to weigh and a dependency for one call.
+# scontrol takes one hostlist, so several are joined with a marker between them; it prints
+# the names in the order given (observed on 22.05, 24.11 and 26.05).
+_HOSTLIST_END = "konduktor-end-of-hostlist"  # no digits: never merged into a range
+
+
+def hostnames_command(node_lists: Sequence[str]) -> list[str]:
+    """One ``scontrol show hostnames`` for several hostlists."""
+    marked = "".join(f"{node_list},{_HOSTLIST_END}," for node_list in node_lists)
+    return ["scontrol", "show", "hostnames", marked.rstrip(",")]
+
+
+def parse_hostnames(output: str, node_lists: Sequence[str]) -> dict[str, list[str]]:
+    """``{hostlist: [names]}`` from ``hostnames_command(node_lists)``'s output."""
+    expanded: dict[str, list[str]] = {}
     names: list[str] = []
-    for prefix, ranges, plain in re.findall(r"([^,\[]+)\[([^\]]+)\]|([^,\[\]]+)", text or ""):
-        if plain:
-            names.append(plain)
+    pending = iter(node_lists)
+    for name in output.split():
+        if name != _HOSTLIST_END:
+            names.append(name)
             continue
-        for part in ranges.split(","):
-            low, _, high = part.partition("-")
-            if not high:
-                names.append(prefix + low)
-                continue
-            names.extend(f"{prefix}{n:0{len(low)}d}" for n in range(int(low), int(high) + 1))
-    return names
+        node_list = next(pending, None)
+        if node_list is None:
+            break
+        expanded[node_list], names = names, []
+    if len(expanded) != len(set(node_lists)) or names:
+        raise SlurmError("scontrol show hostnames", f"unexpected output {output.strip()!r}")
+    return expanded
+
+
+# `konduktor check`: what the cluster offers. The parsers are pure for the recorded fixtures.
+
+
+@dataclass(frozen=True)
+class SlurmVersion:
+    text: str  # what sinfo --version printed: "slurm-wlm 22.05.8"
+    version: str  # "22.05.8"
+    release: tuple[int, int] | None  # (22, 5)
+
+
+def parse_version(output: str) -> SlurmVersion:
+    text = output.strip()
+    return SlurmVersion(text, text.split()[-1] if text else "", parse_release(text))
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    default: bool  # the partition jobs go to without --partition ("gpu*" in sinfo)
+    available: str  # "up", "down", "drain", "inact"
+    nodes: int
+    gres: str | None  # "gpu:h100:8"; several kinds comma-separated
+
+
+PARTITION_FIELDS = ("Partition", "Avail", "Nodes", "Gres")
+_PARTITION_FORMAT = ("%P", "%a", "%D", "%G")
+
+
+def partitions_command() -> list[str]:
+    return ["sinfo", "--noheader", "--format=" + "".join(f"{f}{_DELIM}" for f in _PARTITION_FORMAT)]
+
+
+def parse_partitions(output: str) -> list[Partition]:
+    """One entry per partition, in sinfo's order. sinfo prints a partition once per kind of
+    node in it (nodes with other GRES, or down ones, make a second line): merged here."""
+    merged: dict[str, Partition] = {}
+    for values in _records(output, PARTITION_FIELDS):
+        name = values["Partition"].rstrip("*")
+        nodes = _int_or_none(values["Nodes"]) or 0
+        gres = _text_or_none(values["Gres"])
+        seen = merged.get(name)
+        if seen is None:
+            merged[name] = Partition(
+                name, values["Partition"].endswith("*"), values["Avail"], nodes, gres
+            )
+            continue
+        kinds = [kind for kind in (seen.gres, gres) if kind]
+        merged[name] = dataclasses.replace(
+            seen,
+            nodes=seen.nodes + nodes,
+            gres=",".join(dict.fromkeys(",".join(kinds).split(","))) if kinds else None,
+        )
+    return list(merged.values())
+
+
+def admin_level_command(user: str) -> list[str]:
+    return ["sacctmgr", "--noheader", "--parsable", "show", "user", user, "format=AdminLevel"]
+
+
+def parse_admin_level(output: str) -> str:
+    """The user's AdminLevel: "Administrator", "Operator" or "None" (also for a user
+    accounting does not know)."""
+    levels = [values["AdminLevel"] for values in _records(output, ("AdminLevel",), delimiter="|")]
+    return levels[0] if levels and levels[0] else "None"
+
+
+def parse_slurm_user(config: str) -> str | None:
+    """The SlurmUser from ``scontrol show config`` ("SlurmUser = slurm(64030)" -> "slurm")."""
+    match = re.search(r"^SlurmUser\s*=\s*([^\s(]+)", config, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def accounting_command() -> list[str]:
+    """A cheap sacct call: it fails when accounting (slurmdbd) is missing or down."""
+    return [
+        "sacct",
+        "--noheader",
+        "--parsable",
+        f"--delimiter={_DELIM}",
+        "--allocations",
+        "--starttime=now-1hours",
+        "--format=JobID",
+    ]
+
+
+def node_events_command(nodes: Sequence[str], since: float) -> list[str]:
+    return [
+        "sacctmgr",
+        "--noheader",
+        "--parsable",  # "|" after the last field too (sacctmgr has no --delimiter)
+        "show",
+        "event",
+        f"nodes={','.join(nodes)}",
+        f"start={slurm_timestamp_text(since)}",
+        "format=NodeName,State",
+    ]
+
+
+def parse_node_events(output: str) -> set[str]:
+    """The nodes with an event saying they went down or failed."""
+    return {
+        values["NodeName"]
+        for values in _records(output, ("NodeName", "State"), delimiter="|")
+        if any(word in values["State"].upper() for word in ("DOWN", "FAIL", "NOT_RESPONDING"))
+    }
 
 
 def parse_sbatch(output: str) -> str:
@@ -420,23 +583,33 @@ class Slurm:
         wanted = sorted(set(nodes))
         if not wanted:
             return set()
-        start = dt.datetime.fromtimestamp(since).strftime("%Y-%m-%dT%H:%M:%S")
-        argv = [
-            "sacctmgr",
-            "--noheader",
-            "--parsable2",
-            "show",
-            "event",
-            f"nodes={','.join(wanted)}",
-            f"start={start}",
-            "format=NodeName,State",
-        ]
-        down = set()
-        for line in self._run(argv).stdout.splitlines():
-            node, _, state = line.partition("|")
-            if any(word in state.upper() for word in ("DOWN", "FAIL", "NOT_RESPONDING")):
-                down.add(node)
-        return down
+        return parse_node_events(self._run(node_events_command(wanted, since)).stdout)
+
+    def expand_hostlists(self, node_lists: Iterable[str]) -> dict[str, list[str]]:
+        """``{"rack[1-2]-node[01-02]": ["rack1-node01", ...], ...}`` with one scontrol call
+        for all of them (see hostnames_command)."""
+        wanted = list(dict.fromkeys(node_list for node_list in node_lists if node_list))
+        if not wanted:
+            return {}
+        return parse_hostnames(self._run(hostnames_command(wanted)).stdout, wanted)
+
+    # ---- what `konduktor check` asks. Each raises SlurmError when the command fails.
+
+    def version(self) -> SlurmVersion:
+        return parse_version(self._run(["sinfo", "--version"]).stdout)
+
+    def partitions(self) -> list[Partition]:
+        return parse_partitions(self._run(partitions_command()).stdout)
+
+    def admin_level(self, user: str) -> str:
+        return parse_admin_level(self._run(admin_level_command(user)).stdout)
+
+    def slurm_user(self) -> str | None:
+        return parse_slurm_user(self._run(["scontrol", "show", "config"]).stdout)
+
+    def check_accounting(self) -> None:
+        """Raise SlurmError unless sacct (slurmdbd) answers."""
+        self._run(accounting_command())
 
     def user_names(self, uids: Iterable[int]) -> dict[int, str]:
         """Account names on the cluster for uids ("CANCELLED by 1001" -> "kdtest").

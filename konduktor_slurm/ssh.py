@@ -414,6 +414,19 @@ class SSHTransport:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._sftp_error(f"cannot read {path}", exc) from None
 
+    def read_tail(self, path: str, max_bytes: int) -> bytes:
+        import paramiko
+
+        sftp = self._sftp_client()
+        try:
+            with sftp.open(path, "rb") as handle:
+                handle.seek(max(0, handle.stat().st_size - max_bytes))
+                return handle.read(max(0, max_bytes))
+        except FileNotFoundError:
+            return b""
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._sftp_error(f"cannot read {path}", exc) from None
+
     def write_file(self, path: str, data: str, mode: int = 0o600) -> None:
         """Atomically: a new temp file, chmod before any byte is written, then rename."""
         import paramiko

@@ -23,7 +23,7 @@ from konduktor_slurm.lifecycle import (
     is_terminal_slurm_state,
     normalise_state,
 )
-from konduktor_slurm.slurm import AcctRow, QueueRow, Slurm, SlurmError, expand_hostlist
+from konduktor_slurm.slurm import AcctRow, QueueRow, Slurm, SlurmError
 from konduktor_slurm.store import JobRecord, Store
 from konduktor_slurm.transport import TransportError
 
@@ -179,18 +179,25 @@ def _cancelling_uids(rows: Iterable[AcctRow]) -> set[int]:
 def _failed_nodes(
     slurm: Slurm, live: list[JobRecord], queue: dict[str, QueueRow], acct: dict[str, AcctRow]
 ) -> dict[str, str]:
-    """For jobs that ended NODE_FAIL: ``{job id: "node2"}``, with one Slurm call for all."""
-    nodes_of: dict[str, list[str]] = {}
+    """For jobs that ended NODE_FAIL: ``{job id: "node2"}``, with one Slurm call for all
+    (two when their node lists must be expanded: see Slurm.expand_hostlists)."""
+    node_list_of: dict[str, str] = {}
     since = time.time()
     for job in live:
         job_id = job.slurm_job_id or ""
         rows = [row for row in (queue.get(job_id), acct.get(job_id)) if row is not None]
         if any(normalise_state(row.state) == "NODE_FAIL" for row in rows):
             node_list = next((row.node_list for row in rows if row.node_list), None)
-            nodes_of[job_id] = expand_hostlist(node_list)
+            if node_list:
+                node_list_of[job_id] = node_list
             since = min(since, job.start_time or job.submitted_at or job.created_at)
-    if not nodes_of:
+    if not node_list_of:
         return {}
+    try:
+        expanded = slurm.expand_hostlists(node_list_of.values())
+    except SlurmError:
+        return {}  # the failure is still shown, with the job's node list instead
+    nodes_of = {job_id: expanded[node_list] for job_id, node_list in node_list_of.items()}
     down = slurm.nodes_that_went_down([n for names in nodes_of.values() for n in names], since)
     return {
         job_id: ",".join(node for node in names if node in down)
@@ -208,7 +215,9 @@ def _remember_slurm_details(job: JobRecord, facts: SlurmFacts, row: QueueRow | N
             "priority": facts.priority,
             "node_list": facts.node_list,
             "exit_code": facts.exit_code,
-            "rank_exit_codes": {str(rank): code for rank, code in facts.rank_exit_codes.items()},
+            # Ints, in rank order; the store's JSON makes the keys strings, so read them back
+            # with views.rank_exit_codes (ints again, 2 before 10).
+            "rank_exit_codes": dict(sorted(facts.rank_exit_codes.items())),
         }
     )
     if row is not None:

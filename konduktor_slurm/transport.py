@@ -44,6 +44,11 @@ class Transport(Protocol):
 
     def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes: ...
 
+    def read_tail(self, path: str, max_bytes: int) -> bytes:
+        """At most the last ``max_bytes`` of the file (b"" if it does not exist), without
+        reading the rest: a log's last lines over SFTP cost its tail, not its size."""
+        ...
+
     def write_file(self, path: str, data: str, mode: int = 0o600) -> None: ...
 
     def make_dirs(self, path: str, mode: int = 0o700) -> None: ...
@@ -99,6 +104,15 @@ class LocalTransport:
             with open(path, "rb") as handle:
                 handle.seek(offset)
                 return handle.read() if limit is None else handle.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    def read_tail(self, path: str, max_bytes: int) -> bytes:
+        try:
+            with open(path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - max_bytes))
+                return handle.read(max(0, max_bytes))
         except FileNotFoundError:
             return b""
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from typing import Any
 
-from konduktor_slurm.lifecycle import humanize_ago
+# The time formats are durations.py's; importable from here too (report_formats, cli).
+from konduktor_slurm.durations import clock, format_duration, humanize_ago, iso
 from konduktor_slurm.store import JobRecord, Transition
+
+__all__ = [
+    "STATE_STYLES",
+    "STATUS_COLUMNS",
+    "clock",
+    "duration_seconds",
+    "format_duration",
+    "iso",
+    "job_json",
+    "rank_exit_codes",
+    "status_row",
+    "transition_json",
+]
 
 STATUS_COLUMNS = ("NAME", "STATUS", "RESOURCES", "SUBMITTED", "START TIME", "END TIME", "DURATION")
 STATE_STYLES = {
@@ -21,17 +34,14 @@ STATE_STYLES = {
 }
 
 
-def clock(epoch: float | None) -> str:
-    """Konduktor's timestamp style: ``08/08/25 04:11PM``."""
-    if epoch is None:
-        return "-"
-    return dt.datetime.fromtimestamp(epoch).strftime("%m/%d/%y %I:%M%p")
+def rank_exit_codes(job: JobRecord) -> dict[int, int]:
+    """``{rank: exit code}`` in rank order (2 before 10), as the tracker recorded it.
 
-
-def iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+    The store keeps ``extra`` as JSON, whose object keys are strings: every reader goes
+    through here so that ranks are ints in Python and sorted numerically everywhere.
+    """
+    codes = job.extra.get("rank_exit_codes") or {}
+    return dict(sorted((int(rank), int(code)) for rank, code in codes.items()))
 
 
 def duration_seconds(job: JobRecord, now: float) -> float | None:
@@ -39,19 +49,6 @@ def duration_seconds(job: JobRecord, now: float) -> float | None:
         return None
     end = job.end_time if job.end_time is not None else (None if job.terminal else now)
     return None if end is None else max(0.0, end - job.start_time)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
 
 
 def status_row(job: JobRecord, now: float) -> tuple[str, ...]:
@@ -91,9 +88,8 @@ def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
         "slurm_state": job.extra.get("slurm_state"),
         "reason": job.extra.get("reason"),
         "exit_code": job.extra.get("exit_code"),
-        "rank_exit_codes": {
-            int(rank): code for rank, code in (job.extra.get("rank_exit_codes") or {}).items()
-        },
+        # In rank order; json.dumps writes the int keys as strings: {"2": 0, "10": 3}.
+        "rank_exit_codes": rank_exit_codes(job),
         "restarts": job.extra.get("restarts", 0),
         "attempt": job.extra.get("attempt"),
     }

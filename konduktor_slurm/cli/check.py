@@ -71,7 +71,7 @@ def check(as_json: bool) -> None:
         checks += [Check(name, False, "transport unreachable", skipped=True) for name in names]
     else:
         try:
-            checks += _cluster_checks(config, transport, run, user, home, info)
+            checks += _cluster_checks(config, slurm, run, user, home, info)
         except TransportError as exc:
             done = {c.name for c in checks}
             checks.append(Check("transport", False, str(exc)))
@@ -99,79 +99,50 @@ def check(as_json: bool) -> None:
     sys.exit(0 if ok else 1)
 
 
-def _cluster_checks(config, transport, run, user: str, home: str, info: dict) -> list[Check]:
-    from konduktor_slurm.slurm import owners_may_suspend, parse_release
+def _cluster_checks(config, slurm, run, user: str, home: str, info: dict) -> list[Check]:
+    from konduktor_slurm.slurm import SlurmError, owners_may_suspend
 
+    transport = slurm.transport
     checks: list[Check] = []
-    version = run("sinfo", "--version")
-    info["slurm_version"] = version.stdout.strip().split()[-1] if version.ok else None
-    checks.append(
-        Check(
-            "slurm",
-            version.ok,
-            version.stdout.strip()
-            if version.ok
-            else _first_line(version.stderr, f"sinfo exited {version.returncode}"),
-        )
-    )
+    try:
+        version = slurm.version()
+    except SlurmError as exc:
+        version = None
+        checks.append(Check("slurm", False, exc.slurm_message))
+    else:
+        checks.append(Check("slurm", True, version.text))
+    info["slurm_version"] = version.version if version else None
 
-    parts = run("sinfo", "--noheader", "--format=%P|%a|%D|%G")
-    partitions = []
-    for line in parts.stdout.splitlines() if parts.ok else []:
-        fields = line.split("|")
-        if len(fields) == 4:
-            name, avail, nodes, gres = fields
-            partitions.append(
-                {
-                    "name": name.rstrip("*"),
-                    "default": name.endswith("*"),
-                    "available": avail,
-                    "nodes": int(nodes) if nodes.isdigit() else nodes,
-                    "gres": None if gres in ("(null)", "") else gres,
-                }
-            )
-    info["partitions"] = partitions
+    try:
+        partitions = slurm.partitions()
+        problem = "sinfo shows no partitions"
+    except SlurmError as exc:
+        partitions, problem = [], exc.slurm_message
+    info["partitions"] = [asdict(partition) for partition in partitions]
     summary = ", ".join(
-        f"{p['name']}{'*' if p['default'] else ''} ({p['available']}, {p['nodes']} nodes"
-        f"{', ' + p['gres'] if p['gres'] else ''})"
+        f"{p.name}{'*' if p.default else ''} ({p.available}, {p.nodes} nodes"
+        f"{', ' + p.gres if p.gres else ''})"
         for p in partitions
     )
-    checks.append(
-        Check(
-            "partitions",
-            bool(partitions),
-            summary or _first_line(parts.stderr, "sinfo shows no partitions"),
-        )
-    )
+    checks.append(Check("partitions", bool(partitions), summary or problem))
 
-    acct = run(
-        "sacct",
-        "--noheader",
-        "--parsable2",
-        "--allocations",
-        "--starttime=now-1hours",
-        "--format=JobID",
-    )
-    checks.append(
-        Check(
-            "accounting",
-            acct.ok,
-            "sacct works"
-            if acct.ok
-            else _first_line(acct.stderr, f"sacct exited {acct.returncode}"),
-        )
-    )
+    try:
+        slurm.check_accounting()
+        checks.append(Check("accounting", True, "sacct works"))
+    except SlurmError as exc:
+        checks.append(Check("accounting", False, exc.slurm_message))
 
-    level_result = run(
-        "sacctmgr", "--noheader", "--parsable2", "show", "user", user, "format=adminlevel"
-    )
-    level = level_result.stdout.strip().splitlines()[0] if level_result.stdout.strip() else "None"
-    slurm_user = ""
-    conf = run("scontrol", "show", "config")
-    for line in conf.stdout.splitlines():
-        if line.startswith("SlurmUser"):
-            slurm_user = line.split("=", 1)[1].strip().split("(")[0]
-    owner_may = owners_may_suspend(parse_release(version.stdout)) if version.ok else False
+    # Unknown when sacctmgr or scontrol fail: then only Slurm's own answer to a suspend
+    # would tell, so "auto" is reported as requeue (what stop falls back to).
+    try:
+        level = slurm.admin_level(user)
+    except SlurmError:
+        level = "None"
+    try:
+        slurm_user = slurm.slurm_user() or ""
+    except SlurmError:
+        slurm_user = ""
+    owner_may = owners_may_suspend(version.release) if version else False
     may_suspend = user in ("root", slurm_user) or level.lower() in PRIVILEGED_LEVELS or owner_may
     auto_mode = "suspend" if may_suspend else "requeue"
     info["may_suspend"] = may_suspend

@@ -78,14 +78,21 @@ def logs(job_name: str, follow: bool, node_rank: int | None, last_lines: int | N
         fail(f"--node-rank {node_rank}: {job.name} has ranks 0..{last} only", EXIT_USAGE)
     if follow:
         follow_and_exit(store, slurm, job, node_rank=node_rank, last_lines=last_lines)
-    from konduktor_slurm.logs import LineFilter, tail_lines
+    from konduktor_slurm.logs import LineFilter, read_last_lines
 
-    data = slurm.transport.read_bytes(job.log_path)
+    transport = slurm.transport
+    if last_lines is not None:
+        # Only the file's tail is read: the last lines of a huge log cost kilobytes.
+        text = read_last_lines(transport, job.log_path, last_lines, node_rank)
+        if not text and not transport.read_tail(job.log_path, 1):
+            click.echo(f"No output yet for {job.name} ({job.state}).", err=True)
+        sys.stdout.write(text)
+        return
+    data = transport.read_bytes(job.log_path)
     if not data:
         click.echo(f"No output yet for {job.name} ({job.state}).", err=True)
         return
-    text = LineFilter(node_rank).feed(data.decode("utf-8", errors="replace"), final=True)
-    sys.stdout.write(tail_lines(text, last_lines))
+    sys.stdout.write(LineFilter(node_rank).feed(data, final=True))
 
 
 def _refuse_option(value: object, option: str, instead: str) -> None:

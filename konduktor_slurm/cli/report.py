@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from konduktor_slurm import durations
 from konduktor_slurm.cli import (
     EXIT_FAILED,
     EXIT_STALE,
@@ -31,29 +32,22 @@ if TYPE_CHECKING:
 CURSOR_ID = "report.cursor_transition_id"  # newest transition already reported
 BILLED_UNTIL = "report.billed_until"  # runs that ended up to here are in an earlier report
 FIRST_WINDOW_SECONDS = 24 * 3600  # the first report looks back one day
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_age(text: str, option: str) -> float:
-    """``90s``, ``30m``, ``2h``, ``1d`` -> seconds."""
-    text = text.strip().lower()
-    if len(text) >= 2 and text[-1] in _UNITS and text[:-1].replace(".", "", 1).isdigit():
-        return float(text[:-1]) * _UNITS[text[-1]]
-    fail(f"{option}: expected an age like 30m, 2h or 1d, got {text!r}", EXIT_USAGE)
+    """``90s``, ``30m``, ``2h``, ``1.5d``, ``1w`` -> seconds, or a usage error naming ``option``."""
+    try:
+        return durations.parse_age(text)
+    except durations.DurationError as exc:
+        fail(f"{option}: {exc}", EXIT_USAGE)
 
 
 def parse_since(text: str, now: float) -> float:
-    import datetime as dt
-
-    if text and text[-1].lower() in _UNITS and text[:-1].replace(".", "", 1).isdigit():
-        return now - parse_age(text, "--since")
+    """``--since``: an age before ``now`` (``2h``) or a time (``2026-11-28T14:00``)."""
     try:
-        return dt.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        fail(
-            f"--since: expected an age (2h, 1d) or a time like 2026-11-28T14:00, got {text!r}",
-            EXIT_USAGE,
-        )
+        return durations.parse_when(text, now)
+    except durations.DurationError as exc:
+        fail(f"--since: {exc}", EXIT_USAGE)
 
 
 @contextlib.contextmanager
@@ -100,21 +94,21 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+# A failed job's log tail in a report: at most this much of the file's end is read.
+LOG_TAIL_BYTES = 256 * 1024
+
+
 def log_tail(slurm: Slurm, job: JobRecord, rank: int | None, lines: int) -> list[str]:
     """The last ``lines`` lines of the failing rank's output (all ranks if unknown)."""
-    from konduktor_slurm.logs import LineFilter
+    from konduktor_slurm.logs import read_last_lines
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.transport import TransportError
 
-    if lines <= 0:
-        return []
     try:
-        data = slurm.transport.read_bytes(job.log_path)
+        text = read_last_lines(slurm.transport, job.log_path, lines, rank, max_bytes=LOG_TAIL_BYTES)
     except (SlurmError, TransportError, OSError):
         return []
-    keep = LineFilter(rank)
-    text = data[-256 * 1024 :].decode("utf-8", errors="replace")
-    return [line for line in text.splitlines() if keep.keep(line)][-lines:]
+    return text.splitlines()
 
 
 @main.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import json
 import sys
@@ -19,6 +18,7 @@ from konduktor_slurm.cli import (
     resolve_job,
     settings,
 )
+from konduktor_slurm.durations import DurationError, parse_when
 from konduktor_slurm.store import JobRecord, Store
 
 STATUS_CHOICES = {
@@ -31,23 +31,15 @@ STATUS_CHOICES = {
 }
 
 
-def _parse_when(value: str | None, option: str) -> float | None:
+def _parse_when(value: str | None, option: str, now: float) -> float | None:
     """``--after/--before``: an ISO date/time (``2026-11-28``, ``2026-11-28T14:00``) or an
     age like ``2h``, ``30m``, ``3d`` meaning that long ago."""
     if value is None:
         return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    text = value.strip()
-    if text[:-1].isdigit() and text[-1:] in units:
-        return time.time() - int(text[:-1]) * units[text[-1]]
     try:
-        return dt.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: expected a date/time like 2026-11-28 or 2026-11-28T14:00, "
-            "or an age like 30m, 2h, 3d",
-            param_hint=option,
-        ) from None
+        return parse_when(value, now)
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _select(
@@ -111,7 +103,9 @@ def status(
     config = settings()
     store = open_store(config)
     slurm = open_slurm(config)
-    after_ts, before_ts = _parse_when(after, "--after"), _parse_when(before, "--before")
+    started = time.time()
+    after_ts = _parse_when(after, "--after", started)
+    before_ts = _parse_when(before, "--before", started)
     jobs = [resolve_job(store, job_name)] if job_name else store.jobs(include_hidden=show_all)
     # Over SSH the jobs belong to the remote account; the store knows it without connecting.
     user = store.last_user() or getpass.getuser()
@@ -197,11 +191,11 @@ def _print_table(
 
 
 def _print_job_detail(store: Store, job: JobRecord, now: float, stale: bool) -> None:
-    from konduktor_slurm.views import clock, duration_seconds, format_duration
+    from konduktor_slurm.views import clock, duration_seconds, format_duration, rank_exit_codes
 
     extra = job.extra
-    ranks = extra.get("rank_exit_codes") or {}
-    rank_text = ", ".join(f"rank {rank}: {code}" for rank, code in sorted(ranks.items())) or "-"
+    ranks = rank_exit_codes(job)
+    rank_text = ", ".join(f"rank {rank}: {code}" for rank, code in ranks.items()) or "-"
     attempt = extra.get("attempt")
     status_text = job.state + (f" ({job.detail})" if job.detail else "")
     lines = [

@@ -19,13 +19,23 @@ from konduktor_slurm.cli.report import parse_age, parse_since, report_lock, writ
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400), ("1.5h", 5400), (" 2H ", 7200)],
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1.5h", 5400),
+        (" 2H ", 7200),
+        ("2w", 14 * 86400),  # the same ages as `status --after` (durations.py)
+    ],
 )
 def test_parse_age(text: str, seconds: float) -> None:
     assert parse_age(text, "--stuck-after") == seconds
 
 
-@pytest.mark.parametrize("text", ["", "h", "2", "2w", "-2h", "two hours", "2h30m"])
+@pytest.mark.parametrize(
+    "text", ["", "h", "2", "2y", "-2h", "two hours", "2h30m", "1e400d", "100000000d", "infd"]
+)
 def test_parse_age_rejects_what_it_cannot_read(text: str, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         parse_age(text, "--stuck-after")
@@ -45,11 +55,13 @@ def test_since_takes_an_iso_time_local_or_with_a_zone() -> None:
     assert parse_since("2026-11-28T15:00+01:00", 0.0) == utc
 
 
-def test_since_rejects_garbage(capsys) -> None:
+@pytest.mark.parametrize("text", ["yesterday", "100000000d", "1e400d", "0001-01-01"])
+def test_since_rejects_garbage_and_ages_beyond_any_date(text: str, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
-        parse_since("yesterday", 0.0)
+        parse_since(text, time.time())
     assert exc.value.code == EXIT_USAGE
-    assert "--since" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("Error: --since: ") and text in err and len(err.splitlines()) == 1
 
 
 def test_lock_is_taken_when_free_and_released_after(tmp_path: Path) -> None:

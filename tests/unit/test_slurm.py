@@ -9,7 +9,6 @@ import pytest
 from konduktor_slurm.slurm import (
     QUEUE_FIELDS,
     SlurmError,
-    expand_hostlist,
     owners_may_suspend,
     parse_release,
     parse_sacct,
@@ -72,8 +71,9 @@ def test_sacct_rows_from_real_output() -> None:
 
 def test_sacct_keeps_the_latest_run_of_a_requeued_job() -> None:
     output = (
-        "9|PREEMPTED|0:0|2026-11-28T10:00:00|2026-11-28T10:01:00|node1|UNLIMITED|bob\n"
-        "9|RUNNING|0:0|2026-11-28T10:03:00|Unknown|node2|UNLIMITED|bob\n"
+        "9\x1fPREEMPTED\x1f0:0\x1f2026-11-28T10:00:00\x1f2026-11-28T10:01:00\x1fnode1"
+        "\x1fUNLIMITED\x1fbob\x1f\n"
+        "9\x1fRUNNING\x1f0:0\x1f2026-11-28T10:03:00\x1fUnknown\x1fnode2\x1fUNLIMITED\x1fbob\x1f\n"
     )
     assert parse_sacct(output)["9"].state == "RUNNING"
 
@@ -95,7 +95,7 @@ def test_one_command_whatever_the_number_of_jobs() -> None:
     assert squeue[-1] == "--jobs=" + ",".join(ids)
     assert all(f"{name}:\x1f" in squeue[3] for name in QUEUE_FIELDS)
     sacct = sacct_command(ids)
-    assert sacct[0] == "sacct" and "--parsable2" in sacct
+    assert sacct[0] == "sacct" and "--parsable" in sacct and "--delimiter=\x1f" in sacct
     assert sacct[-1] == "--jobs=" + ",".join(ids)
 
 
@@ -106,20 +106,6 @@ def test_sacct_steps_reveal_an_oom_kill_the_allocation_hides() -> None:
     assert (job.state, job.exit_code) == ("FAILED", "1:0")
     assert "OUT_OF_MEMORY" in job.step_states
     assert job.out_of_memory
-
-
-@pytest.mark.parametrize(
-    ("text", "names"),
-    [
-        ("node[1-2]", ["node1", "node2"]),
-        ("node[1-3,7],gpu01", ["node1", "node2", "node3", "node7", "gpu01"]),
-        ("gpu[08-10]", ["gpu08", "gpu09", "gpu10"]),
-        ("node1", ["node1"]),
-        (None, []),
-    ],
-)
-def test_expand_hostlist(text: str | None, names: list[str]) -> None:
-    assert expand_hostlist(text) == names
 
 
 def test_resources_and_attempt_from_a_konduktor_comment() -> None:
@@ -146,6 +132,8 @@ def test_every_release_parses_to_the_same_jobs(release: str) -> None:
         "JOB3": "RUNNING",
         "JOB4": "PENDING",
         "JOB5": "CANCELLED",
+        "JOB6": "COMPLETED",  # named a|b
+        "JOB7": "FAILED",  # named with the unit separator and a newline
     }
     running = queue["JOB3"]
     assert (running.node_list, running.num_nodes, running.cpus_per_task) == ("node[1-2]", 2, 2)
@@ -162,6 +150,8 @@ def test_every_release_parses_to_the_same_jobs(release: str) -> None:
         "JOB3": ("RUNNING", "0:0"),
         "JOB4": ("PENDING", "0:0"),
         "JOB5": ("CANCELLED by 0", "0:0"),
+        "JOB6": ("COMPLETED", "0:0"),
+        "JOB7": ("FAILED", "4:0"),
     }
     assert acct["JOB4"].node_list is None and acct["JOB4"].time_limit is None
     assert acct["JOB5"].step_states == ("CANCELLED",)
