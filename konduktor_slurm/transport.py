@@ -1,4 +1,4 @@
-"""Run commands and move files, on this machine or (later) over one SSH connection.
+"""Run commands and move files, on this machine or over one SSH connection (``ssh.py``).
 
 Everything that touches the cluster goes through a ``Transport`` so the Slurm adapter and
 staging never care where they run. Every call has a timeout: cron must never hang.
@@ -43,6 +43,11 @@ class Transport(Protocol):
     ) -> CommandResult: ...
 
     def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes: ...
+
+    def read_tail(self, path: str, max_bytes: int) -> bytes:
+        """At most the last ``max_bytes`` of the file (b"" if it is missing), never reading the
+        rest of it: a log's tail costs the same for a 1 KB and a 100 GB log."""
+        ...
 
     def write_file(self, path: str, data: str, mode: int = 0o600) -> None: ...
 
@@ -99,6 +104,17 @@ class LocalTransport:
             with open(path, "rb") as handle:
                 handle.seek(offset)
                 return handle.read() if limit is None else handle.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    def read_tail(self, path: str, max_bytes: int) -> bytes:
+        if max_bytes <= 0:
+            return b""
+        try:
+            with open(path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - max_bytes))
+                return handle.read(max_bytes)
         except FileNotFoundError:
             return b""
 
