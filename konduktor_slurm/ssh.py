@@ -323,6 +323,12 @@ class SSHTransport:
                 errors = list(exc.errors.values())
                 reason = (getattr(errors[0], "strerror", None) if errors else None) or str(exc)
                 reason = reason.lower()
+            elif isinstance(exc, paramiko.SSHException) and any(
+                # paramiko's words when the peer (or the proxy) never speaks SSH in time
+                words in str(exc)
+                for words in ("protocol banner", "No existing session")
+            ):
+                reason = f"no SSH server answered within {timeout:g}s"
             elif isinstance(exc, OSError | paramiko.SSHException | EOFError):
                 reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             else:
@@ -619,16 +625,24 @@ def _fabric_types() -> tuple[type[fabric.Connection], type[paramiko.ProxyCommand
                 start_new_session=True,
             )
             self.timeout: float | None = None
+            self.stopped = False
+            self.ended = False
 
         def recv(self, size: int) -> bytes:
             assert self.process.stdout is not None
             ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
             if not ready:
                 raise TimeoutError  # paramiko's packetizer waits again (socket.timeout)
-            return os.read(self.process.stdout.fileno(), size)  # b"" at the end: EOF
+            data = os.read(self.process.stdout.fileno(), size)
+            self.ended = not data  # b"": the command closed its output; paramiko sees EOF
+            return data
 
         def close(self) -> None:
+            if self.ended:  # it is ending on its own: let failure() see how
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(1)
             if self.process.poll() is None:
+                self.stopped = True  # its end is then ours, not a failure of the command
                 self.process.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.wait(1)
@@ -638,6 +652,8 @@ def _fabric_types() -> tuple[type[fabric.Connection], type[paramiko.ProxyCommand
             try:
                 code = self.process.wait(0.5)
             except subprocess.TimeoutExpired:
+                return None
+            if self.stopped:
                 return None
             self.stderr.seek(0)
             lines = self.stderr.read().decode(errors="replace").strip().splitlines()

@@ -674,6 +674,31 @@ def test_unreachable_sshd_is_a_one_line_error(laptop: Workstation, tmp_path: Pat
     assert re.search(r"transport\s+FAIL\s+cannot connect to", checked.stdout)
 
 
+def test_a_silent_server_and_an_unreachable_host_behind_a_jump_host(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
+) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text("name: nosilence\nrun: 'true'\n")
+    with socket.socket() as silent:  # accepts TCP connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        laptop.configure(port=port, connect_timeout=2)
+        start = time.monotonic()
+        result = laptop.run("launch", "-y", str(task))
+        assert_one_line_error(
+            result, f"cannot connect to kdtest@127.0.0.1:{port}", "no SSH server answered within 2s"
+        )
+        assert time.monotonic() - start < 15
+
+    nowhere = _free_port()
+    laptop.configure(port=nowhere, jump_host=f"{TEST_USER}@127.0.0.1:{sshd.port}")
+    result = laptop.run("launch", "-y", str(task))
+    assert_one_line_error(
+        result, f"jump host kdtest@127.0.0.1:{sshd.port} cannot reach 127.0.0.1:{nowhere}"
+    )
+
+
 def test_connection_dropped_mid_staging_fails_the_job_and_submits_nothing(
     laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path, remote_cleanup: list[str]
 ) -> None:
