@@ -54,7 +54,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from konduktor_slurm.config import parse_jump_hop
 from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult, TransportError
 
 if TYPE_CHECKING:
@@ -232,6 +231,8 @@ class SSHTransport:
         reads ``[::1]:22`` as a host named "[::1]:22" and walks a comma-separated chain from
         its last hop instead of its first.
         """
+        from konduktor_slurm.config import parse_jump_hop  # not for the rsync relay's start
+
         jump = (options.get("proxyjump") or "").strip()
         if jump and jump.lower() != "none":
             if depth >= MAX_JUMP_DEPTH:
