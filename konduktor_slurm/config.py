@@ -10,7 +10,8 @@
     ssh:
       host: kdtest@127.0.0.1:2222
       identity_file: ~/.ssh/id_ed25519
-      jump_host: bastion.example.org   # ProxyJump
+      jump_host: bastion.example.org   # ProxyJump: [user@]host[:port], comma-separated hops
+      # proxy_command: nc -X 5 -x socks.example.org:1080 %h %p   # ProxyCommand (%h %p %r)
       known_hosts: ~/.ssh/known_hosts
       accept_new_host_keys: false      # true: trust (and remember) a host seen the first time
       connect_timeout: 15
@@ -24,7 +25,10 @@
     slurm_bin_dir: /opt/slurm/bin
     slurm_timeout: 30
 
-Nothing here imports paramiko: ``ssh.py`` does, when a command first talks to the cluster.
+``~/.ssh/config`` fills in what is not set here (HostName, User, Port, IdentityFile, ProxyJump,
+ProxyCommand); ``jump_host`` and ``proxy_command`` exclude each other, as in ssh_config.
+Nothing here imports fabric or paramiko: ``ssh.py`` does, when a command first talks to the
+cluster.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ SSH_KEYS = {
     "port",
     "identity_file",
     "jump_host",
+    "proxy_command",
     "known_hosts",
     "accept_new_host_keys",
     "connect_timeout",
@@ -67,9 +72,11 @@ STOP_MODES = ("auto", "suspend", "requeue", "signal")
 DEFAULT_REMOTE_JOBS_DIR = "~/.konduktor/jobs"
 DEFAULT_NODE_WORKDIR = "~/konduktor_workdir"
 
-# user@host[:port]; host may be an [IPv6] literal or a ~/.ssh/config alias.
+# user@host[:port]; host may be an [IPv6] literal or a ~/.ssh/config alias. Not a pattern
+# (* ? ! ,) nor quoted: ssh.py hands the host to ssh_config as a Host line.
 _SSH_TARGET = re.compile(
-    r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@\s:\[\]]+)(?::(?P<port>\d+))?$"
+    r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@\s:\[\]*?!,\"']+)"
+    r"(?::(?P<port>\d+))?$"
 )
 _SLURM_NAME = re.compile(r"^[A-Za-z0-9_.,+-]+$")
 
@@ -86,7 +93,8 @@ class SSHSettings:
     user: str | None = None
     port: int | None = None
     identity_file: str | None = None
-    jump_host: str | None = None
+    jump_host: str | None = None  # ProxyJump: comma-separated [user@]host[:port] hops
+    proxy_command: str | None = None  # ProxyCommand, %h %p %r expanded
     known_hosts: str | None = None
     accept_new_host_keys: bool = False
     connect_timeout: float = 15.0
@@ -211,7 +219,9 @@ def parse_ssh(config_path: Path, value: Any) -> SSHSettings | None:
         raise ConfigError(
             f"{config_path}: ssh.host: {target!r} is not an ~/.ssh/config alias or user@host[:port]"
         )
-    user = _text(config_path, "ssh.user", options.get("user")) or match["user"]
+    user = _ssh_line(config_path, "ssh.user", options.get("user")) or match["user"]
+    if user and any(c.isspace() for c in user):
+        raise ConfigError(f"{config_path}: ssh.user: {user!r} is not a user name")
     port: int | None = None
     port_value = options.get("port", match["port"])
     if port_value is not None:
@@ -228,18 +238,71 @@ def parse_ssh(config_path: Path, value: Any) -> SSHSettings | None:
         raise ConfigError(
             f"{config_path}: ssh.accept_new_host_keys: expected true or false, got {accept!r}"
         )
+    jump_host = _ssh_line(config_path, "ssh.jump_host", options.get("jump_host"))
+    if jump_host and jump_host.lower() != "none":
+        for hop in jump_host.split(","):
+            try:
+                parse_jump_hop(hop)
+            except ValueError:
+                raise ConfigError(
+                    f"{config_path}: ssh.jump_host: {hop.strip()!r} is not [user@]host[:port] "
+                    "(hops separated by commas; an IPv6 address in brackets: [::1]:22)"
+                ) from None
+    proxy_command = _ssh_line(config_path, "ssh.proxy_command", options.get("proxy_command"))
+    if jump_host and proxy_command:
+        raise ConfigError(
+            f"{config_path}: ssh.jump_host and ssh.proxy_command: set one of them (a ProxyJump "
+            "or a ProxyCommand, not both)"
+        )
     return SSHSettings(
         host=match["host"].strip("[]"),
         user=user,
         port=port,
         identity_file=_text(config_path, "ssh.identity_file", options.get("identity_file")),
-        jump_host=_text(config_path, "ssh.jump_host", options.get("jump_host")),
+        jump_host=jump_host,
+        proxy_command=proxy_command,
         known_hosts=_text(config_path, "ssh.known_hosts", options.get("known_hosts")),
         accept_new_host_keys=accept,
         connect_timeout=_number(
             config_path, "ssh.connect_timeout", options.get("connect_timeout"), 15.0
         ),
     )
+
+
+def parse_jump_hop(spec: str) -> tuple[str | None, str, int | None]:
+    """One ProxyJump hop, ``[ssh://][user@]host[:port]``: (user, host, port).
+
+    The host may be an ``[IPv6]`` literal (``kdtest@[::1]:2222``); a bare IPv6 address takes no
+    port. ValueError when the hop is malformed.
+    """
+    text = spec.strip().removeprefix("ssh://")
+    user, at, rest = text.rpartition("@")
+    port_text: str | None = None
+    if rest.startswith("["):
+        host, bracket, after = rest[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            raise ValueError(spec)
+        port_text = after[1:] if after else None
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+    else:
+        host = rest
+    if not host or (at and not user) or any(c.isspace() or c in "@[]" for c in host + user):
+        raise ValueError(spec)
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(spec)
+        port = int(port_text)
+    return user or None, host, port
+
+
+def _ssh_line(config_path: Path, key: str, value: Any) -> str | None:
+    """Text that ssh.py writes into an ssh_config line: one line, no line breaks."""
+    text = _text(config_path, key, value)
+    if text is not None and ("\n" in text or "\r" in text):
+        raise ConfigError(f"{config_path}: {key}: must be a single line")
+    return text
 
 
 def _slurm_name(config_path: Path, key: str, value: Any) -> str | None:

@@ -1,4 +1,4 @@
-"""Run commands and move files, on this machine or (later) over one SSH connection.
+"""Run commands and move files, on this machine or over one SSH connection (``ssh.py``).
 
 Everything that touches the cluster goes through a ``Transport`` so the Slurm adapter and
 staging never care where they run. Every call has a timeout: cron must never hang.
@@ -45,8 +45,8 @@ class Transport(Protocol):
     def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes: ...
 
     def read_tail(self, path: str, max_bytes: int) -> bytes:
-        """At most the last ``max_bytes`` of the file (b"" if it does not exist), without
-        reading the rest: a log's last lines over SFTP cost its tail, not its size."""
+        """At most the last ``max_bytes`` of the file (b"" if it is missing), never reading the
+        rest of it: a log's tail costs the same for a 1 KB and a 100 GB log."""
         ...
 
     def write_file(self, path: str, data: str, mode: int = 0o600) -> None: ...
@@ -108,11 +108,13 @@ class LocalTransport:
             return b""
 
     def read_tail(self, path: str, max_bytes: int) -> bytes:
+        if max_bytes <= 0:
+            return b""
         try:
             with open(path, "rb") as handle:
                 size = handle.seek(0, os.SEEK_END)
                 handle.seek(max(0, size - max_bytes))
-                return handle.read(max(0, max_bytes))
+                return handle.read(max_bytes)
         except FileNotFoundError:
             return b""
 

@@ -5,7 +5,8 @@ The client is this test process's user (root) with a ``config.yaml`` that points
 Most tests use a dedicated sshd started from the cluster's own sshd_config, host key and user
 (on a free port, ``LogLevel VERBOSE``, its own log): it lets the tests count connections from
 the outside ("Accepted publickey" lines) and kill the server in the middle of a command. One
-test uses the cluster's sshd on 127.0.0.1:2222 itself. Missing sshd or cluster: the tests
+test uses the cluster's sshd on 127.0.0.1:2222 itself. The dedicated sshd also listens on
+[::1] so a jump host can be named by its IPv6 literal. Missing sshd or cluster: the tests
 FAIL, they never skip.
 """
 
@@ -15,11 +16,14 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,6 +73,8 @@ class DedicatedSSHD:
                 f"PidFile={self.pid_file}",
                 "-o",
                 "LogLevel=VERBOSE",
+                "-o",
+                "ListenAddress=::1",  # as well as the config's 127.0.0.1
                 "-E",
                 str(self.log),
             ],
@@ -154,10 +160,10 @@ class Workstation:
     def known_hosts(self) -> Path:
         return self.directory / "known_hosts"
 
-    def trust(self, port: int) -> None:
+    def trust(self, port: int, host: str = "127.0.0.1") -> None:
         key_type, key = (SSH_DIR / "ssh_host_ed25519_key.pub").read_text().split()[:2]
         with self.known_hosts.open("a") as handle:
-            handle.write(f"[127.0.0.1]:{port} {key_type} {key}\n")
+            handle.write(f"[{host}]:{port} {key_type} {key}\n")
 
     def configure(self, port: int | None = None, **ssh_options: object) -> Path:
         options = {
@@ -483,6 +489,178 @@ def test_ssh_config_alias_through_a_jump_host(
     assert sshd.accepted() - before == 1  # one login on the bastion for the whole command
 
 
+# A ProxyCommand for the tests: it records where ssh asked it to go (%h %p), then carries the
+# bytes to the sshd on 127.0.0.1 at that port. It takes exactly three arguments, so a command
+# line not run by a shell (``2>/dev/null`` passed on as an argument) makes it fail.
+PROXY_RELAY = """\
+import select, socket, sys
+
+host, port, marker = sys.argv[1:]
+with open(marker, "a") as handle:
+    handle.write(f"{host} {port}\\n")
+sock = socket.create_connection(("127.0.0.1", int(port)))
+stdin, stdout = sys.stdin.buffer.raw, sys.stdout.buffer
+readers = [stdin, sock]
+while True:
+    ready, _, _ = select.select(readers, [], [])
+    if stdin in ready:
+        data = stdin.read(65536)
+        if data:
+            sock.sendall(data)
+        else:
+            readers.remove(stdin)
+            sock.shutdown(socket.SHUT_WR)
+    if sock in ready:
+        data = sock.recv(65536)
+        if not data:
+            break
+        stdout.write(data)
+        stdout.flush()
+"""
+
+
+def proxy_command(tmp_path: Path, target: str) -> tuple[str, Path]:
+    """A ProxyCommand line through PROXY_RELAY to ``target`` (``%h %p`` or literal), its log."""
+    relay = tmp_path / "proxy_relay.py"
+    relay.write_text(PROXY_RELAY)
+    marker = tmp_path / "proxy-calls"
+    command = f"{shlex.quote(sys.executable)} {relay} {target} {marker} 2>/dev/null"
+    return command, marker
+
+
+def test_proxy_command_from_ssh_config_runs_the_job_as_kdtest_over_one_connection(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path, remote_cleanup: list[str]
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"proxied{tag}")
+    home = tmp_path / "laptop-home"
+    (home / ".ssh").mkdir(parents=True)
+    command, marker = proxy_command(tmp_path, "%h %p")
+    # The HostName resolves nowhere: only the ProxyCommand can reach it.
+    (home / ".ssh" / "config").write_text(
+        f"Host kdproxied\n  HostName kd-proxied.invalid\n  Port {sshd.port}\n"
+        f"  User {TEST_USER}\n  IdentityFile {laptop.key}\n  ProxyCommand {command}\n"
+    )
+    laptop.trust(sshd.port, host="kd-proxied.invalid")
+    (laptop.directory / "config.yaml").write_text(
+        json.dumps({"ssh": {"host": "kdproxied", "known_hosts": str(laptop.known_hosts)}})
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.txt").write_text(f"staged-through-proxy-{tag}\n")
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        f'name: proxied{tag}\nworkdir: project\nrun: |\n  echo "user=$(id -un)"\n  cat data.txt\n'
+    )
+
+    launched, connections = counting(sshd)(
+        lambda: laptop.run("launch", "-y", str(task), env={"HOME": str(home)})
+    )
+    assert launched.returncode == 0, launched.output
+    assert f"0: user={TEST_USER}" in launched.stdout, launched.output
+    assert f"0: staged-through-proxy-{tag}" in launched.stdout  # rsync went through it too
+    assert connections == 1
+    # One proxy process, asked for the configured host and port: the one connection.
+    assert marker.read_text() == f"kd-proxied.invalid {sshd.port}\n"
+
+
+def test_proxy_command_in_config_yaml_and_a_failing_one(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
+) -> None:
+    home = tmp_path / "empty-home"  # no ~/.ssh/config at all
+    home.mkdir()
+    command, marker = proxy_command(tmp_path, "%h %p")
+    laptop.trust(sshd.port, host="kd-proxied.invalid")
+    laptop.configure(host=f"{TEST_USER}@kd-proxied.invalid:{sshd.port}", proxy_command=command)
+    checked, connections = counting(sshd)(
+        lambda: laptop.run("check", "--json", env={"HOME": str(home)})
+    )
+    assert checked.returncode == 0, checked.output
+    assert json.loads(checked.stdout)["ok"] is True
+    assert connections == 1
+    # %p is config.yaml's port, not ssh's default 22.
+    assert marker.read_text() == f"kd-proxied.invalid {sshd.port}\n"
+
+    laptop.configure(
+        host=f"{TEST_USER}@kd-proxied.invalid:{sshd.port}",
+        proxy_command="sh -c 'echo no route to the cluster >&2; exit 3'",
+        connect_timeout=60,
+    )
+    task = tmp_path / "task.yaml"
+    task.write_text("name: proxyfail\nrun: 'true'\n")
+    start = time.monotonic()
+    failed = laptop.run("launch", "-y", str(task), env={"HOME": str(home)})
+    assert_one_line_error(
+        failed,
+        f"cannot connect to {TEST_USER}@kd-proxied.invalid:{sshd.port}",
+        "ProxyCommand exited with status 3: no route to the cluster",
+    )
+    assert time.monotonic() - start < 30  # the proxy's end is noticed, not waited out
+
+
+def test_jump_chain_of_an_ipv6_literal_and_a_user_host_port_hop(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
+) -> None:
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    laptop.trust(sshd.port, host="::1")
+    laptop.trust(CLUSTER_SSH_PORT)
+    laptop.configure(
+        port=CLUSTER_SSH_PORT,
+        jump_host=f"{TEST_USER}@[::1]:{sshd.port},{TEST_USER}@127.0.0.1:{sshd.port}",
+    )
+    seen = len(sshd.log.read_text())
+    result = laptop.run("check", "--json", env={"HOME": str(home)})
+    assert result.returncode == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] and data["transport"] == f"ssh {TEST_USER}@127.0.0.1:2222", data
+    time.sleep(0.2)
+    logins = re.findall(
+        rf"Accepted publickey for {TEST_USER} from (\S+) port", sshd.log.read_text()[seen:]
+    )
+    # The first hop first, from the laptop over IPv6; the second hop through the first (so
+    # from the jump host itself, 127.0.0.1); then the cluster's sshd through the second.
+    assert logins == ["::1", "127.0.0.1"]
+
+
+def test_read_tail_over_ssh_reads_only_the_end_of_a_huge_file(
+    laptop: Workstation, sshd: DedicatedSSHD
+) -> None:
+    from konduktor_slurm.config import SSHSettings
+    from konduktor_slurm.ssh import SSHTransport
+
+    log = REMOTE_HOME / f"kd-tail-{uuid.uuid4().hex[:6]}.log"
+    try:
+        with log.open("wb") as handle:  # 1 GiB, sparse: only the last line is on disk
+            handle.truncate(1 << 30)
+            handle.seek(0, 2)
+            handle.write(b"the last line\n")
+        log.chmod(0o644)
+        transport = SSHTransport(
+            SSHSettings(
+                host="127.0.0.1",
+                user=TEST_USER,
+                port=sshd.port,
+                identity_file=str(laptop.key),
+                known_hosts=str(laptop.known_hosts),
+            )
+        )
+        assert transport.read_tail(str(log) + ".missing", 100) == b""  # connects, opens SFTP
+        tracemalloc.start()
+        try:
+            tail = transport.read_tail(str(log), 14)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert tail == b"the last line\n"
+        assert peak < 1 << 20  # reading the whole file would need 1 GiB
+        assert transport.read_tail(str(log), 4) == b"ine\n"
+        assert transport.connections == 1
+        transport.close()
+    finally:
+        log.unlink(missing_ok=True)
+
+
 def test_unreachable_sshd_is_a_one_line_error(laptop: Workstation, tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
     laptop.configure(port=port)
@@ -494,6 +672,31 @@ def test_unreachable_sshd_is_a_one_line_error(laptop: Workstation, tmp_path: Pat
     assert checked.returncode == 1
     assert "Traceback" not in checked.output
     assert re.search(r"transport\s+FAIL\s+cannot connect to", checked.stdout)
+
+
+def test_a_silent_server_and_an_unreachable_host_behind_a_jump_host(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
+) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text("name: nosilence\nrun: 'true'\n")
+    with socket.socket() as silent:  # accepts TCP connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        laptop.configure(port=port, connect_timeout=2)
+        start = time.monotonic()
+        result = laptop.run("launch", "-y", str(task))
+        assert_one_line_error(
+            result, f"cannot connect to kdtest@127.0.0.1:{port}", "no SSH server answered within 2s"
+        )
+        assert time.monotonic() - start < 15
+
+    nowhere = _free_port()
+    laptop.configure(port=nowhere, jump_host=f"{TEST_USER}@127.0.0.1:{sshd.port}")
+    result = laptop.run("launch", "-y", str(task))
+    assert_one_line_error(
+        result, f"jump host kdtest@127.0.0.1:{sshd.port} cannot reach 127.0.0.1:{nowhere}"
+    )
 
 
 def test_connection_dropped_mid_staging_fails_the_job_and_submits_nothing(

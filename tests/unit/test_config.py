@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from konduktor_slurm.config import ConfigError, Settings, load_settings
+from konduktor_slurm.config import ConfigError, Settings, load_settings, parse_jump_hop
 from konduktor_slurm.task import parse_task
 
 
@@ -85,6 +85,36 @@ def test_ssh_mapping_with_every_option(config_file: Path) -> None:
     assert settings.slurm_bin_dir == "/opt/slurm/bin" and settings.slurm_timeout == 12.0
 
 
+def test_ssh_proxy_command_and_jump_chains(config_file: Path) -> None:
+    proxied = load(config_file, "ssh:\n  host: login\n  proxy_command: nc -x socks:1080 %h %p\n")
+    assert proxied.ssh is not None
+    assert (proxied.ssh.proxy_command, proxied.ssh.jump_host) == ("nc -x socks:1080 %h %p", None)
+    chain = "kdtest@[::1]:2222,ssh://bob@gw.example.org:22,bastion"
+    jumped = load(config_file, f"ssh:\n  host: login\n  jump_host: '{chain}'\n")
+    assert jumped.ssh is not None and jumped.ssh.jump_host == chain
+
+
+@pytest.mark.parametrize(
+    ("spec", "hop"),
+    [
+        ("bastion", (None, "bastion", None)),
+        ("bob@bastion:2200", ("bob", "bastion", 2200)),
+        ("[::1]:2222", (None, "::1", 2222)),
+        ("kdtest@[::1]", ("kdtest", "::1", None)),
+        ("fe80::1", (None, "fe80::1", None)),  # a bare IPv6 address takes no port
+        (" ssh://bob@127.0.0.1:22 ", ("bob", "127.0.0.1", 22)),
+    ],
+)
+def test_jump_hop_forms(spec: str, hop: tuple) -> None:
+    assert parse_jump_hop(spec) == hop
+
+
+@pytest.mark.parametrize("spec", ["", "@host", "[::1", "[::1]x", "host:", "host:http", "h:99999"])
+def test_malformed_jump_hops(spec: str) -> None:
+    with pytest.raises(ValueError):
+        parse_jump_hop(spec)
+
+
 @pytest.mark.parametrize(
     ("text", "needles"),
     [
@@ -94,6 +124,14 @@ def test_ssh_mapping_with_every_option(config_file: Path) -> None:
         ("ssh: 'a b'\n", ["ssh.host", "user@host[:port]"]),
         ("ssh: {user: bob}\n", ["ssh.host: missing"]),
         ("ssh: [a, b]\n", ["ssh: expected a host"]),
+        ("ssh: 'login*'\n", ["ssh.host", "is not an ~/.ssh/config alias"]),
+        ("ssh: {host: h, jump_host: 'a,[::1'}\n", ["ssh.jump_host: '[::1' is not [user@]host"]),
+        (
+            "ssh: {host: h, jump_host: gw, proxy_command: nc %h %p}\n",
+            ["ssh.jump_host and ssh.proxy_command: set one of them"],
+        ),
+        ("ssh:\n  host: h\n  proxy_command: |\n    nc %h %p\n    Port 1\n", ["single line"]),
+        ("ssh: {host: h, user: 'bob smith'}\n", ["ssh.user: 'bob smith' is not a user name"]),
         ("ssh: 'h:99999'\n", ["ssh.port: expected 1-65535"]),
         ("ssh: {host: h, port: abc}\n", ["ssh.port"]),
         ("ssh: {host: h, accept_new_host_keys: 'yes'}\n", ["accept_new_host_keys: expected true"]),
