@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, NoReturn
 
+from konduktor_slurm import durations
 from konduktor_slurm.task import compat
 from konduktor_slurm.task.model import Accelerator
 from konduktor_slurm.task.source import as_text, is_number
@@ -46,18 +47,9 @@ _SYSTEM_ROOTS = frozenset(
     {"bin", "boot", "dev", "etc", "lib", "lib64", "proc", "sbin", "sys", "usr", "var"}
 )
 
-TIME_EXPECTED = (
-    "a Slurm time limit: minutes (30), 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM' or 'D-HH:MM:SS'"
-)
-# Slurm's --time formats. Each entry: regex, and which groups are days/hours/minutes/seconds.
-_TIME_FORMATS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
-    (re.compile(r"(\d+)"), ("m",)),
-    (re.compile(r"(\d+):(\d+)"), ("m", "s")),
-    (re.compile(r"(\d+):(\d+):(\d+)"), ("h", "m", "s")),
-    (re.compile(r"(\d+)-(\d+)"), ("d", "h")),
-    (re.compile(r"(\d+)-(\d+):(\d+)"), ("d", "h", "m")),
-    (re.compile(r"(\d+)-(\d+):(\d+):(\d+)"), ("d", "h", "m", "s")),
-)
+TIME_EXPECTED = durations.SLURM_TIME_EXPECTED
+# Slurm's own words for "no time limit" (the partition's maximum still applies).
+NO_TIME_LIMIT = ("unlimited", "infinite")
 
 
 def fail(message: str) -> NoReturn:
@@ -374,27 +366,19 @@ def accelerator(value: Any) -> Accelerator:
 # ---- Slurm -----------------------------------------------------------------------------
 
 
-def time_parts(text: str) -> dict[str, int] | None:
-    """The days/hours/minutes/seconds of a Slurm --time value, or None if not one."""
-    for pattern, units in _TIME_FORMATS:
-        match = pattern.fullmatch(text.strip())
-        if match is not None:
-            return dict(zip(units, (int(g) for g in match.groups()), strict=True))
-    return None
+def is_time_limit(text: str) -> bool:
+    return text.strip().lower() in NO_TIME_LIMIT or durations.slurm_time_parts(text) is not None
 
 
 def time_limit(text: str) -> str:
+    """A Slurm --time value, checked the way Slurm reads it (ranges, zero, its maximum)."""
     text = text.strip()
-    parts = time_parts(text) or {}
-    if (
-        parts.get("s", 0) >= 60
-        or ("h" in parts and parts.get("m", 0) >= 60)
-        or ("d" in parts and parts["h"] >= 24)
-    ):
-        fail(f"expected {TIME_EXPECTED}; {text!r} has a field out of range")
-    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-    if sum(units[unit] * count for unit, count in parts.items()) <= 0:
-        fail(f"time limit must be longer than zero, got {text!r}")
+    if text.lower() in NO_TIME_LIMIT:
+        return "UNLIMITED"
+    try:
+        durations.slurm_time_seconds(text)
+    except durations.DurationError as exc:
+        fail(str(exc))
     return text
 
 

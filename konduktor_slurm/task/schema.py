@@ -169,7 +169,7 @@ MaxRestarts = count(0, "")
 Accelerators = Annotated[Accelerator, Plain(rules.accelerator)]
 TimeLimit = Annotated[
     str,
-    must(rules.time_parts),
+    must(rules.is_time_limit),
     Text,
     expect(rules.TIME_EXPECTED),
     After(rules.time_limit),

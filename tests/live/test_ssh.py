@@ -178,6 +178,8 @@ class Workstation:
         return path
 
     def run(self, *args: str, timeout: float = 180, env: dict | None = None) -> Run:
+        # From the project directory, as a user would: a task's relative workdir and
+        # file_mounts are relative to where konduktor runs (as in Konduktor).
         proc = subprocess.run(
             [KONDUKTOR, *args],
             capture_output=True,
@@ -185,6 +187,7 @@ class Workstation:
             timeout=timeout,
             env={**self.env(), **(env or {})},
             stdin=subprocess.DEVNULL,
+            cwd=self.directory,
         )
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
@@ -719,6 +722,7 @@ def test_connection_dropped_mid_staging_fails_the_job_and_submits_nothing(
         stderr=subprocess.PIPE,
         text=True,
         stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
     )
     try:
         # Wait until rsync is writing the big file on the cluster, then cut the connection.

@@ -718,6 +718,8 @@ def test_unknown_job_config_keys_are_accepted_with_a_warning_as_konduktor_does()
         ("1-12:30", "1-12:30"),
         ("2-00:00:00", "2-00:00:00"),
         ("100:00:00", "100:00:00"),
+        ("UNLIMITED", "UNLIMITED"),
+        ("infinite", "UNLIMITED"),
     ],
 )
 def test_time_limit_forms(value: str, expected: str) -> None:
@@ -735,6 +737,8 @@ def test_time_limit_forms(value: str, expected: str) -> None:
         ("1-24", "out of range"),
         ("'-5'", "got '-5'"),
         ("[30]", "got a list"),
+        ("35791394", "longer than Slurm can keep"),
+        ("'999999999999999999999'", "got '999999999999999999999'"),
     ],
 )
 def test_bad_time_limit(value: str, fragment: str) -> None:
