@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from konduktor_slurm.control import STOP_MODES
+
 if TYPE_CHECKING:
     from konduktor_slurm.task import Task
     from konduktor_slurm.transport import Transport
@@ -67,8 +69,6 @@ SSH_KEYS = {
     "accept_new_host_keys",
     "connect_timeout",
 }
-# Keep in step with konduktor_slurm.control.STOP_MODES (a unit test checks).
-STOP_MODES = ("auto", "suspend", "requeue", "signal")
 DEFAULT_REMOTE_JOBS_DIR = "~/.konduktor/jobs"
 DEFAULT_NODE_WORKDIR = "~/konduktor_workdir"
 

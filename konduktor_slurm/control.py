@@ -20,12 +20,22 @@ Stop modes (``--mode`` / ``stop_mode`` in config.yaml):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Final
 
 from konduktor_slurm.lifecycle import normalise_state
 
-STOP_MODES: Final = ("auto", "suspend", "requeue", "signal")
+
+class StopMode(StrEnum):
+    """How `konduktor stop` stops a running job (``--mode``, config.yaml's ``stop_mode``)."""
+
+    AUTO = "auto"
+    SUSPEND = "suspend"
+    REQUEUE = "requeue"
+    SIGNAL = "signal"
+
+
+STOP_MODES: Final = tuple(mode.value for mode in StopMode)
 
 
 class Action(Enum):

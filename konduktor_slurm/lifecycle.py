@@ -52,7 +52,10 @@ __all__ = [
 ]
 
 
-class State(enum.Enum):
+class State(enum.StrEnum):
+    """The lifecycle states. A StrEnum: a member is its text ("ACTIVE"), so it is stored,
+    printed and compared as the documented word."""
+
     CREATED = "CREATED"
     PENDING = "PENDING"
     SUSPENDED_SYSTEM = "SUSPENDED (by system)"
@@ -68,11 +71,30 @@ class State(enum.Enum):
 
 @dataclass(frozen=True)
 class UserStop:
-    """Recorded by ``konduktor stop``: who stopped the job, when (epoch seconds), and how."""
+    """Recorded by ``konduktor stop``: who stopped the job, when (epoch seconds), and how.
+
+    ``mode`` is what was done, so ``start`` can undo exactly that: "suspend", "requeue",
+    "hold" (a pending job) or "signal".
+    """
 
     user: str
     at: float
-    mode: str  # "suspend" | "requeue" | "hold" | "signal"
+    mode: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"user": self.user, "at": self.at, "mode": self.mode}
+
+    @classmethod
+    def from_json(cls, data: object) -> UserStop | None:
+        """The stored form back; None for anything that is not one (a damaged column)."""
+        if not isinstance(data, dict):
+            return None
+        user, at, mode = data.get("user"), data.get("at"), data.get("mode")
+        if not isinstance(user, str) or not isinstance(mode, str):
+            return None
+        if not isinstance(at, int | float) or isinstance(at, bool):
+            return None
+        return cls(user, float(at), mode)
 
 
 @dataclass(frozen=True)

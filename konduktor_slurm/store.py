@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from konduktor_slurm.lifecycle import State, UserStop
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     name TEXT PRIMARY KEY,
@@ -71,7 +73,7 @@ class JobRecord:
     detail: str = ""
     terminal: bool = False
     hidden: bool = False
-    user_stop: dict | None = None
+    user_stop: UserStop | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -115,8 +117,10 @@ def _to_row(job: JobRecord) -> tuple:
     values = []
     for column in _COLUMNS:
         value = getattr(job, column)
-        if column in ("user_stop", "extra"):
-            value = None if value is None else json.dumps(value)
+        if column == "user_stop":
+            value = None if value is None else json.dumps(value.to_json())
+        elif column == "extra":
+            value = json.dumps(value)
         elif column in ("terminal", "hidden"):
             value = int(value)
         values.append(value)
@@ -127,9 +131,14 @@ def _from_row(row: sqlite3.Row) -> JobRecord:
     data = {column: row[column] for column in _COLUMNS}
     data["terminal"] = bool(data["terminal"])
     data["hidden"] = bool(data["hidden"])
-    data["user_stop"] = json.loads(data["user_stop"]) if data["user_stop"] else None
+    data["user_stop"] = _user_stop(data["user_stop"])
+    data["state"] = State(data["state"])
     data["extra"] = json.loads(data["extra"] or "{}")
     return JobRecord(**data)
+
+
+def _user_stop(text: str | None) -> UserStop | None:
+    return UserStop.from_json(json.loads(text)) if text else None
 
 
 class Store:
@@ -210,7 +219,7 @@ class Store:
         marks = ",".join("?" for _ in by_name)
         query = f"SELECT name, user_stop, hidden FROM jobs WHERE name IN ({marks})"
         for name, user_stop, hidden in self._db.execute(query, tuple(by_name)):
-            by_name[name].user_stop = json.loads(user_stop) if user_stop else None
+            by_name[name].user_stop = _user_stop(user_stop)
             by_name[name].hidden = bool(hidden)
 
     def _record_transition(self, name: str, state: str, detail: str, at: float) -> None:

@@ -18,7 +18,6 @@ from konduktor_slurm.lifecycle import (
     LocalFacts,
     SlurmFacts,
     State,
-    UserStop,
     classify,
     is_terminal_slurm_state,
     normalise_state,
@@ -87,11 +86,10 @@ def _sacct_state(acct: AcctRow | None) -> str | None:
 
 
 def local_facts(job: JobRecord, now: float) -> LocalFacts:
-    stop = job.user_stop
     return LocalFacts(
         submitted=job.slurm_job_id is not None,
         created_detail=job.detail or "staging workdir",
-        user_stop=UserStop(stop["user"], stop["at"], stop["mode"]) if stop else None,
+        user_stop=job.user_stop,
         now=now,
     )
 

@@ -27,6 +27,7 @@ from konduktor_slurm.cli import (
     open_store,
     settings,
 )
+from konduktor_slurm.control import STOP_MODES
 
 if TYPE_CHECKING:
     from konduktor_slurm.config import Settings
@@ -228,7 +229,7 @@ def _perform(
 
 
 def _stopped_mode(job: JobRecord) -> str | None:
-    return job.user_stop.get("mode") if job.user_stop else None
+    return job.user_stop.mode if job.user_stop else None
 
 
 def _run_action(slurm: Slurm, job_id: str, action: Action) -> None:
@@ -253,7 +254,7 @@ def _run_action(slurm: Slurm, job_id: str, action: Action) -> None:
 @_yes_option
 @click.option(
     "--mode",
-    type=click.Choice(["auto", "suspend", "requeue", "signal"]),
+    type=click.Choice(STOP_MODES),
     default=None,
     help="How to stop a running job (default: stop_mode from config.yaml, else auto).",
 )
@@ -280,6 +281,7 @@ def stop(jobs: tuple[str, ...], all_jobs: bool, yes: bool, mode: str | None) -> 
       konduktor stop -y --mode requeue 'sweep-*'
     """
     from konduktor_slurm.control import STOP_RECORD_MODE, Action, plan_stop
+    from konduktor_slurm.lifecycle import UserStop
     from konduktor_slurm.slurm import PermissionDenied, SlurmError
 
     with _session() as (config, store, slurm):
@@ -329,7 +331,7 @@ def stop(jobs: tuple[str, ...], all_jobs: bool, yes: bool, mode: str | None) -> 
                 )
                 action = Action.REQUEUE_HOLD
                 _run_action(slurm, job.slurm_job_id, action)
-            job.user_stop = {"user": caller, "at": time.time(), "mode": STOP_RECORD_MODE[action]}
+            job.user_stop = UserStop(caller, time.time(), STOP_RECORD_MODE[action])
             store.save(job)
             return action
 

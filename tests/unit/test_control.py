@@ -6,7 +6,6 @@ import itertools
 
 import pytest
 
-from konduktor_slurm import config
 from konduktor_slurm.control import (
     COSTS,
     STOP_MODES,
@@ -212,7 +211,3 @@ def test_every_state_and_mode_gives_exactly_one_outcome() -> None:
         ):
             outcomes = [plan.action is not None, plan.error is not None, plan.note is not None]
             assert outcomes.count(True) == 1, (lifecycle, state, mode, was, plan)
-
-
-def test_config_accepts_the_same_stop_modes_as_the_command() -> None:
-    assert config.STOP_MODES == STOP_MODES

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from konduktor_slurm.lifecycle import UserStop
 from konduktor_slurm.store import JobRecord, Store
 
 
@@ -49,14 +50,14 @@ def test_a_refresh_with_an_old_copy_keeps_a_stop_and_a_down(tmp_path: Path) -> N
 
     stopped = cli.get("train-1a2b")
     assert stopped is not None
-    stopped.user_stop = {"user": "alice", "at": 1020.0, "mode": "requeue"}
+    stopped.user_stop = UserStop("alice", 1020.0, "requeue")
     stopped.hidden = True
     cli.save(stopped)
 
     follower.set_state(stale, "SUSPENDED (by system)", "requeued", at=1021.0)
     stored = cli.get("train-1a2b")
     assert stored is not None
-    assert stored.user_stop == {"user": "alice", "at": 1020.0, "mode": "requeue"}
+    assert stored.user_stop == UserStop("alice", 1020.0, "requeue")
     assert stored.hidden
     assert stored.state == "SUSPENDED (by system)"
 
