@@ -47,6 +47,7 @@ class Action(Enum):
     RELEASE = "release"
     RELEASE_REQUEUED = "release-requeued"
     SIGNAL_CONT = "continue"
+    CANCEL = "cancel"
 
 
 # How each stop is recorded in the store (JobRecord.user_stop["mode"]), so start undoes it.
@@ -87,6 +88,7 @@ COSTS: Final = {
         "released and eligible at once (Slurm's requeue delay lifted); the run begins from the top."
     ),
     Action.SIGNAL_CONT: "every process got SIGCONT and runs again.",
+    Action.CANCEL: "cancelled (scancel); its history is kept.",
 }
 
 _RUNNING: Final = frozenset({"RUNNING", "CONFIGURING"})

@@ -274,6 +274,7 @@ def foreign_job(row: QueueRow, now: float) -> JobRecord:
         end_time=row.end_time if row.end_time and row.end_time <= now else None,
         terminal=outcome.state.terminal,
     )
+    _remember_slurm_details(job, facts, row)  # what stop/start --all-users decide from
     return job
 
 

@@ -23,6 +23,7 @@ from konduktor_slurm.service.errors import (
 
 if TYPE_CHECKING:
     from konduktor_slurm.config import Settings
+    from konduktor_slurm.service.session import Session
     from konduktor_slurm.slurm import Slurm
     from konduktor_slurm.store import JobRecord, Store
 
@@ -156,14 +157,10 @@ def run() -> None:
 
 
 def follow_and_exit(
-    store: Store,
-    slurm: Slurm,
-    job: JobRecord,
-    node_rank: int | None = None,
-    last_lines: int | None = None,
+    session: Session, job: JobRecord, node_rank: int | None = None, last_lines: int | None = None
 ) -> NoReturn:
     """Stream the job's output until it is COMPLETED (exit 0) or FAILED (exit 1)."""
-    from konduktor_slurm.logs import follow
+    from konduktor_slurm.service import logs as job_logs
 
     def write(text: str) -> None:
         sys.stdout.write(text)
@@ -178,7 +175,10 @@ def follow_and_exit(
             warned = True
 
     try:
-        follow(store, slurm, job, write, on_stale, node_rank=node_rank, last_lines=last_lines)
+        with service_errors():
+            job_logs.follow(
+                session, job, write, on_stale=on_stale, node_rank=node_rank, last_lines=last_lines
+            )
     except KeyboardInterrupt:
         click.echo(
             f"\nDetached from {job.name}; it keeps running. "

@@ -3,37 +3,11 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
-from dataclasses import asdict, dataclass
 
 import click
 
-from konduktor_slurm.cli import console, main, open_slurm, settings
-
-PRIVILEGED_LEVELS = {"operator", "administrator"}
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    required: bool = True
-    skipped: bool = False
-
-    @property
-    def result(self) -> str:
-        if self.skipped:
-            return "skipped"
-        if self.ok:
-            return "ok"
-        return "FAIL" if self.required else "warning"
-
-
-def _first_line(text: str, fallback: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else fallback
+from konduktor_slurm.cli import console, main, service_errors
 
 
 @main.command()
@@ -47,138 +21,25 @@ def check(as_json: bool) -> None:
     `stop_mode: auto` uses), and that the jobs directory is writable. Exit code 0 when every
     required check passes, 1 otherwise.
     """
-    from konduktor_slurm.transport import TransportError
+    from konduktor_slurm.service.check import run_checks
+    from konduktor_slurm.service.session import open_session
 
-    config = settings()
-    slurm = open_slurm(config)
-    transport = slurm.transport
-    timeout = config.slurm_timeout
-    checks: list[Check] = []
-    info: dict = {"transport": transport.description, "stop_mode": config.stop_mode}
-
-    def run(*argv: str):
-        return transport.run(list(argv), timeout=timeout)
-
-    try:
-        home = transport.home()
-        user = run("id", "-un").stdout.strip() or "?"
-        checks.append(Check("transport", True, f"{transport.description} (user {user})"))
-    except TransportError as exc:
-        checks.append(Check("transport", False, str(exc)))
-        user = None
-    names = ("slurm", "partitions", "accounting", "stop mode", "jobs dir")
-    if user is None:
-        checks += [Check(name, False, "transport unreachable", skipped=True) for name in names]
-    else:
-        try:
-            checks += _cluster_checks(config, slurm, run, user, home, info)
-        except TransportError as exc:
-            done = {c.name for c in checks}
-            checks.append(Check("transport", False, str(exc)))
-            checks += [
-                Check(n, False, "connection lost", skipped=True) for n in names if n not in done
-            ]
-
-    ok = all(c.ok for c in checks if c.required)
+    with service_errors(), open_session() as session:
+        report = run_checks(session)
     if as_json:
-        payload = {"ok": ok, **info, "checks": [{**asdict(c), "result": c.result} for c in checks]}
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json.dumps(report.as_json(), indent=2))
     else:
         from rich.table import Table
+        from rich.text import Text
 
         out = console()
         table = Table(box=None, pad_edge=False, header_style="bold", highlight=False)
         for column in ("CHECK", "RESULT", "DETAIL"):
             table.add_column(column)
         styles = {"ok": "green", "FAIL": "bold red", "warning": "yellow", "skipped": "dim"}
-        for c in checks:
-            table.add_row(c.name, f"[{styles[c.result]}]{c.result}[/]", c.detail)
+        for c in report.checks:
+            # Text cells: details quote Slurm and SSH messages, never markup.
+            table.add_row(c.name, Text(c.result, style=styles[c.result]), Text(c.detail))
         out.print(table)
-        out.print("All required checks passed." if ok else "Some required checks FAILED.")
-    transport.close()
-    sys.exit(0 if ok else 1)
-
-
-def _cluster_checks(config, slurm, run, user: str, home: str, info: dict) -> list[Check]:
-    from konduktor_slurm.slurm import SlurmError, owners_may_suspend
-
-    transport = slurm.transport
-    checks: list[Check] = []
-    try:
-        version = slurm.version()
-    except SlurmError as exc:
-        version = None
-        checks.append(Check("slurm", False, exc.slurm_message))
-    else:
-        checks.append(Check("slurm", True, version.text))
-    info["slurm_version"] = version.version if version else None
-
-    try:
-        partitions = slurm.partitions()
-        problem = "sinfo shows no partitions"
-    except SlurmError as exc:
-        partitions, problem = [], exc.slurm_message
-    info["partitions"] = [asdict(partition) for partition in partitions]
-    summary = ", ".join(
-        f"{p.name}{'*' if p.default else ''} ({p.available}, {p.nodes} nodes"
-        f"{', ' + p.gres if p.gres else ''})"
-        for p in partitions
-    )
-    checks.append(Check("partitions", bool(partitions), summary or problem))
-
-    try:
-        slurm.check_accounting()
-        checks.append(Check("accounting", True, "sacct works"))
-    except SlurmError as exc:
-        checks.append(Check("accounting", False, exc.slurm_message))
-
-    # Unknown when sacctmgr or scontrol fail: then only Slurm's own answer to a suspend
-    # would tell, so "auto" is reported as requeue (what stop falls back to).
-    try:
-        level = slurm.admin_level(user)
-    except SlurmError:
-        level = "None"
-    try:
-        slurm_user = slurm.slurm_user() or ""
-    except SlurmError:
-        slurm_user = ""
-    owner_may = owners_may_suspend(version.release) if version else False
-    may_suspend = user in ("root", slurm_user) or level.lower() in PRIVILEGED_LEVELS or owner_may
-    auto_mode = "suspend" if may_suspend else "requeue"
-    info["may_suspend"] = may_suspend
-    info["auto_stop_mode"] = auto_mode
-    if user in ("root", slurm_user):
-        why = f"{user} is {'root' if user == 'root' else 'the SlurmUser'}"
-    elif owner_may:
-        why = f"Slurm {info['slurm_version']} lets job owners suspend their jobs"
-    else:
-        why = f"{user}'s admin level: {level}"
-    mode = config.stop_mode if config.stop_mode != "auto" else f"auto -> {auto_mode}"
-    checks.append(
-        Check(
-            "stop mode",
-            True,
-            f"{mode} ({why}; scontrol suspend {'allowed' if may_suspend else 'not allowed'})",
-            required=False,
-        )
-    )
-
-    jobs_dir = config.resolve_jobs_dir(transport)
-    info["jobs_dir"] = jobs_dir
-    quoted = shlex.quote(jobs_dir)
-    probe = run("sh", "-c", f"mkdir -p -m 700 -- {quoted} && test -w {quoted} && df -Ph {quoted}")
-    free = ""
-    rows = probe.stdout.strip().splitlines()
-    if probe.ok and len(rows) >= 2 and len(rows[-1].split()) >= 4:
-        free = f", {rows[-1].split()[3]} free"
-    checks.append(
-        Check(
-            "jobs dir",
-            probe.ok,
-            f"{jobs_dir} writable{free}"
-            if probe.ok
-            else f"{jobs_dir}: {_first_line(probe.stderr, 'not writable')}",
-        )
-    )
-    info["home"] = home
-    return checks
+        out.print("All required checks passed." if report.ok else "Some required checks FAILED.")
+    sys.exit(0 if report.ok else 1)

@@ -163,7 +163,7 @@ def launch(
             return
         if wait:
             _wait_and_exit(session, job, wait_timeout)
-        follow_and_exit(session.store, session.slurm, job)
+        follow_and_exit(session, job)
 
 
 def _wait_and_exit(session, job, timeout: float | None) -> None:

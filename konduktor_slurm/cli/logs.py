@@ -6,16 +6,7 @@ import sys
 
 import click
 
-from konduktor_slurm.cli import (
-    EXIT_USAGE,
-    fail,
-    follow_and_exit,
-    main,
-    open_slurm,
-    open_store,
-    resolve_job,
-    settings,
-)
+from konduktor_slurm.cli import EXIT_USAGE, fail, follow_and_exit, main, service_errors
 
 # ---------------------------------------------------------------------------------------
 # logs
@@ -69,30 +60,19 @@ def logs(job_name: str, follow: bool, node_rank: int | None, last_lines: int | N
     Exit codes: 0 printed (with --follow: the job COMPLETED); 1 with --follow: the job
     FAILED; 130 detached with Ctrl-C while following.
     """
-    config = settings()
-    store = open_store(config)
-    slurm = open_slurm(config)
-    job = resolve_job(store, job_name)
-    if node_rank is not None and node_rank >= job.num_nodes:
-        last = job.num_nodes - 1
-        fail(f"--node-rank {node_rank}: {job.name} has ranks 0..{last} only", EXIT_USAGE)
-    if follow:
-        follow_and_exit(store, slurm, job, node_rank=node_rank, last_lines=last_lines)
-    from konduktor_slurm.logs import LineFilter, read_last_lines
+    from konduktor_slurm.service import logs as job_logs
+    from konduktor_slurm.service.session import open_session
 
-    transport = slurm.transport
-    if last_lines is not None:
-        # Only the file's tail is read: the last lines of a huge log cost kilobytes.
-        text = read_last_lines(transport, job.log_path, last_lines, node_rank)
-        if not text and not transport.read_tail(job.log_path, 1):
-            click.echo(f"No output yet for {job.name} ({job.state}).", err=True)
-        sys.stdout.write(text)
-        return
-    data = transport.read_bytes(job.log_path)
-    if not data:
+    with service_errors(), open_session() as session:
+        job = session.job(job_name)
+        if follow:
+            job_logs.check_rank(job, node_rank)
+            follow_and_exit(session, job, node_rank=node_rank, last_lines=last_lines)
+        text = job_logs.read(session, job, node_rank, last_lines)
+    if text is None:
         click.echo(f"No output yet for {job.name} ({job.state}).", err=True)
         return
-    sys.stdout.write(LineFilter(node_rank).feed(data, final=True))
+    sys.stdout.write(text)
 
 
 def _refuse_option(value: object, option: str, instead: str) -> None:

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from konduktor_slurm.cli import (
-    EXIT_STALE,
-    console,
-    main,
-    open_slurm,
-    open_store,
-    resolve_job,
-    settings,
-)
+from konduktor_slurm.cli import EXIT_STALE, console, main, service_errors
 from konduktor_slurm.durations import DurationError, parse_when
-from konduktor_slurm.store import JobRecord, Store
+from konduktor_slurm.service.status import STATE_FILTERS
 
-STATUS_CHOICES = {
-    "created": "CREATED",
-    "pending": "PENDING",
-    "suspended": "SUSPENDED",  # both flavours
-    "active": "ACTIVE",
-    "completed": "COMPLETED",
-    "failed": "FAILED",
-}
+if TYPE_CHECKING:
+    from konduktor_slurm.service.status import StatusView
+    from konduktor_slurm.store import JobRecord
 
 
 def _parse_when(value: str | None, option: str, now: float) -> float | None:
@@ -42,27 +29,6 @@ def _parse_when(value: str | None, option: str, now: float) -> float | None:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
-def _select(
-    jobs: list[JobRecord],
-    states: tuple[str, ...],
-    after: float | None,
-    before: float | None,
-    limit: int | None,
-) -> list[JobRecord]:
-    wanted = [STATUS_CHOICES[state] for state in states]
-    selected = []
-    for job in jobs:
-        submitted = job.submitted_at or job.created_at
-        if wanted and not any(job.state.startswith(prefix) for prefix in wanted):
-            continue
-        if after is not None and submitted < after:
-            continue
-        if before is not None and submitted > before:
-            continue
-        selected.append(job)
-    return selected[:limit] if limit else selected
-
-
 @main.command()
 @click.argument("job_name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
@@ -74,7 +40,7 @@ def _select(
     "--status-filter",
     "states",
     multiple=True,
-    type=click.Choice(sorted(STATUS_CHOICES), case_sensitive=False),
+    type=click.Choice(sorted(STATE_FILTERS), case_sensitive=False),
     help="Only jobs in this state (repeatable).",
 )
 @click.option("-l", "--limit", type=click.IntRange(min=1), help="Show at most this many jobs.")
@@ -100,75 +66,61 @@ def status(
     Exit codes: 0 shown; 3 Slurm could not be reached: the last known states are shown,
     marked stale, with the reason on stderr.
     """
-    config = settings()
-    store = open_store(config)
-    slurm = open_slurm(config)
+    from konduktor_slurm.service.session import open_session
+    from konduktor_slurm.service.status import StatusQuery
+    from konduktor_slurm.service.status import status as query_status
+
     started = time.time()
-    after_ts = _parse_when(after, "--after", started)
-    before_ts = _parse_when(before, "--before", started)
-    jobs = [resolve_job(store, job_name)] if job_name else store.jobs(include_hidden=show_all)
-    # Over SSH the jobs belong to the remote account; the store knows it without connecting.
-    user = store.last_user() or getpass.getuser()
-
-    from konduktor_slurm.tracker import refresh
-
-    # Refresh before filtering: a filter on state must see the current state.
-    result = refresh(store, slurm, jobs, all_users=all_users and not job_name)
-    if not job_name:
-        everyone = sorted(
-            [*jobs, *result.others], key=lambda job: job.submitted_at or job.created_at
-        )
-        jobs = _select(everyone[::-1], states, after_ts, before_ts, limit)
+    query = StatusQuery(
+        name=job_name,
+        all_users=all_users,
+        states=states,
+        after=_parse_when(after, "--after", started),
+        before=_parse_when(before, "--before", started),
+        limit=limit,
+        include_hidden=show_all,
+    )
+    with service_errors(), open_session() as session:
+        view = query_status(session, query)
     now = time.time()
-
     if as_json:
-        _print_json(store, user, jobs, job_name, result.stale_reason, now)
+        _print_json(view, job_name is not None, now)
     elif job_name:
-        _print_job_detail(store, jobs[0], now, stale=result.stale)
+        _print_job_detail(view, now)
     else:
-        _print_table(user, jobs, all_users, now, stale=result.stale)
-    if result.stale:
+        _print_table(view, all_users, now)
+    if view.stale:
         click.echo(
-            f"Warning: Slurm could not be reached ({result.stale_reason}); "
+            f"Warning: Slurm could not be reached ({view.stale_reason}); "
             "states shown are the last known (stale).",
             err=True,
         )
         sys.exit(EXIT_STALE)
 
 
-def _print_json(
-    store: Store,
-    user: str,
-    jobs: list[JobRecord],
-    job_name: str | None,
-    stale: str | None,
-    now: float,
-) -> None:
+def _print_json(view: StatusView, one_job: bool, now: float) -> None:
     from konduktor_slurm.views import job_json, transition_json
 
     payload: dict = {
-        "user": user,
-        "stale": stale is not None,
-        "stale_reason": stale,
-        "jobs": [job_json(job, now) for job in jobs],
+        "user": view.user,
+        "stale": view.stale,
+        "stale_reason": view.stale_reason,
+        "jobs": [job_json(job, now) for job in view.jobs],
     }
-    if job_name:
-        payload["jobs"][0]["history"] = [
-            transition_json(t) for t in store.transitions([jobs[0].name])
-        ]
+    if one_job:
+        payload["jobs"][0]["history"] = [transition_json(t) for t in view.history]
     click.echo(json.dumps(payload, indent=2))
 
 
-def _print_table(
-    user: str, jobs: list[JobRecord], all_users: bool, now: float, stale: bool
-) -> None:
+def _print_table(view: StatusView, all_users: bool, now: float) -> None:
     from rich.table import Table
     from rich.text import Text
 
     from konduktor_slurm.views import STATE_STYLES, STATUS_COLUMNS, status_row
 
+    jobs, stale = view.jobs, view.stale
     out = console()
-    out.print(f"User: {user}", highlight=False)
+    out.print(f"User: {view.user}", highlight=False)
     if not jobs:
         out.print("No jobs. Launch one with: konduktor launch task.yaml", highlight=False)
         return
@@ -190,9 +142,11 @@ def _print_table(
     out.print(table)
 
 
-def _print_job_detail(store: Store, job: JobRecord, now: float, stale: bool) -> None:
+def _print_job_detail(view: StatusView, now: float) -> None:
     from konduktor_slurm.views import clock, duration_seconds, format_duration, rank_exit_codes
 
+    job: JobRecord = view.jobs[0]
+    stale = view.stale
     extra = job.extra
     ranks = rank_exit_codes(job)
     rank_text = ", ".join(f"rank {rank}: {code}" for rank, code in ranks.items()) or "-"
@@ -220,6 +174,6 @@ def _print_job_detail(store: Store, job: JobRecord, now: float, stale: bool) -> 
     for label, value in lines:
         click.echo(f"{label + ':':<14}{value}")
     click.echo("History:")
-    for transition in store.transitions([job.name]):
+    for transition in view.history:
         detail = f" ({transition.detail})" if transition.detail else ""
         click.echo(f"  {clock(transition.at)}  {transition.state}{detail}")

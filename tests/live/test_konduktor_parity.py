@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_USER, Run, status_json, write_task, write_user_file
+from tests.conftest import (
+    TEST_USER,
+    Run,
+    status_json,
+    wait_for_status,
+    write_task,
+    write_user_file,
+)
 from tests.live.test_launch import submitted_name, unique
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
@@ -365,3 +372,50 @@ def test_stop_start_down_take_dash_a(kd, tmp_path: Path) -> None:
     assert downed.returncode == 0, downed.output
     assert [job["name"] for job in status_json(kd)["jobs"]] == []
     assert status_json(kd, name)["jobs"][0]["status"] == "FAILED"  # cancelled, kept in history
+
+
+def test_all_users_acts_on_others_jobs_only_where_slurm_allows_it(
+    kd, kd_user, user_dir: Path
+) -> None:
+    name = unique("others")
+    write_user_file(user_dir, "task.yaml", f"name: {name}\nrun: sleep 120\n")
+    launched = kd_user("launch", "-y", "-d", "task.yaml")
+    assert launched.returncode == 0, launched.output
+    job = submitted_name(launched.stdout)
+    try:
+        wait_for_status(kd_user, job, {"ACTIVE"}, timeout=60)
+        # kdtest is an ordinary user: one line, and nothing changes.
+        refused = kd_user("stop", "--all-users", "-y")
+        assert refused.returncode == 1, refused.output
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "act on other users' jobs" in lines[0], refused.stderr
+        assert "nothing was changed" in lines[0]
+        assert squeue_state(job) in {"PENDING", "RUNNING"}
+
+        # root may: its own store does not know kdtest's job, Slurm's comment finds it.
+        stopped = kd("stop", "--all-users", "-y", job)
+        assert stopped.returncode == 0, stopped.output
+        assert f"Stopped {job}: suspended in place" in stopped.stdout, stopped.output
+        assert f"  {job} [{TEST_USER}]: now SUSPENDED (by user)" in stopped.stdout
+        assert squeue_state(job) == "SUSPENDED"
+        started = kd("start", "--all_users", "-y", job)
+        assert started.returncode == 0, started.output
+        assert squeue_state(job) == "RUNNING"
+        # kdtest's own view: its job was resumed in place, not restarted.
+        assert status_json(kd_user, job)["jobs"][0]["status"] == "ACTIVE"
+        downed = kd("down", "--all-users", "-y", job)
+        assert downed.returncode == 0, downed.output
+        assert f"Took down {job} [{TEST_USER}] (cancelled)" in downed.stdout
+        final = wait_for_status(kd_user, job, {"FAILED"}, timeout=30)
+        assert final["status"] == "FAILED" and final["detail"] == "cancelled by root", final
+    finally:
+        subprocess.run(["scancel", "-n", job], check=False)
+
+
+def squeue_state(name: str) -> str:
+    return subprocess.run(
+        ["squeue", "-h", "-t", "all", "-n", name, "-o", "%T"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()

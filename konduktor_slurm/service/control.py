@@ -1,0 +1,495 @@
+"""Stop, start and down: pick jobs, decide for every one, then act.
+
+Jobs are named by konduktor name, Slurm job id or glob pattern (``exp-*``), or all of them;
+with ``all_users`` also other users' konduktor jobs, which only root, the SlurmUser, Slurm
+operators and administrators may act on. Every job is refreshed (one squeue) and checked
+before any is touched: one bad name or one finished job means nothing changes at all
+(``plan_*`` raise, listing every problem). What to do with each job is the pure decision of
+``konduktor_slurm.control``; ``apply`` runs it and records how each job was stopped, so
+``start`` undoes exactly that.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from konduktor_slurm.service.errors import ActionError, InputError, UnreachableError
+
+if TYPE_CHECKING:
+    from konduktor_slurm.control import Action, Plan
+    from konduktor_slurm.service.session import Session
+    from konduktor_slurm.store import JobRecord
+
+_GLOB_CHARS = set("*?[")
+SETTLE_SECONDS = 20.0  # longest wait for Slurm to finish tearing down a requeued job
+
+
+@dataclass
+class Step:
+    job: JobRecord
+    action: Action
+    foreign: bool = False  # another user's job: not in our store, nothing recorded
+
+
+@dataclass
+class ControlPlan:
+    steps: list[Step]
+    notes: list[str] = field(default_factory=list)  # "<job> is already stopped; nothing to do."
+
+    @property
+    def jobs(self) -> list[JobRecord]:
+        return [step.job for step in self.steps]
+
+
+@dataclass
+class Done:
+    job: JobRecord
+    action: Action  # what was really done (auto: suspend may have become requeue)
+    foreign: bool = False  # another user's job
+    acted: bool = True  # False: `down` of a job that had already ended (only hidden)
+
+
+@dataclass
+class ControlResult:
+    done: list[Done] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # "<job> was not stopped: <why>"
+
+
+class PlanError(ActionError):
+    """Some named job cannot be acted on; nothing was changed. One line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join([*problems, "Nothing was changed."]))
+
+
+# ---- choosing jobs ----------------------------------------------------------------------
+
+
+def select(
+    session: Session, patterns: tuple[str, ...], all_jobs: bool, all_users: bool = False
+) -> tuple[list[JobRecord], list[JobRecord], list[str]]:
+    """(our jobs, other users' konduktor jobs, problems) for the names or patterns given."""
+    from konduktor_slurm.service.session import did_you_mean
+
+    if all_jobs and patterns:
+        raise InputError("give job names or --all, not both")
+    if not all_jobs and not patterns and not all_users:
+        raise InputError(
+            "name at least one job (a name, a Slurm job id or a pattern like 'exp-*'), or use --all"
+        )
+    store = session.store
+    visible = store.jobs()
+    foreign = _others(session) if all_users else []
+    if all_jobs or not patterns:
+        return visible, foreign, []
+    names = store.names()
+    chosen: dict[str, JobRecord] = {}
+    chosen_foreign: dict[str, JobRecord] = {}
+    problems: list[str] = []
+    for pattern in patterns:
+        if _GLOB_CHARS & set(pattern):
+            matches = [job for job in visible if fnmatch.fnmatchcase(job.name, pattern)]
+            others = [job for job in foreign if fnmatch.fnmatchcase(job.name, pattern)]
+            if not matches and not others:
+                problems.append(f"no job matches {pattern!r} (`konduktor status` lists your jobs)")
+            chosen.update((job.name, job) for job in matches)
+            chosen_foreign.update((job.name, job) for job in others)
+            continue
+        job = store.get(pattern) or next(
+            (j for j in store.jobs(include_hidden=True) if j.slurm_job_id == pattern), None
+        )
+        if job is not None:
+            chosen[job.name] = job
+            continue
+        other = next((j for j in foreign if pattern in (j.name, j.slurm_job_id)), None)
+        if other is not None:
+            chosen_foreign[other.name] = other
+        elif pattern.isdigit():
+            problems.append(_foreign_job_problem(session, pattern))
+        else:
+            problems.append(
+                f"no job named {pattern!r}.{did_you_mean(pattern, names)} "
+                "(`konduktor status` lists your jobs)"
+            )
+    return list(chosen.values()), list(chosen_foreign.values()), problems
+
+
+def _others(session: Session) -> list[JobRecord]:
+    """Other users' konduktor jobs, from one squeue; only for callers Slurm lets act on them."""
+    from konduktor_slurm.service.check import privileges
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.tracker import foreign_job
+    from konduktor_slurm.transport import TransportError
+
+    slurm = session.slurm
+    try:
+        user = slurm.transport.user
+        rights = privileges(slurm, user)
+        if not rights.privileged:
+            raise ActionError(
+                f"--all-users: Slurm lets only root, the SlurmUser and Slurm operators or "
+                f"administrators act on other users' jobs, and {user} has {rights.why()}; "
+                "nothing was changed"
+            )
+        rows = slurm.queue_all_users()
+    except (SlurmError, TransportError) as exc:
+        raise UnreachableError(f"cannot reach Slurm ({exc}); nothing was changed") from None
+    known = {job.slurm_job_id for job in session.store.jobs(include_hidden=True)}
+    now = time.time()
+    return [
+        foreign_job(row, now)
+        for row in rows.values()
+        if row.launched_by_konduktor and row.user != user and row.job_id not in known
+    ]
+
+
+def _foreign_job_problem(session: Session, job_id: str) -> str:
+    """Why a Slurm job id that konduktor did not launch from here cannot be controlled."""
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    caller = session.slurm.transport.user
+    try:
+        row = session.slurm.queue([job_id]).get(job_id)
+    except (SlurmError, TransportError):
+        row = None
+    if row is None:
+        return f"no job with Slurm id {job_id} (`konduktor status` lists your jobs)"
+    if row.user != caller:
+        return (
+            f"Slurm job {job_id} belongs to {row.user}, not to you ({caller}); it was left "
+            "alone (--all-users acts on other users' konduktor jobs where Slurm allows it)"
+        )
+    return (
+        f"Slurm job {job_id} ({row.name}) was not launched by konduktor from this account; "
+        "use scontrol/scancel for it"
+    )
+
+
+# ---- deciding -------------------------------------------------------------------------
+
+
+def _refresh(session: Session, jobs: list[JobRecord]) -> None:
+    from konduktor_slurm.tracker import refresh
+
+    result = refresh(session.store, session.slurm, jobs)
+    if result.stale:
+        raise UnreachableError(f"cannot reach Slurm ({result.stale_reason}); nothing was changed")
+
+
+def _decide(
+    jobs: list[tuple[JobRecord, bool]],
+    problems: list[str],
+    all_jobs: bool,
+    plan_for: Callable[[JobRecord], Plan],
+) -> ControlPlan:
+    """Decide for every job first; any problem (plus earlier ones) changes nothing."""
+    plans: list[tuple[JobRecord, bool, Plan]] = []
+    for job, foreign in jobs:
+        plan = plan_for(job)
+        if all_jobs and (plan.error or plan.note):
+            continue  # --all means "every job it applies to"
+        if plan.error:
+            problems.append(f"{job.name} {plan.error}")
+        plans.append((job, foreign, plan))
+    if problems:
+        raise PlanError(problems)
+    result = ControlPlan([])
+    for job, foreign, plan in plans:
+        if plan.note:
+            result.notes.append(f"{job.name} {plan.note}; nothing to do.")
+        elif plan.action is not None:
+            result.steps.append(Step(job, plan.action, foreign))
+    return result
+
+
+def _stopped_mode(job: JobRecord) -> str | None:
+    return job.user_stop.mode if job.user_stop else None
+
+
+def plan_stop(
+    session: Session,
+    patterns: tuple[str, ...],
+    *,
+    mode: str | None = None,
+    all_jobs: bool = False,
+    all_users: bool = False,
+) -> ControlPlan:
+    from konduktor_slurm.control import plan_stop as decide_stop
+
+    mode = mode or session.config.stop_mode
+    ours, others, problems = select(session, patterns, all_jobs, all_users)
+    _refresh(session, ours)
+    return _decide(
+        [*((job, False) for job in ours), *((job, True) for job in others)],
+        problems,
+        all_jobs or (all_users and not patterns),
+        lambda job: decide_stop(
+            lifecycle=job.state,
+            terminal=job.terminal,
+            slurm_state=job.extra.get("slurm_state"),
+            mode=mode,
+            stopped_mode=_stopped_mode(job),
+        ),
+    )
+
+
+def plan_start(
+    session: Session, patterns: tuple[str, ...], *, all_jobs: bool = False, all_users: bool = False
+) -> ControlPlan:
+    from konduktor_slurm.control import plan_start as decide_start
+
+    ours, others, problems = select(session, patterns, all_jobs, all_users)
+    _refresh(session, ours)
+    settle(session, ours)  # a stop by requeue may still be under way
+    for job in ours:
+        if job.user_stop and job.state == "ACTIVE":  # released outside konduktor
+            job.user_stop = None
+            session.store.save(job)
+    return _decide(
+        [*((job, False) for job in ours), *((job, True) for job in others)],
+        problems,
+        all_jobs or (all_users and not patterns),
+        lambda job: decide_start(
+            lifecycle=job.state,
+            terminal=job.terminal,
+            slurm_state=job.extra.get("slurm_state"),
+            reason=job.extra.get("reason"),
+            priority=job.extra.get("priority"),
+            stopped_mode=_stopped_mode(job),
+        ),
+    )
+
+
+def plan_down(
+    session: Session, patterns: tuple[str, ...], *, all_jobs: bool = False, all_users: bool = False
+) -> ControlPlan:
+    """Every named job (finished ones too: they are only hidden); Action is only a marker."""
+    from konduktor_slurm.control import Action
+
+    ours, others, problems = select(session, patterns, all_jobs, all_users)
+    if problems:
+        raise PlanError(problems)
+    _refresh(session, ours)
+    steps = [Step(job, Action.CANCEL) for job in ours]
+    steps += [Step(job, Action.CANCEL, foreign=True) for job in others if not job.terminal]
+    return ControlPlan(steps)
+
+
+# ---- acting ---------------------------------------------------------------------------
+
+
+def _run_action(session: Session, job_id: str, action: Action) -> None:
+    from konduktor_slurm.control import Action
+
+    slurm = session.slurm
+    commands = {
+        Action.SUSPEND: slurm.suspend,
+        Action.REQUEUE_HOLD: slurm.requeue_hold,
+        Action.HOLD: slurm.hold,
+        Action.SIGNAL_STOP: lambda job: slurm.signal(job, "STOP"),
+        Action.RESUME: slurm.resume,
+        Action.RELEASE: slurm.release,
+        Action.RELEASE_REQUEUED: lambda job: slurm.release(job, now=True),
+        Action.SIGNAL_CONT: lambda job: slurm.signal(job, "CONT"),
+    }
+    commands[action](job_id)
+
+
+def apply_stop(
+    session: Session,
+    plan: ControlPlan,
+    mode: str | None = None,
+    notify: Callable[[str], None] = lambda text: None,
+) -> ControlResult:
+    """Stop every job of the plan. In auto mode a suspend Slurm refuses (only operators may)
+    becomes a requeue, once said through ``notify``, for this and the following jobs."""
+    from konduktor_slurm.control import STOP_RECORD_MODE, Action
+    from konduktor_slurm.control import plan_stop as decide_stop
+    from konduktor_slurm.lifecycle import UserStop
+    from konduktor_slurm.slurm import PermissionDenied, SlurmError
+
+    mode = mode or session.config.stop_mode
+    caller = session.slurm.transport.user
+    suspend_refused = False
+
+    def run_stop(job_id: str, action: Action) -> Action:
+        nonlocal suspend_refused
+        if action is Action.SUSPEND and suspend_refused:
+            action = Action.REQUEUE_HOLD
+        try:
+            _run_action(session, job_id, action)
+        except PermissionDenied as exc:
+            if action is not Action.SUSPEND:
+                raise
+            if mode != "auto":
+                raise SlurmError(
+                    exc.command,
+                    f"{exc.slurm_message}. Only Slurm operators may suspend; use "
+                    "--mode requeue (frees the GPUs) or --mode signal (keeps them)",
+                ) from None
+            suspend_refused = True
+            notify(
+                "Slurm lets only operators suspend jobs, so stopping by requeue instead "
+                "(--mode signal keeps the GPUs instead)."
+            )
+            action = Action.REQUEUE_HOLD
+            _run_action(session, job_id, action)
+        return action
+
+    def stop_one(step: Step) -> Action:
+        job = step.job
+        assert job.slurm_job_id is not None
+        action = run_stop(job.slurm_job_id, step.action)
+        if action is Action.HOLD and _started_meanwhile(session, job.slurm_job_id):
+            # It was pending when planned and started before the hold reached slurmctld: a
+            # hold does nothing to a running job, so stop it as a running one.
+            running = decide_stop(
+                lifecycle="ACTIVE",
+                terminal=False,
+                slurm_state="RUNNING",
+                mode=mode,
+                stopped_mode=None,
+            )
+            assert running.action is not None
+            action = run_stop(job.slurm_job_id, running.action)
+        if not step.foreign:
+            job.user_stop = UserStop(caller, time.time(), STOP_RECORD_MODE[action])
+            session.store.save(job)
+        return action
+
+    return _apply(session, plan, "stopped", stop_one)
+
+
+def _started_meanwhile(session: Session, job_id: str) -> bool:
+    from konduktor_slurm.lifecycle import normalise_state
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    try:
+        row = session.slurm.queue([job_id]).get(job_id)
+    except (SlurmError, TransportError):
+        return False
+    return row is not None and normalise_state(row.state) in ("RUNNING", "CONFIGURING")
+
+
+def apply_start(session: Session, plan: ControlPlan) -> ControlResult:
+    def start_one(step: Step) -> Action:
+        assert step.job.slurm_job_id is not None
+        _run_action(session, step.job.slurm_job_id, step.action)
+        if not step.foreign:
+            step.job.user_stop = None
+            session.store.save(step.job)
+        return step.action
+
+    return _apply(session, plan, "started", start_one)
+
+
+def apply_down(session: Session, plan: ControlPlan) -> ControlResult:
+    """Cancel every unfinished job with one scancel, then hide ours from status."""
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    running = [step for step in plan.steps if not step.job.terminal and step.job.slurm_job_id]
+    try:
+        session.slurm.cancel(step.job.slurm_job_id for step in running if step.job.slurm_job_id)
+    except (SlurmError, TransportError) as exc:
+        raise ActionError(f"scancel failed: {exc}; nothing was removed") from None
+    ours_running = [step.job for step in running if not step.foreign]
+    if ours_running:
+        _wait_until_recorded(session, ours_running)
+    result = ControlResult()
+    for step in plan.steps:
+        if not step.foreign:
+            step.job.hidden = True
+            session.store.save(step.job)
+        result.done.append(Done(step.job, step.action, step.foreign, step in running))
+    return result
+
+
+def _apply(
+    session: Session, plan: ControlPlan, done_word: str, act: Callable[[Step], Action]
+) -> ControlResult:
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    result = ControlResult()
+    foreign: list[JobRecord] = []
+    for step in plan.steps:
+        try:
+            action = act(step)
+        except (SlurmError, TransportError) as exc:
+            result.failures.append(f"{step.job.name} was not {done_word}: {exc}")
+            continue
+        result.done.append(Done(step.job, action, step.foreign))
+        if step.foreign:
+            foreign.append(step.job)
+    ours = [done.job for done in result.done if done.job not in foreign]
+    if ours:
+        show_states(session, ours)
+    if foreign:
+        _refresh_foreign(session, foreign)
+    return result
+
+
+def _refresh_foreign(session: Session, jobs: list[JobRecord]) -> None:
+    """Other users' jobs are not in our store: their new state comes from one squeue."""
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.tracker import foreign_job
+    from konduktor_slurm.transport import TransportError
+
+    time.sleep(1)  # let slurmctld apply what was just asked
+    try:
+        rows = session.slurm.queue([job.slurm_job_id for job in jobs if job.slurm_job_id])
+    except (SlurmError, TransportError):
+        return
+    now = time.time()
+    for job in jobs:
+        row = rows.get(job.slurm_job_id or "")
+        if row is not None:
+            fresh = foreign_job(row, now)
+            job.state, job.detail, job.extra = fresh.state, fresh.detail, fresh.extra
+
+
+def settle(session: Session, jobs: list[JobRecord], seconds: float = SETTLE_SECONDS) -> None:
+    """Wait (bounded) while Slurm is still tearing down a job it is requeueing.
+
+    A requeue kills the job's processes and passes through COMPLETING for a few seconds;
+    releasing it in that window leaves it with Slurm's 2-minute requeue delay, and showing
+    it then would say "completing", not "stopped".
+    """
+    from konduktor_slurm.lifecycle import normalise_state
+    from konduktor_slurm.tracker import refresh
+
+    deadline = time.monotonic() + seconds
+    while any(normalise_state(job.extra.get("slurm_state") or "") == "COMPLETING" for job in jobs):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
+        if refresh(session.store, session.slurm, jobs).stale:
+            return
+
+
+def show_states(session: Session, jobs: list[JobRecord]) -> None:
+    """Refresh after acting, so each job says where it is now (foreign ones from squeue)."""
+    from konduktor_slurm.tracker import refresh
+
+    refresh(session.store, session.slurm, jobs)
+    settle(session, jobs)
+
+
+def _wait_until_recorded(session: Session, jobs: list[JobRecord]) -> None:
+    """Give Slurm a few seconds to finish the cancellation, so the store says how it ended."""
+    from konduktor_slurm.tracker import refresh
+
+    deadline = time.monotonic() + 5
+    while True:
+        result = refresh(session.store, session.slurm, jobs)
+        if result.stale or all(job.terminal for job in jobs) or time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
