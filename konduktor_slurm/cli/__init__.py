@@ -1,13 +1,13 @@
-"""The ``konduktor`` command line: parse arguments, call the modules below, print.
+"""The ``konduktor`` command line: parse arguments, call the service layer, print.
 
-Heavy imports (jinja2, pydantic via the task model) happen inside the commands that need
-them, so ``konduktor status`` and ``--help`` start fast.
+Each command is a thin shell over ``konduktor_slurm.service`` (the workflows, shared with the
+Python SDK). Heavy imports (jinja2, pydantic via the task model, fabric) happen inside the
+commands that need them, so ``konduktor status`` and ``--help`` start fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NoReturn
@@ -15,17 +15,12 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from konduktor_slurm import __version__
-from konduktor_slurm.service.errors import (
-    EXIT_FAILED,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-)
+from konduktor_slurm.service.errors import EXIT_FAILED, EXIT_UNREACHABLE
+from konduktor_slurm.service.errors import EXIT_USAGE as EXIT_USAGE
 
 if TYPE_CHECKING:
-    from konduktor_slurm.config import Settings
     from konduktor_slurm.service.session import Session
-    from konduktor_slurm.slurm import Slurm
-    from konduktor_slurm.store import JobRecord, Store
+    from konduktor_slurm.store import JobRecord
 
 # The exit codes are documented in the README and in service/errors.py.
 EXIT_STALE = EXIT_UNREACHABLE  # what is shown is the last known state
@@ -45,62 +40,6 @@ def service_errors() -> Iterator[None]:
         yield
     except KonduktorError as exc:
         fail(str(exc), exc.exit_code)
-
-
-def settings() -> Settings:
-    from konduktor_slurm.config import ConfigError, load_settings
-
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-
-
-def open_store(config: Settings) -> Store:
-    from konduktor_slurm.store import Store
-
-    return Store(config.store_path)
-
-
-def open_slurm(config: Settings) -> Slurm:
-    """Slurm through the configured transport: local, or SSH when ``ssh:`` is configured.
-
-    Opening costs nothing: the SSH connection (one per invocation, reused by every command)
-    is made on first use, so commands that never reach the cluster never touch the network.
-    """
-    from konduktor_slurm.slurm import Slurm
-
-    if config.ssh is not None:
-        from konduktor_slurm.ssh import SSHTransport
-
-        transport = SSHTransport(
-            config.ssh,
-            slurm_bin_dir=config.slurm_bin_dir,
-            timeout=config.slurm_timeout,
-            config_path=str(config.config_path),
-        )
-        return Slurm(transport, timeout=config.slurm_timeout)
-    from konduktor_slurm.transport import LocalTransport
-
-    return Slurm(LocalTransport(config.slurm_bin_dir), timeout=config.slurm_timeout)
-
-
-def resolve_job(store: Store, name: str) -> JobRecord:
-    """A job by konduktor name or Slurm job id, or a clear error with a "did you mean"."""
-    job = store.get(name)
-    if job is not None:
-        return job
-    for candidate in store.jobs(include_hidden=True):
-        if candidate.slurm_job_id == name:
-            return candidate
-    hint = did_you_mean(name, store.names())
-    fail(f"no job named {name!r}.{hint} (`konduktor status` lists your jobs)")
-
-
-def did_you_mean(name: str, names: list[str]) -> str:
-    """`` Did you mean 'train-1a2b'?`` for the closest known names, or nothing."""
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def console(stderr: bool = False):  # -> rich.console.Console

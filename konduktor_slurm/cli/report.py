@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from konduktor_slurm import durations
-from konduktor_slurm.cli import (
-    EXIT_FAILED,
-    EXIT_STALE,
-    EXIT_USAGE,
-    fail,
-    main,
-    open_slurm,
-    open_store,
-    settings,
-)
-
-if TYPE_CHECKING:
-    from konduktor_slurm.slurm import Slurm
-    from konduktor_slurm.store import JobRecord
-
-CURSOR_ID = "report.cursor_transition_id"  # newest transition already reported
-BILLED_UNTIL = "report.billed_until"  # runs that ended up to here are in an earlier report
-FIRST_WINDOW_SECONDS = 24 * 3600  # the first report looks back one day
+from konduktor_slurm.cli import EXIT_FAILED, EXIT_STALE, EXIT_USAGE, fail, main, service_errors
 
 
 def parse_age(text: str, option: str) -> float:
@@ -50,32 +30,6 @@ def parse_since(text: str, now: float) -> float:
         fail(f"--since: {exc}", EXIT_USAGE)
 
 
-@contextlib.contextmanager
-def report_lock(path: Path, timeout: float) -> Iterator[bool]:
-    """Hold the report lock (waiting up to ``timeout``); yields False if it never came free.
-
-    Two overlapping runs (a slow one and the next cron tick) must not both report the same
-    transitions: the second waits for the first to move the cursor, then reports only what
-    came after.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.2)
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def write_atomically(path: Path, text: str) -> None:
     """Readers (node_exporter, a web server) never see half a file."""
     import tempfile  # not at import time: `konduktor status` must start fast
@@ -92,23 +46,6 @@ def write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-# A failed job's log tail in a report: at most this much of the file's end is read.
-LOG_TAIL_BYTES = 256 * 1024
-
-
-def log_tail(slurm: Slurm, job: JobRecord, rank: int | None, lines: int) -> list[str]:
-    """The last ``lines`` lines of the failing rank's output (all ranks if unknown)."""
-    from konduktor_slurm.logs import read_last_lines
-    from konduktor_slurm.slurm import SlurmError
-    from konduktor_slurm.transport import TransportError
-
-    try:
-        text = read_last_lines(slurm.transport, job.log_path, lines, rank, max_bytes=LOG_TAIL_BYTES)
-    except (SlurmError, TransportError, OSError):
-        return []
-    return text.splitlines()
 
 
 @main.command()
@@ -197,92 +134,28 @@ def report(
       */10 * * * *  konduktor report -u --format html -o /var/www/html/gpus.html
       * * * * *  konduktor report --format prometheus -o /var/lib/node_exporter/konduktor.prom
     """
-    from konduktor_slurm.report import build_report, failing_rank
     from konduktor_slurm.report_formats import RENDERERS
-    from konduktor_slurm.slurm import SlurmError
-    from konduktor_slurm.tracker import refresh
-    from konduktor_slurm.transport import TransportError
+    from konduktor_slurm.service.report import ReportOptions, report_run
+    from konduktor_slurm.service.session import open_session
 
-    config = settings()
-    stuck_seconds = parse_age(stuck_after, "--stuck-after")
-    store = open_store(config)
-    with report_lock(config.home / "report.lock", lock_timeout) as locked:
-        if not locked:
+    now = time.time()
+    options = ReportOptions(
+        since=parse_since(since, now) if since is not None else None,
+        stuck_after=parse_age(stuck_after, "--stuck-after"),
+        all_users=all_users,
+        log_lines=log_lines,
+        lock_timeout=lock_timeout,
+    )
+    with service_errors(), open_session() as session, report_run(session, options) as run:
+        if run is None:
+            lock = session.config.home / "report.lock"
             click.echo(
-                f"Another `konduktor report` still holds {config.home / 'report.lock'} after "
-                f"{lock_timeout:g}s; this run reports nothing (the next one will).",
+                f"Another `konduktor report` still holds {lock} after {lock_timeout:g}s; "
+                "this run reports nothing (the next one will).",
                 err=True,
             )
             return
-        slurm = open_slurm(config)
-        try:
-            now = time.time()
-            jobs = store.jobs(include_hidden=True)
-            result = refresh(store, slurm, jobs, all_users=all_users)
-            stale = result.stale_reason
-            if not stale and not all_users and all(job.terminal for job in jobs):
-                # Nothing to ask squeue about; a cron report must still notice a dead cluster.
-                try:
-                    slurm.ping()
-                except (SlurmError, TransportError) as exc:
-                    stale = str(exc)
-            if since is not None:
-                window_start = parse_since(since, now)
-                new = [t for t in store.transitions() if t.at > window_start]
-                newest_id = None
-                billed_from = window_start
-            else:
-                last_id = int(store.get_meta(CURSOR_ID) or 0)
-                new, newest_id = store.transitions_after(last_id)
-                first = min((job.created_at for job in jobs), default=now)
-                billed_from = float(
-                    store.get_meta(BILLED_UNTIL) or max(first - 1, now - FIRST_WINDOW_SECONDS)
-                )
-                window_start = billed_from
-            runs, accounting_error = [], None
-            if not stale:
-                try:
-                    # Only jobs that may have a run ending in the window: a store with
-                    # years of history must not turn into one huge --jobs list.
-                    ids = [
-                        job.slurm_job_id
-                        for job in jobs
-                        if job.slurm_job_id
-                        and (job.end_time is None or job.end_time >= billed_from)
-                    ]
-                    if all_users:
-                        runs = slurm.runs(since=billed_from, all_users=True)
-                    elif ids:
-                        runs = slurm.runs(ids)
-                except (SlurmError, TransportError) as exc:
-                    accounting_error = str(exc)
-            everyone = [*jobs, *result.others]
-            by_name = {job.name: job for job in jobs}
-            tails = {}
-            for transition in new:
-                job = by_name.get(transition.job_name)
-                if transition.state == "FAILED" and job is not None and not stale:
-                    tails[job.name] = log_tail(slurm, job, failing_rank(job)[0], log_lines)
-            built = build_report(
-                now=now,
-                window_start=window_start,
-                jobs=everyone,
-                new_transitions=new,
-                history=store.transitions([job.name for job in jobs]),
-                runs=runs,
-                log_tails=tails,
-                stuck_after=stuck_seconds,
-                stale_reason=stale,
-                accounting_error=accounting_error,
-                users=()
-                if all_users
-                else (slurm.transport.user if not stale else (store.last_user() or "?"),),
-            )
-        except TransportError as exc:
-            fail(str(exc), EXIT_STALE)
-        finally:
-            slurm.transport.close()
-        text = RENDERERS[fmt](built)
+        text = RENDERERS[fmt](run.report)
         if output is not None:
             write_atomically(output, text)
         else:
@@ -290,13 +163,9 @@ def report(
             sys.stdout.flush()
         # Only once the report is out: a crash before this reports the same things again,
         # never loses them.
-        if newest_id is not None:
-            with store.transaction():
-                store.set_meta(CURSOR_ID, str(newest_id))
-                if not stale and accounting_error is None:
-                    store.set_meta(BILLED_UNTIL, repr(now))
-    if built.stale:
-        click.echo(f"Warning: Slurm could not be reached ({built.stale_reason}).", err=True)
+        run.commit()
+    if run.report.stale:
+        click.echo(f"Warning: Slurm could not be reached ({run.report.stale_reason}).", err=True)
         sys.exit(EXIT_STALE)
-    if fail_on_failure and built.failures:
+    if fail_on_failure and run.report.failures:
         sys.exit(EXIT_FAILED)

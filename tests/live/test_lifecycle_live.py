@@ -193,7 +193,7 @@ def test_status_costs_the_same_for_1_and_200_jobs(
     assert costs[200][2] == {"squeue": 0, "sacct": 0}  # known terminal: never asked again
 
 
-def test_unreachable_controller_shows_stale_states_and_exits_2(kd, tmp_path: Path) -> None:
+def test_unreachable_controller_shows_stale_states_and_exits_3(kd, tmp_path: Path) -> None:
     name = launch_detached(kd, tmp_path, "name: stale\nrun: sleep 20\n")
     wait_for_status(kd, name, {"ACTIVE"})
     # A client configuration pointing at a port where no slurmctld listens: the real
@@ -204,7 +204,7 @@ def test_unreachable_controller_shows_stale_states_and_exits_2(kd, tmp_path: Pat
     started = time.monotonic()
     result = kd("status", env={"SLURM_CONF": str(conf)}, timeout=120)
     elapsed = time.monotonic() - started
-    assert result.returncode == 2, result.output
+    assert result.returncode == 3, result.output
     assert "Slurm could not be reached" in result.stderr
     assert "ACTIVE (stale)" in result.stdout
     assert elapsed < 60, f"status took {elapsed:.0f}s"

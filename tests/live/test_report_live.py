@@ -277,14 +277,14 @@ def test_prometheus_textfile_parses(scenario: dict) -> None:
     assert not list(target.parent.glob(".konduktor.prom.*"))  # no temp file left behind
 
 
-def test_unreachable_controller_exits_2_within_the_timeout(scenario: dict, tmp_path: Path) -> None:
+def test_unreachable_controller_exits_3_within_the_timeout(scenario: dict, tmp_path: Path) -> None:
     kd = scenario["kd"]
     conf = tmp_path / "slurm.conf"
     text = Path("/etc/slurm/slurm.conf").read_text()
     conf.write_text(re.sub(r"(?m)^SlurmctldPort=\d+", "SlurmctldPort=6999", text))
     started = time.monotonic()
     result = kd("report", "--since", "1h", env={"SLURM_CONF": str(conf)}, timeout=120)
-    assert result.returncode == 2, result.output
+    assert result.returncode == 3, result.output
     assert time.monotonic() - started < 60
     assert "STALE" in result.stdout and "Slurm could not be reached" in result.stderr
     assert scenario["billed"] in result.stdout  # what is known is still reported

@@ -192,8 +192,8 @@ def test_ssh_config_selects_the_ssh_transport_without_importing_paramiko(
     config_file.write_text("ssh: kdtest@127.0.0.1:2222\n")
     code = (
         "import sys\n"
-        "from konduktor_slurm.cli import open_slurm, settings\n"
-        "slurm = open_slurm(settings())\n"
+        "from konduktor_slurm.service.session import load_config, open_slurm\n"
+        "slurm = open_slurm(load_config())\n"
         "print(type(slurm.transport).__name__, slurm.transport.description)\n"
         "print('paramiko' in sys.modules, 'fabric' in sys.modules)\n"
     )

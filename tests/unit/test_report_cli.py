@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from konduktor_slurm.cli import EXIT_USAGE
-from konduktor_slurm.cli.report import parse_age, parse_since, report_lock, write_atomically
+from konduktor_slurm.cli.report import parse_age, parse_since, write_atomically
+from konduktor_slurm.service.report import report_lock
 
 
 @pytest.mark.parametrize(
