@@ -11,7 +11,25 @@ from typing import Any
 __version__ = "0.1.0"
 
 # name -> module that defines it; loaded by __getattr__ on first use.
-_SDK = {"report": "konduktor_slurm.sdk"}
+_SDK = {
+    name: "konduktor_slurm.sdk"
+    for name in (
+        "Job",
+        "JobFailedError",
+        "KonduktorError",
+        "KonduktorReturnError",
+        "MalformedResultError",
+        "NoResultReportedError",
+        "Resources",
+        "ResultTimeoutError",
+        "ResultTooLargeError",
+        "Task",
+        "TaskError",
+        "UnreachableError",
+        "launch",
+        "report",
+    )
+}
 
 __all__ = ["__version__", *_SDK]
 

@@ -138,6 +138,19 @@ class Reporter:
         return None
 
 
+class SilentReporter(Reporter):
+    """For callers with nobody to tell (the Python SDK): staging says nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def start(self, label: str, source: Path, destination: str) -> None:
+        return None
+
+    def done(self, label: str, stats: TransferStats, linked_from: str | None) -> None:
+        return None
+
+
 class RichReporter(Reporter):
     """A progress bar per source with bytes and files, on a terminal."""
 

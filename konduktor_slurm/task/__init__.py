@@ -39,6 +39,7 @@ __all__ = [
     "TaskOverrides",
     "load_task",
     "parse_task",
+    "task_from_data",
 ]
 
 
@@ -57,6 +58,17 @@ def load_task(
     text = read_source(path)
     base = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
     return build_task(text, source, base, overrides, path.absolute().resolve())
+
+
+def task_from_data(data: dict, source: str = "<python>", base_dir: Path | None = None) -> Task:
+    """Validate a task given as a mapping (the fields of a task YAML), e.g. built in Python."""
+    import copy
+
+    from konduktor_slurm.task.source import Positions
+    from konduktor_slurm.task.validate import build_task_from_data
+
+    base = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
+    return build_task_from_data(copy.deepcopy(data), Positions(), source, base, None, None)
 
 
 def parse_task(

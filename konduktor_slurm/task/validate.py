@@ -62,6 +62,19 @@ def build_task(
     source_path: Path | None,
 ) -> Task:
     data, positions = load_yaml(text, source)
+    return build_task_from_data(data, positions, source, base_dir, overrides, source_path)
+
+
+def build_task_from_data(
+    data: Any,
+    positions: Positions,
+    source: str,
+    base_dir: Path,
+    overrides: TaskOverrides | None,
+    source_path: Path | None,
+) -> Task:
+    """The same validation for a task given as data (the Python SDK's ``Task(...)``); with
+    no positions, issues name the field but no line."""
     if data is None:
         msg = "the task file is empty; give at least a 'run:' command"
         raise TaskError([TaskIssue(source, None, "", msg)])

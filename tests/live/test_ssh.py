@@ -785,3 +785,40 @@ def test_follow_reports_a_dropped_connection_and_exits(
         subprocess.run(["scancel", job_id], check=False)
     result = Run(proc.returncode, stdout, stderr)
     assert_one_line_error(result, f"lost the SSH connection to kdtest@127.0.0.1:{sshd.port}")
+
+
+def test_python_sdk_over_ssh_launches_and_returns_the_result(
+    laptop: Workstation,
+    sshd: DedicatedSSHD,
+    tmp_path: Path,
+    remote_cleanup: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK from a laptop: the same calls as on the login node, over the configured SSH."""
+    import konduktor_slurm as konduktor
+
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"sdkssh{tag}")
+    for key, value in laptop.env().items():
+        if key.startswith("KONDUKTOR_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "data.txt").write_text("from the laptop\n")
+    task = konduktor.Task(
+        f"sdkssh{tag}",
+        workdir="project",
+        run='echo "user=$(id -un)"; cat data.txt\n'
+        'echo \'{"who": "\'$(id -un)\'"}\' > "$KONDUKTOR_OUTPUT_DIR/result.json"\n',
+    )
+    before = sshd.accepted()
+    job = konduktor.launch(task, detach_run=True)
+    assert sshd.accepted() - before == 1  # one SSH connection for the whole launch
+    assert job.wait(timeout=120) == "succeeded"
+    assert job.result() == {"who": TEST_USER}
+    assert f"0: user={TEST_USER}\n0: from the laptop\n" in job.logs()
+    assert job.logs(node_rank=0) == f"0: user={TEST_USER}\n0: from the laptop\n"
+    with pytest.raises(konduktor.NoResultReportedError):
+        konduktor.launch(konduktor.Task(f"sdkssh{tag}", run="true"), detach_run=True).result(
+            timeout=120
+        )
