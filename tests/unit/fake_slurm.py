@@ -1,0 +1,179 @@
+"""A transport that answers Slurm's commands with recorded real output, for workflow tests.
+
+Like submitit's ``MockedSubprocess``, the fake sits at the process boundary: the service
+layer, the Slurm adapter and the parsers run unchanged; only the commands' answers are
+replayed. Each answer is a line recorded from Slurm 22.05 (tests/fixtures/slurm, see
+record.py) with the job id, name and comment put in; the scenario says which recorded state
+each job is in. Everything that is not a Slurm command (mkdir, grep, test, rsync, files) runs
+for real on this machine, in the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from konduktor_slurm.transport import CommandResult, LocalTransport
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "slurm"
+SEP = "\x1f"
+
+
+def _records(name: str) -> list[list[str]]:
+    """The recorded lines of a fixture, split into fields (records end with SEP + newline)."""
+    text = (FIXTURES / name).read_text()
+    return [record.split(SEP) for record in text.split(f"{SEP}\n") if record.strip()]
+
+
+def _recorded_error(name: str) -> tuple[int, str]:
+    code, _, stderr = (FIXTURES / name).read_text().partition("\n")
+    return int(code.split()[1]), stderr
+
+
+# Recorded squeue rows (QUEUE_FIELDS order) and sacct rows (ACCT_FIELDS order), by state.
+_SQUEUE = {row[1]: row for row in _records("squeue-compat-22.05.txt")}
+_SACCT = {}
+for _row in _records("sacct-compat-22.05.txt"):
+    if "." not in _row[0]:
+        _SACCT.setdefault(_row[1].split()[0], _row)
+
+
+@dataclass
+class FakeJob:
+    job_id: str
+    name: str
+    comment: str = "konduktor;resources=1x(-)"
+    queue: str | None = "PENDING"  # squeue's state; None: slurmctld forgot the job
+    reason: str = "Resources"
+    priority: str = "4294901729"
+    acct: str | None = None  # sacct's state once the job has ended ("COMPLETED", ...)
+    exit_code: str = "0:0"
+    user: str = "kdtest"
+
+
+class FakeSlurm(LocalTransport):
+    """Slurm's commands answered from the recordings; the rest run locally."""
+
+    description = "fake"
+
+    def __init__(self, user: str = "kdtest", operator: bool = False) -> None:
+        super().__init__()
+        self.jobs: dict[str, FakeJob] = {}
+        self.calls: list[list[str]] = []
+        self.unreachable = False
+        self.operator = operator
+        self._user = user
+        self._next_id = 100
+
+    @property
+    def user(self) -> str:
+        return self._user
+
+    def slurm_calls(self, command: str) -> list[list[str]]:
+        return [argv for argv in self.calls if argv[0] == command]
+
+    def add(self, job: FakeJob) -> FakeJob:
+        self.jobs[job.job_id] = job
+        return job
+
+    # ---- the boundary ---------------------------------------------------------------
+
+    def run(
+        self, argv: list[str], *, timeout: float = 30.0, input_text: str | None = None
+    ) -> CommandResult:
+        handler = getattr(self, f"_{argv[0]}", None)
+        if handler is None:
+            return super().run(argv, timeout=timeout, input_text=input_text)
+        self.calls.append(list(argv))
+        code, out, err = handler(argv)
+        return CommandResult(tuple(argv), code, out, err)
+
+    def _ids(self, argv: list[str]) -> list[str]:
+        for arg in argv:
+            if arg.startswith("--jobs="):
+                return arg.removeprefix("--jobs=").split(",")
+        return []
+
+    def _squeue(self, argv: list[str]) -> tuple[int, str, str]:
+        if self.unreachable:
+            code, err = _recorded_error("squeue-unreachable-22.05.txt")
+            return code, "", err
+        ids = self._ids(argv)
+        wanted = [self.jobs[i] for i in ids if i in self.jobs] if ids else list(self.jobs.values())
+        rows = [job for job in wanted if job.queue is not None]
+        if ids and not rows:
+            code, err = _recorded_error("squeue-invalid-id-22.05.txt")
+            return code, "", err
+        return 0, "".join(self._squeue_row(job) for job in rows), ""
+
+    def _squeue_row(self, job: FakeJob) -> str:
+        fields = list(_SQUEUE["RUNNING" if job.queue == "SUSPENDED" else job.queue])
+        fields[0], fields[1], fields[2] = job.job_id, job.queue, job.reason
+        fields[3] = "0" if job.reason.startswith(("JobHeld", "job requeued")) else job.priority
+        fields[11], fields[12], fields[13] = job.user, job.name, job.comment
+        return SEP.join(fields)
+
+    def _sacct(self, argv: list[str]) -> tuple[int, str, str]:
+        if self.unreachable:
+            return 1, "", "sacct: error: Problem talking to the database: Connection refused\n"
+        out = []
+        for job_id in self._ids(argv):
+            job = self.jobs.get(job_id)
+            if job is None or job.acct is None:
+                continue
+            fields = list(_SACCT[job.acct.split()[0]])
+            fields[0], fields[1], fields[2], fields[7] = job_id, job.acct, job.exit_code, job.user
+            out.append(SEP.join(fields))
+        return 0, "".join(out), ""
+
+    def _sbatch(self, argv: list[str]) -> tuple[int, str, str]:
+        script = Path(argv[-1]).read_text()
+        name = next(line.split("=", 1)[1] for line in script.splitlines() if "--job-name=" in line)
+        job_id = str(self._next_id)
+        self._next_id += 1
+        self.add(FakeJob(job_id, name, user=self._user))
+        return 0, f"{job_id}\n", ""
+
+    def _scontrol(self, argv: list[str]) -> tuple[int, str, str]:
+        verb, target = argv[1], argv[2] if len(argv) > 2 else ""
+        if verb == "show" and target == "config":
+            return 0, (FIXTURES / "scontrol-config-22.05.txt").read_text(), ""
+        if verb == "ping":
+            if self.unreachable:
+                return 1, "Slurmctld(primary) at localhost is DOWN\n", ""
+            return 0, "Slurmctld(primary) at localhost is UP\n", ""
+        job = self.jobs.get(target.removeprefix("jobid="))
+        if verb in ("suspend", "resume") and not self.operator:
+            code, err = _recorded_error("scontrol-suspend-denied-22.05.txt")
+            return code, "", err.replace("JOB1", target)
+        if job is None:
+            return 1, "", f"Invalid job id specified for job {target}\n"
+        if verb == "suspend":
+            job.queue = "SUSPENDED"
+        elif verb == "resume":
+            job.queue = "RUNNING"
+        elif verb == "requeuehold":
+            job.queue, job.reason = "PENDING", "job requeued in held state"
+        elif verb == "hold":
+            job.reason = "JobHeldUser"
+        elif verb == "release":
+            job.reason = "None"
+        return 0, "", ""
+
+    def _scancel(self, argv: list[str]) -> tuple[int, str, str]:
+        for job_id in argv[1:]:
+            job = self.jobs[job_id]
+            job.queue, job.reason = "CANCELLED", "None"
+            job.acct = f"CANCELLED by {1001 if self._user == 'kdtest' else 0}"
+        return 0, "", ""
+
+    def _sacctmgr(self, argv: list[str]) -> tuple[int, str, str]:
+        level = "root" if self.operator else "kdtest"
+        return 0, (FIXTURES / f"sacctmgr-adminlevel-{level}-22.05.txt").read_text(), ""
+
+    def _sinfo(self, argv: list[str]) -> tuple[int, str, str]:
+        fixture = "sinfo-version" if "--version" in argv else "sinfo-partitions"
+        return 0, (FIXTURES / f"{fixture}-22.05.txt").read_text(), ""
+
+    def _getent(self, argv: list[str]) -> tuple[int, str, str]:
+        return 0, "kdtest:x:1001:1001::/home/kdtest:/bin/bash\n", ""
