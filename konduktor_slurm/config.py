@@ -14,75 +14,83 @@
       # proxy_command: nc -X 5 -x socks.example.org:1080 %h %p   # ProxyCommand (%h %p %r)
       known_hosts: ~/.ssh/known_hosts
       accept_new_host_keys: false      # true: trust (and remember) a host seen the first time
-      connect_timeout: 15
+      connect_timeout: 15              # seconds, 1-3600
     jobs_dir: ~/.konduktor/jobs   # on the cluster's shared filesystem; ~ is the cluster's home
     node_workdir: ~/konduktor_workdir   # where each node runs the job (one subdir per job)
-    partition: gpu                # defaults when a task sets none
+    partition: gpu                # defaults when a task sets none (partition: 'gpu,low' too)
     account: research
     qos: normal
-    gres_map: {A100-80GB: a100_80g}
-    stop_mode: auto
+    gres_map: {A100-80GB: a100_80g}   # accelerator name -> Slurm GRES type
+    stop_mode: auto               # auto | suspend | requeue | signal
     slurm_bin_dir: /opt/slurm/bin
-    slurm_timeout: 30
+    slurm_timeout: 30             # seconds per Slurm call, 1-3600
 
 ``~/.ssh/config`` fills in what is not set here (HostName, User, Port, IdentityFile, ProxyJump,
 ProxyCommand); ``jump_host`` and ``proxy_command`` exclude each other, as in ssh_config.
+jobs_dir and node_workdir are absolute or under ``~/``, without whitespace, control
+characters or ``..`` (they end up in ``#SBATCH`` lines and job scripts).
+
+Validation (``config_schema``: pydantic models, the task files' ``Checker``) reports every
+problem at once as ``<config path>:<line>: <key>: <what is wrong>``, in a ``ConfigError``.
+It costs pydantic's and PyYAML's imports (~115 ms), and every command reads config.yaml, so
+the validated settings are cached as JSON in ``$KONDUKTOR_HOME/config-cache.json``, keyed by
+the config file's path, device, inode, size, mtime and ctime: an unchanged file is read from
+the cache without importing either. A damaged or foreign cache (not ours, writable by
+others, for another file or another konduktor version) is ignored and rewritten.
+
 Nothing here imports fabric or paramiko: ``ssh.py`` does, when a command first talks to the
 cluster.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
+import stat
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from konduktor_slurm.control import STOP_MODES
+from konduktor_slurm import __version__
+from konduktor_slurm.control import STOP_MODES, StopMode
 
+# The task package is not imported at run time: ~7 ms that `konduktor status` skips.
 if TYPE_CHECKING:
     from konduktor_slurm.task import Task
+    from konduktor_slurm.task.errors import TaskIssue
     from konduktor_slurm.transport import Transport
 
-KNOWN_KEYS = {
-    "jobs_dir",
-    "gres_map",
-    "slurm_bin_dir",
-    "slurm_timeout",
-    "ssh",
-    "node_workdir",
-    "partition",
-    "account",
-    "qos",
-    "stop_mode",
-}
-SSH_KEYS = {
-    "host",
-    "user",
-    "port",
-    "identity_file",
-    "jump_host",
-    "proxy_command",
-    "known_hosts",
-    "accept_new_host_keys",
-    "connect_timeout",
-}
 DEFAULT_REMOTE_JOBS_DIR = "~/.konduktor/jobs"
 DEFAULT_NODE_WORKDIR = "~/konduktor_workdir"
+DEFAULT_SLURM_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 15.0
 
-# user@host[:port]; host may be an [IPv6] literal or a ~/.ssh/config alias. Not a pattern
-# (* ? ! ,) nor quoted: ssh.py hands the host to ssh_config as a Host line.
-_SSH_TARGET = re.compile(
-    r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@\s:\[\]*?!,\"']+)"
-    r"(?::(?P<port>\d+))?$"
-)
-_SLURM_NAME = re.compile(r"^[A-Za-z0-9_.,+-]+$")
+CACHE_NAME = "config-cache.json"
+# Bump when the cached values change shape or meaning.
+CACHE_FORMAT = 1
+# A config file written less than this long ago is not cached: a second edit within the
+# file system's timestamp granularity could keep size and times (git's "racy" files).
+RACY_SECONDS = 2.0
+MAX_CACHE_BYTES = 64 * 1024
 
 
 class ConfigError(ValueError):
-    pass
+    """config.yaml (or konduktor's home directory) cannot be used. ``issues`` lists every
+    problem as ``<path>:<line>: <key>: <message>``; the message has one line per issue."""
+
+    def __init__(self, issues: Sequence[TaskIssue]) -> None:
+        self.issues: list[TaskIssue] = list(issues)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(issue) for issue in self.issues)
+
+
+def _refuse(path: Path, message: str) -> ConfigError:
+    from konduktor_slurm.task.errors import TaskIssue
+
+    return ConfigError([TaskIssue(str(path), None, "", message)])
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ class SSHSettings:
     proxy_command: str | None = None  # ProxyCommand, %h %p %r expanded
     known_hosts: str | None = None
     accept_new_host_keys: bool = False
-    connect_timeout: float = 15.0
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     @property
     def display(self) -> str:
@@ -115,13 +123,13 @@ class Settings:
     jobs_dir: str
     gres_map: dict[str, str] = field(default_factory=dict)
     slurm_bin_dir: str | None = None
-    slurm_timeout: float = 30.0
+    slurm_timeout: float = DEFAULT_SLURM_TIMEOUT
     ssh: SSHSettings | None = None
     node_workdir: str = DEFAULT_NODE_WORKDIR
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    stop_mode: str = "auto"
+    stop_mode: StopMode = StopMode.AUTO
 
     @property
     def store_path(self) -> Path:
@@ -157,118 +165,6 @@ def expand_home(path: str, home: Any) -> str:
     return path
 
 
-def _did_you_mean(word: str, choices: set[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _check_keys(config_path: Path, data: dict, known: set[str], prefix: str = "") -> None:
-    for key in data:
-        if not isinstance(key, str) or key not in known:
-            raise ConfigError(
-                f"{config_path}: {prefix}{key}: unknown setting{_did_you_mean(str(key), known)}"
-                f" (known: {', '.join(sorted(known))})"
-            )
-
-
-def _text(config_path: Path, key: str, value: Any, *, allow_empty: bool = False) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f"{config_path}: {key}: expected text, got {value!r}")
-    text = str(value).strip()
-    if not text and not allow_empty:
-        raise ConfigError(f"{config_path}: {key}: must not be empty")
-    return text
-
-
-def _number(config_path: Path, key: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{config_path}: {key}: expected seconds, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(f"{config_path}: {key}: expected a positive number of seconds")
-    return number
-
-
-def parse_ssh(config_path: Path, value: Any) -> SSHSettings | None:
-    """``ssh:`` as a string (``alias`` / ``user@host[:port]``) or as a mapping with options."""
-    if value is None or value is False:
-        return None
-    options: dict[str, Any]
-    if isinstance(value, str):
-        options = {"host": value}
-    elif isinstance(value, dict):
-        _check_keys(config_path, value, SSH_KEYS, "ssh.")
-        options = dict(value)
-    else:
-        raise ConfigError(
-            f"{config_path}: ssh: expected a host like 'user@login.example.org:22' or a "
-            f"mapping with 'host:', got {value!r}"
-        )
-    target = _text(config_path, "ssh.host", options.get("host"))
-    if not target:
-        raise ConfigError(f"{config_path}: ssh.host: missing (the cluster's login node)")
-    match = _SSH_TARGET.match(target)
-    if not match:
-        raise ConfigError(
-            f"{config_path}: ssh.host: {target!r} is not an ~/.ssh/config alias or user@host[:port]"
-        )
-    user = _ssh_line(config_path, "ssh.user", options.get("user")) or match["user"]
-    if user and any(c.isspace() for c in user):
-        raise ConfigError(f"{config_path}: ssh.user: {user!r} is not a user name")
-    port: int | None = None
-    port_value = options.get("port", match["port"])
-    if port_value is not None:
-        try:
-            if isinstance(port_value, bool):
-                raise TypeError
-            port = int(port_value)
-        except (TypeError, ValueError):
-            port = 0
-        if not 1 <= port <= 65535:
-            raise ConfigError(f"{config_path}: ssh.port: expected 1-65535, got {port_value!r}")
-    accept = options.get("accept_new_host_keys", False)
-    if not isinstance(accept, bool):
-        raise ConfigError(
-            f"{config_path}: ssh.accept_new_host_keys: expected true or false, got {accept!r}"
-        )
-    jump_host = _ssh_line(config_path, "ssh.jump_host", options.get("jump_host"))
-    if jump_host and jump_host.lower() != "none":
-        for hop in jump_host.split(","):
-            try:
-                parse_jump_hop(hop)
-            except ValueError:
-                raise ConfigError(
-                    f"{config_path}: ssh.jump_host: {hop.strip()!r} is not [user@]host[:port] "
-                    "(hops separated by commas; an IPv6 address in brackets: [::1]:22)"
-                ) from None
-    proxy_command = _ssh_line(config_path, "ssh.proxy_command", options.get("proxy_command"))
-    if jump_host and proxy_command:
-        raise ConfigError(
-            f"{config_path}: ssh.jump_host and ssh.proxy_command: set one of them (a ProxyJump "
-            "or a ProxyCommand, not both)"
-        )
-    return SSHSettings(
-        host=match["host"].strip("[]"),
-        user=user,
-        port=port,
-        identity_file=_text(config_path, "ssh.identity_file", options.get("identity_file")),
-        jump_host=jump_host,
-        proxy_command=proxy_command,
-        known_hosts=_text(config_path, "ssh.known_hosts", options.get("known_hosts")),
-        accept_new_host_keys=accept,
-        connect_timeout=_number(
-            config_path, "ssh.connect_timeout", options.get("connect_timeout"), 15.0
-        ),
-    )
-
-
 def parse_jump_hop(spec: str) -> tuple[str | None, str, int | None]:
     """One ProxyJump hop, ``[ssh://][user@]host[:port]``: (user, host, port).
 
@@ -297,80 +193,234 @@ def parse_jump_hop(spec: str) -> tuple[str | None, str, int | None]:
     return user or None, host, port
 
 
-def _ssh_line(config_path: Path, key: str, value: Any) -> str | None:
-    """Text that ssh.py writes into an ssh_config line: one line, no line breaks."""
-    text = _text(config_path, key, value)
-    if text is not None and ("\n" in text or "\r" in text):
-        raise ConfigError(f"{config_path}: {key}: must be a single line")
-    return text
-
-
-def _slurm_name(config_path: Path, key: str, value: Any) -> str | None:
-    text = _text(config_path, key, value)
-    if text is not None and not _SLURM_NAME.match(text):
-        raise ConfigError(f"{config_path}: {key}: {text!r} is not a valid Slurm {key} name")
-    return text
+# ---- loading ------------------------------------------------------------------------------
 
 
 def load_settings() -> Settings:
-    home = Path(os.environ.get("KONDUKTOR_HOME") or Path.home() / ".konduktor").expanduser()
-    config_path = Path(os.environ.get("KONDUKTOR_CONFIG") or home / "config.yaml").expanduser()
-    data: dict = {}
-    if config_path.exists():
-        import yaml  # only paid for when a config file exists
+    """The settings: defaults, overridden by config.yaml if there is one.
 
-        try:
-            loaded = yaml.safe_load(config_path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
-        except OSError as exc:
-            raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config_path}: expected a mapping of settings")
-        _check_keys(config_path, loaded, KNOWN_KEYS)
-        data = loaded
-    gres_map = data.get("gres_map") or {}
-    if not isinstance(gres_map, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in gres_map.items()
-    ):
-        raise ConfigError(f"{config_path}: gres_map: expected a mapping like {{H100: h100}}")
-    timeout = _number(config_path, "slurm_timeout", data.get("slurm_timeout"), 30.0)
-    ssh = parse_ssh(config_path, data.get("ssh"))
-    jobs_dir = _text(config_path, "jobs_dir", data.get("jobs_dir"))
+    Every command calls this. An unchanged config.yaml is read from the cache (stat calls and
+    a small JSON file); only a new or changed one is validated, with PyYAML and pydantic.
+    """
+    home = Path(os.environ.get("KONDUKTOR_HOME") or Path.home() / ".konduktor").expanduser()
+    _check_home(home)
+    config_path = Path(os.environ.get("KONDUKTOR_CONFIG") or home / "config.yaml").expanduser()
+    info = _stat_config(config_path)
+    if info is None:
+        return build_settings({}, home, config_path)
+    key = _cache_key(config_path, info)
+    values = _read_cache(home, key) if key is not None else None
+    if values is None:
+        values = _validate(config_path)
+        if key is not None and time.time_ns() - info.st_mtime_ns > RACY_SECONDS * 1e9:
+            _write_cache(home, key, values)
+    return build_settings(values, home, config_path)
+
+
+def _check_home(home: Path) -> None:
+    try:
+        info = os.stat(home)
+    except OSError:
+        return  # missing: created on first use; anything else is reported where it is used
+    if not stat.S_ISDIR(info.st_mode):
+        raise _refuse(
+            home,
+            "is a file, but konduktor keeps its job store and settings in this directory: "
+            "move the file away, or set KONDUKTOR_HOME to a directory",
+        )
+
+
+def _stat_config(config_path: Path) -> os.stat_result | None:
+    """The config file's stat, or None when there is no config file (all defaults)."""
+    try:
+        return os.stat(config_path)
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(config_path):
+            raise _refuse(
+                config_path,
+                f"is a symbolic link to {os.readlink(config_path)}, which does not exist: fix "
+                "the link or remove it",
+            ) from None
+        return None
+    except OSError as exc:
+        raise _unreadable(config_path, exc.strerror or str(exc)) from None
+
+
+def _unreadable(config_path: Path, reason: str) -> ConfigError:
+    return _refuse(
+        config_path,
+        f"cannot read the config file ({reason}): make it readable (chmod u+r "
+        f"{config_path}) or set KONDUKTOR_CONFIG to another file",
+    )
+
+
+def _validate(config_path: Path) -> dict[str, Any]:
+    """config.yaml's settings, validated (the slow path: PyYAML and pydantic)."""
+    from konduktor_slurm.task.errors import TaskError
+    from konduktor_slurm.task.source import read_source
+
+    try:
+        # Regular files only (a FIFO or /dev/zero is refused at once), 1 MiB, UTF-8.
+        text = read_source(config_path, "config file")
+    except TaskError as exc:
+        if not os.access(config_path, os.R_OK) and os.path.exists(config_path):
+            raise _unreadable(config_path, "Permission denied") from None
+        raise ConfigError(exc.issues) from None
+    from konduktor_slurm.config_schema import check_config
+
+    return check_config(text, str(config_path))
+
+
+def build_settings(values: Mapping[str, Any], home: Path, config_path: Path) -> Settings:
+    """``Settings`` from validated values (``config_schema.values_of``); None: the default."""
+    ssh_values = values.get("ssh")
+    ssh = None
+    if ssh_values:
+        timeout = ssh_values.get("connect_timeout")
+        ssh = SSHSettings(**{**ssh_values, "connect_timeout": timeout or DEFAULT_CONNECT_TIMEOUT})
+    jobs_dir = values.get("jobs_dir")
     if ssh is None:
-        # Local: the login node itself. Relative paths would depend on the current directory.
+        # Local: the login node itself; ~ is this machine's home.
         jobs_dir = str(Path(jobs_dir or home / "jobs").expanduser().absolute())
     else:
         jobs_dir = (jobs_dir or DEFAULT_REMOTE_JOBS_DIR).rstrip("/") or "/"
-        if not (jobs_dir.startswith("/") or jobs_dir == "~" or jobs_dir.startswith("~/")):
-            raise ConfigError(
-                f"{config_path}: jobs_dir: {jobs_dir!r} must be absolute or start with ~/ "
-                "(the cluster's home directory)"
-            )
-    node_workdir = _text(config_path, "node_workdir", data.get("node_workdir"))
-    if node_workdir is not None and not (
-        node_workdir.startswith("/") or node_workdir == "~" or node_workdir.startswith("~/")
-    ):
-        raise ConfigError(
-            f"{config_path}: node_workdir: {node_workdir!r} must be absolute or start with ~/"
-        )
-    stop_mode = _text(config_path, "stop_mode", data.get("stop_mode")) or "auto"
-    if stop_mode not in STOP_MODES:
-        raise ConfigError(
-            f"{config_path}: stop_mode: expected one of {', '.join(STOP_MODES)}, got "
-            f"{stop_mode!r}{_did_you_mean(stop_mode, set(STOP_MODES))}"
-        )
+    node_workdir = (values.get("node_workdir") or DEFAULT_NODE_WORKDIR).rstrip("/") or "/"
     return Settings(
         home=home,
         config_path=config_path,
         jobs_dir=jobs_dir,
-        gres_map=gres_map,
-        slurm_bin_dir=_text(config_path, "slurm_bin_dir", data.get("slurm_bin_dir")),
-        slurm_timeout=timeout,
+        gres_map=dict(values.get("gres_map") or {}),
+        slurm_bin_dir=values.get("slurm_bin_dir"),
+        slurm_timeout=values.get("slurm_timeout") or DEFAULT_SLURM_TIMEOUT,
         ssh=ssh,
-        node_workdir=(node_workdir or DEFAULT_NODE_WORKDIR).rstrip("/") or "/",
-        partition=_slurm_name(config_path, "partition", data.get("partition")),
-        account=_slurm_name(config_path, "account", data.get("account")),
-        qos=_slurm_name(config_path, "qos", data.get("qos")),
-        stop_mode=stop_mode,
+        node_workdir=node_workdir,
+        partition=values.get("partition"),
+        account=values.get("account"),
+        qos=values.get("qos"),
+        stop_mode=StopMode(values.get("stop_mode") or StopMode.AUTO),
     )
+
+
+# ---- the cache of validated settings ---------------------------------------------------------
+
+_OPTIONAL_TEXT = (str, type(None))
+_NUMBER = (int, float)
+# The shape of cached values: anything else is a damaged cache, validated afresh.
+_VALUE_TYPES: dict[str, tuple[type, ...]] = {
+    "ssh": (dict, type(None)),
+    "jobs_dir": _OPTIONAL_TEXT,
+    "node_workdir": _OPTIONAL_TEXT,
+    "partition": _OPTIONAL_TEXT,
+    "account": _OPTIONAL_TEXT,
+    "qos": _OPTIONAL_TEXT,
+    "gres_map": (dict,),
+    "stop_mode": _OPTIONAL_TEXT,
+    "slurm_bin_dir": _OPTIONAL_TEXT,
+    "slurm_timeout": (*_NUMBER, type(None)),
+}
+_SSH_TYPES: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "user": _OPTIONAL_TEXT,
+    "port": (int, type(None)),
+    "identity_file": _OPTIONAL_TEXT,
+    "jump_host": _OPTIONAL_TEXT,
+    "proxy_command": _OPTIONAL_TEXT,
+    "known_hosts": _OPTIONAL_TEXT,
+    "accept_new_host_keys": (bool,),
+    "connect_timeout": (*_NUMBER, type(None)),
+}
+
+
+def _cache_key(config_path: Path, info: os.stat_result) -> dict[str, Any] | None:
+    """What the cached settings depend on: this file as it is now, and this konduktor (its
+    version and schema module). None for anything but a regular file (never cached)."""
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    try:
+        schema = os.stat(Path(__file__).with_name("config_schema.py"))
+        schema_key = [schema.st_size, schema.st_mtime_ns]
+    except OSError:
+        schema_key = None
+    return {
+        "format": CACHE_FORMAT,
+        "version": __version__,
+        "schema": schema_key,
+        "path": os.path.abspath(config_path),
+        "file": [
+            info.st_dev,
+            info.st_ino,
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns,
+        ],
+    }
+
+
+def _read_cache(home: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The cached values for ``key``, or None when the cache is missing, for another file,
+    damaged or not trustworthy (it may hold a proxy_command, which is run)."""
+    import json
+
+    try:
+        fd = os.open(home / CACHE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_uid != os.geteuid()
+            or info.st_mode & 0o022
+            or info.st_size > MAX_CACHE_BYTES
+        ):
+            return None
+        payload = json.loads(os.read(fd, MAX_CACHE_BYTES + 1))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if not isinstance(payload, dict) or payload.get("key") != key:
+        return None
+    values = payload.get("values")
+    return values if _well_formed(values) else None
+
+
+def _well_formed(values: Any) -> bool:
+    if not isinstance(values, dict) or values.keys() != _VALUE_TYPES.keys():
+        return False
+    if not all(
+        isinstance(values[name], types) and not isinstance(values[name], bool)
+        for name, types in _VALUE_TYPES.items()
+    ):
+        return False
+    if values["stop_mode"] is not None and values["stop_mode"] not in STOP_MODES:
+        return False
+    gres_map = values["gres_map"]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in gres_map.items()):
+        return False
+    ssh = values["ssh"]
+    if ssh is None:
+        return True
+    return ssh.keys() == _SSH_TYPES.keys() and all(
+        isinstance(ssh[name], types) and (bool in types or not isinstance(ssh[name], bool))
+        for name, types in _SSH_TYPES.items()
+    )
+
+
+def _write_cache(home: Path, key: dict[str, Any], values: dict[str, Any]) -> None:
+    """Atomically (temp file + rename), 0600; a cache that cannot be written is no error."""
+    import json
+    import tempfile
+
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".config-cache-", suffix=".tmp", dir=home)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"key": key, "values": values}, handle)
+            os.replace(temp, home / CACHE_NAME)
+        except BaseException:
+            os.unlink(temp)
+            raise
+    except OSError:
+        pass

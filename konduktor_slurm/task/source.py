@@ -99,8 +99,12 @@ class Positions:
     root_line: int = 1
 
 
-def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
-    """Parse the single YAML document in ``text``; problems become a TaskError."""
+def load_yaml(text: str, source: str, what: str = "task") -> tuple[Any, Positions]:
+    """Parse the single YAML document in ``text``; problems become a TaskError.
+
+    ``what`` names the kind of file in messages ("task", "config file"): a task file with
+    several documents is a SkyPilot pipeline, any other file just has one document too many.
+    """
     import yaml  # deferred: importing this module stays cheap
 
     try:
@@ -122,11 +126,11 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
         loader.record(node, (), set())
         return loader.construct_document(node), loader.positions
     except _TooDeep as exc:
-        message = f"is nested more than {MAX_DEPTH} levels deep; a task is a few levels"
+        message = f"is nested more than {MAX_DEPTH} levels deep; a {what} is a few levels"
         raise TaskError([TaskIssue(source, exc.line, "", message)]) from None
     except yaml.composer.ComposerError as exc:
         if exc.problem and "but found another document" in exc.problem:
-            raise _several_documents(text, source, exc) from None
+            raise _several_documents(text, source, exc, what) from None
         raise _yaml_error(exc, source, text) from None
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source, text) from None
@@ -154,7 +158,7 @@ def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
     return sizes[key]
 
 
-def _several_documents(text: str, source: str, exc: Any) -> TaskError:
+def _several_documents(text: str, source: str, exc: Any, what: str) -> TaskError:
     import yaml
 
     try:
@@ -162,11 +166,17 @@ def _several_documents(text: str, source: str, exc: Any) -> TaskError:
     except yaml.YAMLError:
         count = 2
     mark = exc.problem_mark
-    message = (
-        f"this file holds {count} YAML documents separated by '---' (a SkyPilot pipeline); "
-        "pipelines are not supported on Slurm: put each task in a file of its own and launch "
-        "them one after another"
-    )
+    if what == "task":
+        message = (
+            f"this file holds {count} YAML documents separated by '---' (a SkyPilot pipeline); "
+            "pipelines are not supported on Slurm: put each task in a file of its own and "
+            "launch them one after another"
+        )
+    else:
+        message = (
+            f"this file holds {count} YAML documents separated by '---'; a {what} is one "
+            "mapping: remove the '---' line and keep one set of settings"
+        )
     return TaskError([TaskIssue(source, mark.line + 1 if mark else None, "", message)])
 
 
