@@ -58,6 +58,11 @@ def load_config() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
+        if len(exc.issues) > 1:  # as for a task file: say what, then one line per issue
+            where = exc.issues[0].file
+            raise InputError(
+                f"{where} is not a valid config.yaml; nothing was done.\n{exc}"
+            ) from None
         raise InputError(str(exc)) from None
 
 

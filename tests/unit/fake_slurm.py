@@ -111,7 +111,7 @@ class FakeSlurm(LocalTransport):
         fields[0], fields[1], fields[2] = job.job_id, job.queue, job.reason
         fields[3] = "0" if job.reason.startswith(("JobHeld", "job requeued")) else job.priority
         fields[11], fields[12], fields[13] = job.user, job.name, job.comment
-        return SEP.join(fields)
+        return SEP.join(fields) + f"{SEP}\n"  # every record ends with the separator
 
     def _sacct(self, argv: list[str]) -> tuple[int, str, str]:
         if self.unreachable:
@@ -123,7 +123,7 @@ class FakeSlurm(LocalTransport):
                 continue
             fields = list(_SACCT[job.acct.split()[0]])
             fields[0], fields[1], fields[2], fields[7] = job_id, job.acct, job.exit_code, job.user
-            out.append(SEP.join(fields))
+            out.append(SEP.join(fields) + f"{SEP}\n")
         return 0, "".join(out), ""
 
     def _sbatch(self, argv: list[str]) -> tuple[int, str, str]:
@@ -174,6 +174,9 @@ class FakeSlurm(LocalTransport):
     def _sinfo(self, argv: list[str]) -> tuple[int, str, str]:
         fixture = "sinfo-version" if "--version" in argv else "sinfo-partitions"
         return 0, (FIXTURES / f"{fixture}-22.05.txt").read_text(), ""
+
+    def _id(self, argv: list[str]) -> tuple[int, str, str]:
+        return 0, f"{self._user}\n", ""
 
     def _getent(self, argv: list[str]) -> tuple[int, str, str]:
         return 0, "kdtest:x:1001:1001::/home/kdtest:/bin/bash\n", ""

@@ -1,0 +1,299 @@
+"""The service layer's workflows on a fake transport that replays recorded Slurm output.
+
+Everything above the process boundary is real: the service, the Slurm adapter, the parsers,
+the lifecycle table, the store (SQLite in a temp dir), rsync staging into a temp dir. Only
+Slurm's answers are replayed (tests/unit/fake_slurm.py), so these tests say which commands a
+workflow runs, how many, and what it makes of each answer. The live tests run the same
+workflows against the real cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from konduktor_slurm.config import Settings
+from konduktor_slurm.control import Action
+from konduktor_slurm.lifecycle import State
+from konduktor_slurm.service import control, launch
+from konduktor_slurm.service.check import run_checks
+from konduktor_slurm.service.errors import (
+    ActionError,
+    JobFailedError,
+    ResultTimeoutError,
+)
+from konduktor_slurm.service.report import ReportOptions, report_run
+from konduktor_slurm.service.results import read_result
+from konduktor_slurm.service.session import Session
+from konduktor_slurm.service.status import StatusQuery, status
+from konduktor_slurm.service.waiting import wait_until_terminal
+from konduktor_slurm.slurm import Slurm
+from konduktor_slurm.staging import SilentReporter
+from konduktor_slurm.store import Store
+from konduktor_slurm.task import TaskOverrides, parse_task
+from tests.unit.fake_slurm import FakeSlurm
+
+
+def make_session(tmp_path: Path, fake: FakeSlurm) -> Session:
+    config = Settings(
+        home=tmp_path / "home",
+        config_path=tmp_path / "config.yaml",
+        jobs_dir=str(tmp_path / "jobs"),
+    )
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return Session(config, Store(config.store_path), Slurm(fake))
+
+
+@pytest.fixture
+def fake() -> FakeSlurm:
+    return FakeSlurm()
+
+
+@pytest.fixture
+def session(tmp_path: Path, fake: FakeSlurm) -> Session:
+    return make_session(tmp_path, fake)
+
+
+def submit(session: Session, text: str = "name: t\nrun: echo hi\n", **overrides) -> str:
+    task = parse_task(text, overrides=TaskOverrides(**overrides) if overrides else None)
+    job = launch.submit(session, launch.prepare(session, task), SilentReporter())
+    return job.name
+
+
+# ---- launch ----------------------------------------------------------------------------
+
+
+def test_launch_stages_writes_secrets_apart_and_submits_once(
+    session: Session, fake: FakeSlurm, tmp_path: Path
+) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text("print(1)\n")
+    text = f"name: t\nworkdir: {tmp_path / 'code'}\nsecrets:\n  TOKEN: null\nrun: python train.py\n"
+    name = submit(session, text, secrets=["TOKEN=s3cr3t"])
+    job = session.store.get(name)
+    assert job is not None and job.state == State.PENDING and job.slurm_job_id == "100"
+    job_dir = Path(job.job_dir)
+    assert (job_dir / "workdir" / "train.py").read_text() == "print(1)\n"
+    assert (job_dir / "secrets.env").stat().st_mode & 0o777 == 0o600
+    assert "s3cr3t" in (job_dir / "secrets.env").read_text()
+    assert "s3cr3t" not in (job_dir / "sbatch.sh").read_text()
+    assert [argv[0] for argv in fake.calls] == ["sbatch"]
+    assert [t.state for t in session.store.transitions([name])] == ["CREATED", "PENDING"]
+
+
+def test_a_refused_submission_is_recorded_failed(session: Session, fake: FakeSlurm) -> None:
+    def refuse(argv: list[str]) -> tuple[int, str, str]:
+        return 1, "", "sbatch: error: Batch job submission failed: Invalid account\n"
+
+    fake._sbatch = refuse  # type: ignore[method-assign]
+    with pytest.raises(ActionError, match=r"Slurm refused the job: .*Invalid account"):
+        submit(session)
+    (job,) = session.store.jobs()
+    assert job.state == State.FAILED and job.detail.startswith("submission failed")
+
+
+# ---- status ----------------------------------------------------------------------------
+
+
+def test_status_of_many_jobs_is_one_squeue_and_finished_jobs_are_not_asked_again(
+    session: Session, fake: FakeSlurm
+) -> None:
+    names = [submit(session) for _ in range(3)]
+    ids = [session.store.get(name).slurm_job_id for name in names]
+    fake.jobs[ids[0]].queue = "RUNNING"
+    fake.jobs[ids[1]].queue, fake.jobs[ids[1]].acct = None, "COMPLETED"
+    fake.calls.clear()
+    view = status(session)
+    assert [job.state for job in view.jobs] == [State.PENDING, State.COMPLETED, State.ACTIVE]
+    assert len(fake.slurm_calls("squeue")) == 1
+    assert fake.slurm_calls("sacct")[0][-1] == f"--jobs={ids[1]}"  # only the one that left
+    fake.calls.clear()
+    status(session)
+    (squeue,) = fake.slurm_calls("squeue")
+    assert squeue[-1] == f"--jobs={ids[2]},{ids[0]}" and not fake.slurm_calls("sacct")
+
+
+def test_status_when_slurm_is_unreachable_keeps_the_last_states(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    assert status(session).jobs[0].state == State.ACTIVE
+    fake.unreachable = True
+    view = status(session, StatusQuery(name=name))
+    assert view.stale and "Unable to contact slurm controller" in (view.stale_reason or "")
+    assert view.jobs[0].state == State.ACTIVE
+    assert [t.state for t in view.history] == ["CREATED", "PENDING", "ACTIVE"]
+
+
+# ---- waiting and results -----------------------------------------------------------------
+
+
+def test_waiting_backs_off_and_restarts_the_backoff_on_a_change(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = submit(session)
+    job = session.store.get(name)
+    sleeps: list[float] = []
+    script = iter(["PENDING", "PENDING", "RUNNING", "RUNNING", "RUNNING", None])
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        state = next(script)
+        fake.jobs["100"].queue = state
+        if state is None:
+            fake.jobs["100"].acct = "COMPLETED"
+
+    done = wait_until_terminal(session, job, sleep=sleep, clock=lambda: 0.0)
+    assert done.state == State.COMPLETED
+    assert sleeps == [2.0, 3.0, 4.5, 2.0, 3.0, 4.5]  # back to 2 s once it started running
+
+
+def test_waiting_gives_up_at_the_timeout(session: Session, fake: FakeSlurm) -> None:
+    job = session.store.get(submit(session))
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(ResultTimeoutError, match="did not finish within 10s; it is PENDING"):
+        wait_until_terminal(session, job, 10, sleep=sleep, clock=lambda: now[0])
+    assert now[0] == 10.0  # the last pause is cut to the deadline
+
+
+def test_result_of_a_completed_and_of_a_failed_job(session: Session, fake: FakeSlurm) -> None:
+    job = session.store.get(submit(session))
+    output = Path(job.job_dir) / "output" / "rank-0"
+    output.mkdir(parents=True)
+    (output / "result.json").write_text(json.dumps({"loss": 0.5}))
+    fake.jobs["100"].queue, fake.jobs["100"].acct = None, "COMPLETED"
+    done = wait_until_terminal(session, job)
+    assert read_result(session.slurm.transport, done) == {"loss": 0.5}
+    other = session.store.get(submit(session))
+    fake.jobs["101"].queue, fake.jobs["101"].acct, fake.jobs["101"].exit_code = (
+        None,
+        "FAILED",
+        "3:0",
+    )
+    with pytest.raises(JobFailedError, match="FAILED \\(exited 3\\)"):
+        read_result(session.slurm.transport, wait_until_terminal(session, other))
+
+
+# ---- stop / start / down -----------------------------------------------------------------
+
+
+def test_auto_stop_as_an_ordinary_user_falls_back_to_requeue_and_start_undoes_it(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    told: list[str] = []
+    plan = control.plan_stop(session, (name,))
+    assert [step.action for step in plan.steps] == [Action.SUSPEND]
+    fake.calls.clear()
+    result = control.apply_stop(session, plan, notify=told.append)
+    assert [done.action for done in result.done] == [Action.REQUEUE_HOLD]
+    assert [argv[:2] for argv in fake.slurm_calls("scontrol")] == [
+        ["scontrol", "suspend"],  # refused: "Access/permission denied" (recorded)
+        ["scontrol", "requeuehold"],
+    ]
+    assert told == [
+        "Slurm lets only operators suspend jobs, so stopping by requeue instead "
+        "(--mode signal keeps the GPUs instead)."
+    ]
+    job = session.store.get(name)
+    assert job.user_stop is not None and job.user_stop.mode == "requeue"
+    assert job.state == State.SUSPENDED_USER
+    fake.calls.clear()
+    started = control.apply_start(session, control.plan_start(session, (name,)))
+    assert [done.action for done in started.done] == [Action.RELEASE_REQUEUED]
+    assert [argv[1:] for argv in fake.slurm_calls("scontrol")] == [
+        ["release", "100"],
+        ["update", "jobid=100", "starttime=now"],
+    ]
+    assert session.store.get(name).user_stop is None
+
+
+def test_one_bad_name_changes_nothing(session: Session, fake: FakeSlurm) -> None:
+    name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    fake.calls.clear()
+    with pytest.raises(control.PlanError) as info:
+        control.plan_stop(session, (name, "nosuch"))
+    assert info.value.problems[0].startswith("no job named 'nosuch'")
+    assert str(info.value).endswith("Nothing was changed.")
+    assert not fake.slurm_calls("scontrol")
+
+
+def test_all_users_is_refused_to_an_ordinary_user_before_anything_is_done(
+    session: Session, fake: FakeSlurm
+) -> None:
+    with pytest.raises(ActionError, match=r"act on other users' jobs.*nothing was changed"):
+        control.plan_stop(session, (), all_users=True)
+    assert [argv[0] for argv in fake.calls] == ["sacctmgr", "scontrol"]
+
+
+def test_down_cancels_every_running_job_with_one_scancel(session: Session, fake: FakeSlurm) -> None:
+    names = [submit(session) for _ in range(3)]
+    fake.jobs["102"].queue, fake.jobs["102"].acct = None, "COMPLETED"
+    fake.calls.clear()
+    result = control.apply_down(session, control.plan_down(session, tuple(names)))
+    assert fake.slurm_calls("scancel") == [["scancel", "100", "101"]]
+    assert {done.job.name: done.acted for done in result.done} == {
+        names[0]: True,
+        names[1]: True,
+        names[2]: False,
+    }
+    assert session.store.jobs() == []  # hidden
+    assert session.store.get(names[0]).detail == "cancelled by kdtest"
+
+
+# ---- the report run ----------------------------------------------------------------------
+
+
+def test_report_reports_each_change_once_and_commits_only_when_told(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = submit(session)
+    fake.jobs["100"].queue, fake.jobs["100"].acct = None, "FAILED"
+    options = ReportOptions(lock_timeout=1)
+    with report_run(session, options) as run:
+        assert run is not None
+        assert [(t.job_name, t.state) for t in run.report.transitions][-1] == (name, "FAILED")
+        # not committed: a crash here reports the same again
+    with report_run(session, options) as run:
+        assert run is not None and run.report.transitions
+        run.commit()
+    with report_run(session, options) as run:
+        assert run is not None and run.report.transitions == ()
+
+
+def test_report_when_slurm_is_unreachable_is_stale(session: Session, fake: FakeSlurm) -> None:
+    submit(session)
+    fake.unreachable = True
+    with report_run(session, ReportOptions(lock_timeout=1)) as run:
+        assert run is not None and run.report.stale
+        assert run.billed_until is None  # accounting was not read: bill next time
+
+
+# ---- check -------------------------------------------------------------------------------
+
+
+def test_check_of_an_ordinary_user_says_auto_stop_requeues(
+    session: Session, fake: FakeSlurm
+) -> None:
+    report = run_checks(session)
+    by_name = {check.name: check for check in report.checks}
+    assert report.ok
+    assert by_name["slurm"].detail == "slurm-wlm 22.05.8"
+    assert by_name["partitions"].detail.startswith("gpu* (up, 2 nodes, gpu:h100:8)")
+    assert "auto -> requeue" in by_name["stop mode"].detail
+    assert report.info["may_act_on_others"] is False
+
+
+def test_check_of_root_says_auto_stop_suspends(tmp_path: Path) -> None:
+    fake = FakeSlurm(user="root", operator=True)
+    report = run_checks(make_session(tmp_path, fake))
+    assert report.info["auto_stop_mode"] == "suspend" and report.info["may_act_on_others"]
