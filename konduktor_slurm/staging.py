@@ -17,11 +17,14 @@ already launched.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,9 @@ from konduktor_slurm.render import StagedMount
 from konduktor_slurm.transport import Transport
 
 IGNORE_FILES = (".konduktorignore", ".gitignore")
+# Modification times are kept in coarse ticks (a few ms on ext4, 1-2 s on some network and
+# FAT filesystems): a file within this of the previous staging is compared by content.
+TICK_SECONDS = 2.0
 LATEST_DIR = ".latest"
 RSYNC_IO_TIMEOUT = 60  # seconds without any data moving before rsync gives up
 
@@ -256,7 +262,47 @@ def _rsync(
     reporter: Reporter,
     link_dest: str | None,
     linked_from: str | None = None,
+    recheck: list[str] | None = None,
 ) -> TransferStats:
+    """Copy ``source`` to ``destination``; with ``recheck`` (paths relative to a source
+    directory, or [""] for a source file), compare those again by content afterwards, if
+    the copy took them (a file the ignore rules left out stays out)."""
+    stats, copied = _rsync_pass(
+        transport, source, destination, label, reporter, link_dest, None, list_files=bool(recheck)
+    )
+    if recheck and source.is_dir():
+        recheck = [path for path in recheck if path in copied]
+    if recheck:
+        again, _ = _rsync_pass(
+            transport, source, destination, label, Reporter(_NullStream()), None, recheck
+        )
+        stats.files_sent += again.files_sent
+        stats.size_sent += again.size_sent
+        stats.literal_bytes += again.literal_bytes
+        stats.bytes_sent += again.bytes_sent
+    reporter.done(label, stats, linked_from)
+    return stats
+
+
+class _NullStream:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+def _rsync_pass(
+    transport: Transport,
+    source: Path,
+    destination: str,
+    label: str,
+    reporter: Reporter,
+    link_dest: str | None,
+    recheck: list[str] | None,
+    list_files: bool = False,
+) -> tuple[TransferStats, set[str]]:
+    """One rsync run: its statistics and, with ``list_files``, the regular files it took."""
     argv = [
         "rsync",
         "-a",
@@ -268,50 +314,123 @@ def _rsync(
     ]
     if link_dest:
         argv.append(f"--link-dest={link_dest}")
+    if list_files:
+        argv.append("-ii")  # itemize every file, unchanged ones too: what the filters kept
+    list_file = None
+    if recheck is not None:
+        # Compare content, not size and time: these files may have changed within one
+        # timestamp tick of the copy they would be compared with.
+        argv.append("--checksum")
+        if source.is_dir():
+            import tempfile
+
+            fd, list_file = tempfile.mkstemp(prefix="konduktor-recheck-")
+            with os.fdopen(fd, "w") as handle:
+                handle.write("".join(f"{path}\n" for path in recheck))
+            argv.append(f"--files-from={list_file}")
     if source.is_dir():
         argv += _ignore_filter(source)
         argv += [f"{source}/", transport.rsync_destination(destination.rstrip("/") + "/")]
     else:
         argv += [str(source), transport.rsync_destination(destination)]
-    reporter.start(label, source, destination)
+    if recheck is None:
+        reporter.start(label, source, destination)
     lines: list[str] = []
+    copied: set[str] = set()
 
     def on_line(line: str) -> None:
         progress = parse_progress(line)
         if progress is not None:
             reporter.progress(label, progress)
+        elif list_files and (name := _itemized_file(line)) is not None:
+            copied.add(name)
         else:
             lines.append(line)
 
-    with transport.rsync_shell() as rsh:
-        if rsh:
-            argv.insert(1, f"--rsh={rsh}")
-        code, stderr = run_streaming(argv, on_line)
-        if code != 0:
-            messages = [
-                line.strip()
-                for line in stderr.splitlines()
-                if line.strip() and not line.startswith("rsync error: some files")
-            ]
-            message = messages[0] if messages else f"exit code {code}"
-            raise StagingError(f"rsync {source}: {message}")
-    stats = parse_stats(lines)
-    reporter.done(label, stats, linked_from)
-    return stats
+    try:
+        with transport.rsync_shell() as rsh:
+            if rsh:
+                argv.insert(1, f"--rsh={rsh}")
+            code, stderr = run_streaming(argv, on_line)
+            if code != 0:
+                messages = [
+                    line.strip()
+                    for line in stderr.splitlines()
+                    if line.strip() and not line.startswith("rsync error: some files")
+                ]
+                message = messages[0] if messages else f"exit code {code}"
+                raise StagingError(f"rsync {source}: {message}")
+    finally:
+        if list_file is not None:
+            os.unlink(list_file)
+    return parse_stats(lines), copied
 
 
-def previous_snapshot(transport: Transport, jobs_dir: str, task_name: str) -> str | None:
-    """The job dir of the last successful staging of ``task_name``, if it still exists."""
+def _itemized_file(line: str) -> str | None:
+    """The name in an --itemize-changes line about a regular file ("hf          a/b.py")."""
+    if len(line) > 12 and line[0] in "<>ch.*" and line[1] == "f" and line[11] == " ":
+        return line[12:]
+    return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The last successful staging of a task: its job dir, and when it was taken (local
+    clock; 0 and inf when an older konduktor wrote the pointer without times)."""
+
+    job_dir: str
+    started: float = 0.0
+    finished: float = math.inf
+
+
+def previous_snapshot(transport: Transport, jobs_dir: str, task_name: str) -> Snapshot | None:
+    """The last successful staging of ``task_name``, if its directory still exists."""
     pointer = f"{jobs_dir}/{LATEST_DIR}/{task_name}"
     script = (
-        f'name=$(cat -- {shlex.quote(pointer)} 2>/dev/null) && [ -n "$name" ] && '
-        f'[ -d {shlex.quote(jobs_dir)}/"$name" ] && printf \'%s\' "$name"'
+        f"{{ IFS= read -r name; read -r times; }} < {shlex.quote(pointer)} 2>/dev/null; "
+        f'[ -n "$name" ] && [ -d {shlex.quote(jobs_dir)}/"$name" ] && '
+        f'printf \'%s\\n%s\' "$name" "$times"'
     )
     result = transport.run(["sh", "-c", script])
-    name = result.stdout.strip()
-    if result.ok and name and "/" not in name:
-        return f"{jobs_dir}/{name}"
-    return None
+    name, _, times = result.stdout.partition("\n")
+    name = name.strip()
+    if not (result.ok and name and "/" not in name):
+        return None
+    try:
+        started, finished = (float(value) for value in times.split())
+    except ValueError:
+        return Snapshot(f"{jobs_dir}/{name}")
+    return Snapshot(f"{jobs_dir}/{name}", started, finished)
+
+
+def recently_changed(source: Path, snapshot: Snapshot) -> list[str]:
+    """Files of ``source`` whose time says they may have changed unseen since ``snapshot``.
+
+    rsync's quick check (size and modification time) judges a file rewritten with the same
+    size within one timestamp tick of the copy in the previous snapshot as unchanged, and a
+    --link-dest copy would hard-link the old content: the job would run stale code. Only a
+    file whose time falls within the previous staging (give or take a tick) can be such a
+    file: an older one was not touched since, and a newer one has a time the copy cannot
+    have. Those few are compared by content. [""] stands for a source that is a file.
+    """
+    low, high = snapshot.started - TICK_SECONDS, snapshot.finished + TICK_SECONDS
+
+    def suspicious(path: Path) -> bool:
+        try:
+            mtime = path.lstat().st_mtime
+        except OSError:
+            return False
+        return low <= mtime <= high
+
+    if not source.is_dir():
+        return [""] if suspicious(source) else []
+    found = []
+    for root, _dirs, files in os.walk(source):
+        for name in files:
+            path = Path(root) / name
+            if suspicious(path):
+                found.append(str(path.relative_to(source)))
+    return found
 
 
 def stage(
@@ -333,19 +452,34 @@ def stage(
     for source in file_mounts.values():
         if not source.exists():
             raise StagingError(f"file_mounts source {source} does not exist")
+    started = time.time()
     jobs_dir, _, job_name = job_dir.rstrip("/").rpartition("/")
     transport.make_dirs(job_dir, 0o700)
-    previous = previous_snapshot(transport, jobs_dir, task_name) if task_name else None
-    if previous == job_dir:
-        previous = None
+    snapshot = previous_snapshot(transport, jobs_dir, task_name) if task_name else None
+    if snapshot is not None and snapshot.job_dir == job_dir:
+        snapshot = None
+    previous = snapshot.job_dir if snapshot else None
     previous_name = previous.rsplit("/", 1)[-1] if previous else None
     reporter = reporter or default_reporter()
+
+    def recheck(source: Path) -> list[str] | None:
+        return recently_changed(source, snapshot) if snapshot else None
+
     try:
         staged_workdir = None
         if workdir is not None:
             staged_workdir = f"{job_dir}/workdir"
             link = f"{previous}/workdir/" if previous else None
-            _rsync(transport, workdir, staged_workdir, "workdir", reporter, link, previous_name)
+            _rsync(
+                transport,
+                workdir,
+                staged_workdir,
+                "workdir",
+                reporter,
+                link,
+                previous_name,
+                recheck(workdir),
+            )
         mounts = []
         for index, (destination, source) in enumerate(sorted(file_mounts.items())):
             staged = f"{job_dir}/mounts/{index}"
@@ -355,7 +489,7 @@ def stage(
             if previous:
                 link = f"{previous}/mounts/{index}/" if source.is_dir() else f"{previous}/mounts/"
             label = f"file_mount {destination}"
-            _rsync(transport, source, staged, label, reporter, link, previous_name)
+            _rsync(transport, source, staged, label, reporter, link, previous_name, recheck(source))
             mounts.append(
                 StagedMount(destination=destination, source=staged, is_dir=source.is_dir())
             )
@@ -363,5 +497,6 @@ def stage(
         reporter.close()
     if task_name:
         transport.make_dirs(f"{jobs_dir}/{LATEST_DIR}", 0o700)
-        transport.write_file(f"{jobs_dir}/{LATEST_DIR}/{task_name}", job_name + "\n", 0o600)
+        pointer = f"{job_name}\n{started!r} {time.time()!r}\n"
+        transport.write_file(f"{jobs_dir}/{LATEST_DIR}/{task_name}", pointer, 0o600)
     return staged_workdir, tuple(mounts)

@@ -8,6 +8,7 @@ prints or prompts: progress goes to a staging ``Reporter`` the caller chooses.
 
 from __future__ import annotations
 
+import contextlib
 import secrets as random_tokens
 import sqlite3
 import time
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from konduktor_slurm.staging import Reporter
     from konduktor_slurm.store import JobRecord
     from konduktor_slurm.task import Task, TaskOverrides
+    from konduktor_slurm.transport import Transport
 
 # Job names are <task name>-<4 hex>; a draw already taken (in the store, or as a directory
 # in jobs_dir, which several stores may share) is drawn again.
@@ -169,6 +171,7 @@ def submit(session: Session, prepared: Prepared, reporter: Reporter | None = Non
     except (StagingError, TransportError, OSError) as exc:
         job.terminal = True
         store.set_state(job, State.FAILED.value, f"staging failed: {exc}")
+        _remove_partial_snapshot(slurm.transport, plan.job_dir)
         raise ActionError(
             f"staging failed: {exc}. Nothing was submitted; fix it and launch again."
         ) from None
@@ -186,3 +189,13 @@ def submit(session: Session, prepared: Prepared, reporter: Reporter | None = Non
         store.save(job)
         store.set_state(job, State.PENDING.value, "submitted")
     return job
+
+
+def _remove_partial_snapshot(transport: Transport, job_dir: str) -> None:
+    """A snapshot that failed half way (a full disk, a dropped connection) is removed, so it
+    neither fills the disk further nor serves as the next launch's --link-dest base. Best
+    effort: over a lost connection there is nothing more to do here."""
+    from konduktor_slurm.transport import TransportError
+
+    with contextlib.suppress(TransportError, OSError):
+        transport.run(["rm", "-rf", "--", job_dir])

@@ -822,3 +822,31 @@ def test_python_sdk_over_ssh_launches_and_returns_the_result(
         konduktor.launch(konduktor.Task(f"sdkssh{tag}", run="true"), detach_run=True).result(
             timeout=120
         )
+
+
+def test_rapid_same_size_rewrites_each_launch_ships_its_own_content(
+    laptop: Workstation, tmp_path: Path, remote_cleanup: list[str]
+) -> None:
+    """A sweep that rewrites a config and relaunches: every job runs what was there at its
+    launch, though each rewrite keeps the size and, within one tick, the modification time."""
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"sweep{tag}")
+    project = tmp_path / "project"
+    project.mkdir()
+    config = project / "config.txt"
+    (tmp_path / "task.yaml").write_text(
+        f"name: sweep{tag}\nworkdir: project\nrun: cat config.txt\n"
+    )
+    names = []
+    for index in range(5):
+        config.write_text(f"lr={index:03d}\n")
+        # As on a filesystem with 2-second timestamps: rewrites within one tick keep the
+        # same modification time (and the same size).
+        tick = int(time.time()) // 2 * 2
+        os.utime(config, (tick, tick))
+        launched = laptop.run("launch", "-y", "-d", "task.yaml")
+        assert launched.returncode == 0, launched.output
+        names.append(re.search(r"Submitted (\S+)", launched.stdout).group(1))
+    for index, name in enumerate(names):
+        staged = REMOTE_JOBS / name / "workdir" / "config.txt"
+        assert staged.read_text() == f"lr={index:03d}\n", name

@@ -1,0 +1,72 @@
+"""Staging ships the content as it is at launch, even when a file is rewritten with the same
+size within one timestamp tick of the previous snapshot (rsync's quick check cannot see it).
+Real rsync, on this machine, through the local transport."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from konduktor_slurm.staging import SilentReporter, stage
+from konduktor_slurm.transport import LocalTransport
+
+
+def snapshot(jobs: Path, index: int, workdir: Path, mounts: dict[str, Path] | None = None):
+    job_dir = jobs / f"sweep-{index:04x}"
+    return stage(
+        LocalTransport(),
+        str(job_dir),
+        workdir,
+        mounts or {},
+        task_name="sweep",
+        reporter=SilentReporter(),
+    ), job_dir
+
+
+def test_many_rapid_same_size_rewrites_each_ship_their_content(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    config = work / "config.txt"
+    single = tmp_path / "lr.txt"
+    jobs = tmp_path / "jobs"
+    for index in range(12):
+        config.write_text(f"lr={index:03d}\n")  # same size every time
+        single.write_text(f"{index:03d}\n")
+        # As on a filesystem with 2-second timestamps: rewrites within one tick keep the
+        # modification time of the previous copy.
+        tick = int(time.time()) // 2 * 2
+        os.utime(config, (tick, tick))
+        os.utime(single, (tick, tick))
+        (_, mounts), job_dir = snapshot(jobs, index, work, {"/data/lr.txt": single})
+        assert (job_dir / "workdir" / "config.txt").read_text() == f"lr={index:03d}\n"
+        assert (Path(mounts[0].source)).read_text() == f"{index:03d}\n"
+
+
+def test_old_unchanged_files_are_still_hard_linked(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    old = work / "big.bin"
+    old.write_bytes(b"x" * 100_000)
+    os.utime(old, (1_000_000_000, 1_000_000_000))  # long before any staging
+    snapshot(tmp_path / "jobs", 1, work)
+    (work / "new.txt").write_text("changed\n")
+    snapshot(tmp_path / "jobs", 2, work)
+    first = tmp_path / "jobs" / "sweep-0001" / "workdir" / "big.bin"
+    second = tmp_path / "jobs" / "sweep-0002" / "workdir" / "big.bin"
+    assert first.stat().st_ino == second.stat().st_ino  # linked, not copied
+
+
+def test_a_recent_ignored_file_is_not_shipped_by_the_recheck(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".gitignore").write_text("secret.env\n")
+    (work / "secret.env").write_text("TOKEN=1\n")
+    (work / "train.py").write_text("v1\n")
+    snapshot(tmp_path / "jobs", 1, work)
+    (work / "secret.env").write_text("TOKEN=2\n")
+    (work / "train.py").write_text("v2\n")
+    snapshot(tmp_path / "jobs", 2, work)
+    staged = tmp_path / "jobs" / "sweep-0002" / "workdir"
+    assert (staged / "train.py").read_text() == "v2\n"
+    assert not (staged / "secret.env").exists()
