@@ -25,7 +25,7 @@ from konduktor_slurm.durations import (
     slurm_timestamp,
     slurm_timestamp_text,
 )
-from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult, Transport
+from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult, CommandTimeout, Transport
 
 # The field delimiter of every parsable output konduktor reads (squeue --Format "F:\x1f",
 # sacct --delimiter, sinfo --format): the ASCII unit separator. sacctmgr has no --delimiter;
@@ -118,6 +118,11 @@ def parse_release(version_output: str) -> tuple[int, int] | None:
 
 def owners_may_suspend(release: tuple[int, int] | None) -> bool:
     return release is not None and release >= OWNER_SUSPEND_SINCE
+
+
+# squeue's first try and the ping that follows when it runs out (see Slurm._ask_queue).
+QUEUE_FIRST_TRY_SECONDS = 4.0
+PING_TIMEOUT_SECONDS = 3.0
 
 
 class SlurmError(RuntimeError):
@@ -627,9 +632,9 @@ class Slurm:
                 names[int(fields[2])] = fields[0]
         return names
 
-    def ping(self) -> None:
+    def ping(self, timeout: float | None = None) -> None:
         """Raise SlurmError unless slurmctld answers (for callers with no job to ask about)."""
-        result = self.transport.run(["scontrol", "ping"], timeout=self.timeout)
+        result = self.transport.run(["scontrol", "ping"], timeout=timeout or self.timeout)
         if not result.ok or " is UP" not in result.stdout:
             down = result.stdout.strip().splitlines()
             raise SlurmError("scontrol ping", down[0] if down else _first_line(result))
@@ -641,7 +646,7 @@ class Slurm:
         ids = list(job_ids)
         if not ids:
             return {}
-        result = self.transport.run(squeue_command(ids), timeout=self.timeout)
+        result = self._ask_queue(squeue_command(ids))
         # When every id asked for has been purged from slurmctld's memory, squeue fails with
         # "Invalid job id specified" instead of printing nothing: that means "none queued".
         if not result.ok and "Invalid job id" in result.stderr:
@@ -652,7 +657,27 @@ class Slurm:
 
     def queue_all_users(self) -> dict[str, QueueRow]:
         """Every job slurmctld still remembers, of every user (for ``status --all-users``)."""
-        return parse_squeue(self._run(squeue_command()).stdout)
+        result = self._ask_queue(squeue_command())
+        if not result.ok:
+            raise SlurmError("squeue", _first_line(result))
+        return parse_squeue(result.stdout)
+
+    def _ask_queue(self, argv: list[str]) -> CommandResult:
+        """squeue, told within seconds when slurmctld is gone.
+
+        squeue retries a dead controller for its MessageTimeout (10-20 s) before it says so;
+        a status must say "stale" sooner. So squeue gets a short first try; if that runs out,
+        ``scontrol ping`` (which knows at once) decides: a controller that is DOWN or does
+        not answer means stale now, a live but slow one gets the whole timeout.
+        """
+        first = min(self.timeout, QUEUE_FIRST_TRY_SECONDS)
+        try:
+            return self.transport.run(argv, timeout=first)
+        except CommandTimeout:
+            if first >= self.timeout:
+                raise
+        self.ping(timeout=PING_TIMEOUT_SECONDS)
+        return self.transport.run(argv, timeout=self.timeout)
 
     def accounting(self, job_ids: Iterable[str]) -> dict[str, AcctRow]:
         ids = list(job_ids)

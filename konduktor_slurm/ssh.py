@@ -54,7 +54,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult, TransportError
+from konduktor_slurm.transport import (
+    DEFAULT_TIMEOUT,
+    CommandResult,
+    CommandTimeout,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     import fabric
@@ -81,6 +86,10 @@ class SSHError(TransportError, click.ClickException):
 
     def __str__(self) -> str:
         return self.message
+
+
+class SSHCommandTimeout(SSHError, CommandTimeout):
+    """A command on the login node did not finish in time; the connection is fine."""
 
 
 def _fingerprint(key: Any) -> str:
@@ -463,7 +472,9 @@ class SSHTransport:
         except TimeoutError:
             if not transport.is_active():
                 raise self._lose("no answer") from None
-            raise SSHError(f"{name} did not answer within {timeout:g}s on {self.host}") from None
+            raise SSHCommandTimeout(
+                f"{name} did not answer within {timeout:g}s on {self.host}"
+            ) from None
         except (EOFError, OSError, paramiko.SSHException) as exc:
             if transport.is_active():
                 raise SSHError(f"{name} on {self.host}: {exc or type(exc).__name__}") from None

@@ -34,6 +34,11 @@ class RefreshResult:
     stale_reason: str | None = None  # why Slurm could not be asked; states are last known
     # With all_users: other users' konduktor jobs, seen in the same squeue call.
     others: tuple[JobRecord, ...] = ()
+    # The jobs whose state is the last known one; None: all of them (squeue failed).
+    stale_jobs: frozenset[str] | None = None
+
+    def is_stale(self, job: JobRecord) -> bool:
+        return self.stale and (self.stale_jobs is None or job.name in self.stale_jobs)
 
     @property
     def stale(self) -> bool:
@@ -101,6 +106,11 @@ def refresh(
 
     With ``all_users`` the one squeue call asks for every user's jobs instead of ours only,
     and other users' konduktor jobs come back in ``RefreshResult.others``.
+
+    squeue is the source of truth while a job is in it. Only if squeue cannot be asked is
+    everything stale. When accounting (sacct) fails, jobs squeue still shows are classified
+    from squeue; only jobs that left the queue keep their last known state (stale): nothing
+    is declared finished on a guess.
     """
     live = [job for job in jobs if not job.terminal and job.slurm_job_id]
     if not live and not all_users:
@@ -108,15 +118,23 @@ def refresh(
     ids = [job.slurm_job_id for job in live if job.slurm_job_id]
     try:
         queue = slurm.queue_all_users() if all_users else slurm.queue(ids)
-        left_queue = [
-            job_id
-            for job_id in ids
-            if job_id not in queue or is_terminal_slurm_state(normalise_state(queue[job_id].state))
-        ]
+    except (SlurmError, TransportError) as exc:
+        return RefreshResult(stale_reason=str(exc))
+    left_queue = [
+        job_id
+        for job_id in ids
+        if job_id not in queue or is_terminal_slurm_state(normalise_state(queue[job_id].state))
+    ]
+    accounting_error = None
+    try:
         acct = slurm.accounting(left_queue) if left_queue else {}
-        finished_dirs = [job.job_dir for job in live if job.slurm_job_id in left_queue]
+    except (SlurmError, TransportError) as exc:
+        acct, accounting_error = {}, str(exc)
+    finished_dirs = [job.job_dir for job in live if job.slurm_job_id in left_queue]
+    try:
         ranks = read_rank_exit_codes(slurm, finished_dirs)
         failed_nodes = _failed_nodes(slurm, live, queue, acct)
+        requeue_causes = _requeue_causes(slurm, live, queue)
         # Only when some job was cancelled by a uid: one lookup for all of them.
         uid_names = slurm.user_names(_cancelling_uids(acct.values()))
     except (SlurmError, TransportError) as exc:
@@ -124,7 +142,18 @@ def refresh(
 
     now = time.time()
     with store.transaction():
-        _record(store, live, queue, acct, ranks, failed_nodes, now, uid_names)
+        unconfirmed = _record(
+            store,
+            live,
+            queue,
+            acct,
+            ranks,
+            failed_nodes,
+            requeue_causes,
+            now,
+            uid_names,
+            accounting_error is not None,
+        )
     others: tuple[JobRecord, ...] = ()
     if all_users:
         known = {job.slurm_job_id for job in jobs}
@@ -132,6 +161,17 @@ def refresh(
             foreign_job(row, now)
             for row in queue.values()
             if row.launched_by_konduktor and row.job_id not in known
+        )
+    if unconfirmed:
+        reason = (
+            f"accounting (sacct) did not answer: {accounting_error}"
+            if accounting_error
+            else "neither squeue nor sacct reports it right now"
+        )
+        return RefreshResult(
+            stale_reason=f"{reason}; {', '.join(sorted(unconfirmed))} keep their last known state",
+            others=others,
+            stale_jobs=frozenset(unconfirmed),
         )
     return RefreshResult(others=others)
 
@@ -143,18 +183,30 @@ def _record(
     acct: dict[str, AcctRow],
     ranks: dict[str, dict[int, int]],
     failed_nodes: dict[str, str],
+    requeue_causes: dict[str, str],
     now: float,
     uid_names: dict[int, str],
-) -> None:
-    """Classify each job from what Slurm said and store the result."""
+    accounting_failed: bool,
+) -> set[str]:
+    """Classify each job from what Slurm said and store the result; the names of the jobs
+    whose state could not be confirmed (left as they were)."""
     store.reload_user_fields(live)  # a `stop` in another process since these were read
+    unconfirmed: set[str] = set()
     for job in live:
         job_id = job.slurm_job_id or ""
         row, acct_row = queue.get(job_id), acct.get(job_id)
+        if row is None and acct_row is None and (accounting_failed or _seen_by_slurm(job)):
+            # Gone from squeue, and sacct cannot say (or does not say, yet) how it ended.
+            unconfirmed.add(job.name)
+            continue
         facts = slurm_facts(job, row, acct_row, ranks.get(job.job_dir, {}))
         if job_id in failed_nodes:
             facts = dataclasses.replace(facts, failed_nodes=failed_nodes[job_id])
-        local = dataclasses.replace(local_facts(job, now), uid_names=uid_names)
+        local = dataclasses.replace(
+            local_facts(job, now),
+            uid_names=uid_names,
+            restart_reason=requeue_causes.get(job_id),
+        )
         outcome = classify(facts, local)
         _update_times(job, row, acct_row)
         _remember_slurm_details(job, facts, row)
@@ -163,6 +215,72 @@ def _record(
             job.end_time = None  # a requeued run has no end yet
         detail = _with_attempt(outcome.detail, job.extra.get("attempt"))
         store.set_state(job, outcome.state.value, detail, now)
+    return unconfirmed
+
+
+def _seen_by_slurm(job: JobRecord) -> bool:
+    """Whether squeue or sacct ever reported the job (a just-submitted one may not be, yet:
+    sacct lags squeue, and squeue may answer before the submission is visible)."""
+    return bool(job.extra.get("slurm_state"))
+
+
+def _requeue_causes(
+    slurm: Slurm, live: list[JobRecord], queue: dict[str, QueueRow]
+) -> dict[str, str]:
+    """Why each requeued job waits again, as its detail: a node failure names the node; a
+    preemption says so. One sacct (every run of those jobs) when a job was requeued since
+    the last look; the answer is kept in the job's record until it is requeued again."""
+    from konduktor_slurm.lifecycle import reason_class
+
+    asked: list[JobRecord] = []
+    causes: dict[str, str] = {}
+    for job in live:
+        row = queue.get(job.slurm_job_id or "")
+        if row is None or row.restarts <= 0 or normalise_state(row.state) != "PENDING":
+            continue
+        if reason_class(row.reason) not in ("none", "resources", "priority", "begin_time"):
+            continue
+        known = job.extra.get("requeue_cause")
+        if isinstance(known, dict) and known.get("restarts") == row.restarts:
+            if known.get("detail"):
+                causes[job.slurm_job_id or ""] = str(known["detail"])
+            continue
+        asked.append(job)
+    if not asked:
+        return causes
+    try:
+        runs = slurm.runs([job.slurm_job_id for job in asked if job.slurm_job_id])
+    except (SlurmError, TransportError):
+        return causes  # the generic "awaiting reschedule" stays; asked again next time
+    for job in asked:
+        ended = [run for run in runs if run.job_id == job.slurm_job_id and run.end_time]
+        last = normalise_state(ended[-1].state) if ended else ""
+        row = queue[job.slurm_job_id or ""]
+        detail = None
+        if last == "NODE_FAIL":
+            nodes = _down_nodes(slurm, job)
+            on = f" ({nodes})" if nodes else ""
+            detail = f"node failure{on}; requeued, awaiting reschedule (restart {row.restarts})"
+        elif last == "REQUEUED":
+            detail = f"requeued, awaiting reschedule (restart {row.restarts})"
+        job.extra["requeue_cause"] = {"restarts": row.restarts, "detail": detail}
+        if detail:
+            causes[job.slurm_job_id or ""] = detail
+    return causes
+
+
+def _down_nodes(slurm: Slurm, job: JobRecord) -> str:
+    """The nodes of the job's last run that went down since it started."""
+    node_list = job.extra.get("node_list")
+    if not node_list:
+        return ""
+    try:
+        names = slurm.expand_hostlists([node_list]).get(node_list, [])
+        since = job.start_time or job.submitted_at or job.created_at
+        down = slurm.nodes_that_went_down(names, since)
+    except (SlurmError, TransportError):
+        return ""
+    return ",".join(name for name in names if name in down)
 
 
 def _cancelling_uids(rows: Iterable[AcctRow]) -> set[int]:

@@ -21,6 +21,10 @@ class TransportError(RuntimeError):
     """The command could not be run at all (missing binary, timeout, lost connection)."""
 
 
+class CommandTimeout(TransportError):
+    """The command started but did not finish within its timeout (the way there is fine)."""
+
+
 @dataclass(frozen=True)
 class CommandResult:
     argv: tuple[str, ...]
@@ -96,7 +100,7 @@ class LocalTransport:
         except FileNotFoundError as exc:
             raise TransportError(f"{argv[0]}: command not found on this machine") from exc
         except subprocess.TimeoutExpired as exc:
-            raise TransportError(f"{argv[0]} did not answer within {timeout:g}s") from exc
+            raise CommandTimeout(f"{argv[0]} did not answer within {timeout:g}s") from exc
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
     def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes:

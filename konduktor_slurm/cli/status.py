@@ -92,7 +92,7 @@ def status(
     if view.stale:
         click.echo(
             f"Warning: Slurm could not be reached ({view.stale_reason}); "
-            "states shown are the last known (stale).",
+            "states marked (stale) are the last known.",
             err=True,
         )
         sys.exit(EXIT_STALE)
@@ -118,7 +118,7 @@ def _print_table(view: StatusView, all_users: bool, now: float) -> None:
 
     from konduktor_slurm.views import STATE_STYLES, STATUS_COLUMNS, status_row
 
-    jobs, stale = view.jobs, view.stale
+    jobs = view.jobs
     out = console()
     out.print(f"User: {view.user}", highlight=False)
     if not jobs:
@@ -132,7 +132,7 @@ def _print_table(view: StatusView, all_users: bool, now: float) -> None:
         table.add_column(column, no_wrap=True)
     for job in jobs:
         row = list(status_row(job, now))
-        label = f"{row[1]} (stale)" if stale and not job.terminal else row[1]
+        label = f"{row[1]} (stale)" if view.is_stale(job) else row[1]
         # Text cells, not markup: job names are user input, and markup parsing is slow.
         cells = [Text(cell) for cell in row]
         cells[1] = Text(label, style=STATE_STYLES.get(job.state, ""))
@@ -146,7 +146,6 @@ def _print_job_detail(view: StatusView, now: float) -> None:
     from konduktor_slurm.views import clock, duration_seconds, format_duration, rank_exit_codes
 
     job: JobRecord = view.jobs[0]
-    stale = view.stale
     extra = job.extra
     ranks = rank_exit_codes(job)
     rank_text = ", ".join(f"rank {rank}: {code}" for rank, code in ranks.items()) or "-"
@@ -154,7 +153,7 @@ def _print_job_detail(view: StatusView, now: float) -> None:
     status_text = job.state + (f" ({job.detail})" if job.detail else "")
     lines = [
         ("Name", job.name),
-        ("Status", status_text + (" [stale]" if stale and not job.terminal else "")),
+        ("Status", status_text + (" [stale]" if view.is_stale(job) else "")),
         ("User", job.user),
         ("Slurm job id", job.slurm_job_id or "-"),
         ("Slurm state", extra.get("slurm_state") or "-"),

@@ -44,10 +44,17 @@ class StatusView:
     jobs: list[JobRecord]  # newest first
     stale_reason: str | None = None  # why Slurm could not be asked (states are last known)
     history: list[Transition] = field(default_factory=list)  # with a single job
+    stale_jobs: frozenset[str] | None = None  # which jobs are stale; None: all of them
 
     @property
     def stale(self) -> bool:
         return self.stale_reason is not None
+
+    def is_stale(self, job: JobRecord) -> bool:
+        """Whether the job's state shown is only its last known one."""
+        if job.terminal or not self.stale:
+            return False
+        return self.stale_jobs is None or job.name in self.stale_jobs
 
 
 def status(session: Session, query: StatusQuery = StatusQuery()) -> StatusView:
@@ -60,9 +67,11 @@ def status(session: Session, query: StatusQuery = StatusQuery()) -> StatusView:
     # Refresh before filtering: a filter on state must see the current state.
     result = refresh(store, session.slurm, jobs, all_users=query.all_users and not query.name)
     if query.name:
-        return StatusView(user, jobs, result.stale_reason, store.transitions([jobs[0].name]))
+        history = store.transitions([jobs[0].name])
+        return StatusView(user, jobs, result.stale_reason, history, result.stale_jobs)
     everyone = sorted([*jobs, *result.others], key=lambda job: job.submitted_at or job.created_at)
-    return StatusView(user, select(everyone[::-1], query), result.stale_reason)
+    selected = select(everyone[::-1], query)
+    return StatusView(user, selected, result.stale_reason, stale_jobs=result.stale_jobs)
 
 
 def select(jobs: list[JobRecord], query: StatusQuery) -> list[JobRecord]:

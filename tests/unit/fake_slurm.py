@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from konduktor_slurm.transport import CommandResult, LocalTransport
+from konduktor_slurm.transport import CommandResult, CommandTimeout, LocalTransport
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "slurm"
 SEP = "\x1f"
@@ -36,6 +36,8 @@ _SACCT = {}
 for _row in _records("sacct-compat-22.05.txt"):
     if "." not in _row[0]:
         _SACCT.setdefault(_row[1].split()[0], _row)
+# One recorded row of `sacct --duplicates` (RUN_FIELDS order), for every run of a job.
+_RUN = next(row for row in _records("sacct-runs-compat-22.05.txt") if row[3] == "COMPLETED")
 
 
 @dataclass
@@ -49,6 +51,8 @@ class FakeJob:
     acct: str | None = None  # sacct's state once the job has ended ("COMPLETED", ...)
     exit_code: str = "0:0"
     user: str = "kdtest"
+    runs: tuple[str, ...] = ()  # states of earlier runs, oldest first (a requeued job)
+    node_list: str = "node1"
 
 
 class FakeSlurm(LocalTransport):
@@ -60,7 +64,12 @@ class FakeSlurm(LocalTransport):
         super().__init__()
         self.jobs: dict[str, FakeJob] = {}
         self.calls: list[list[str]] = []
+        self.timeouts: list[float] = []  # the timeouts of the calls that ran out
         self.unreachable = False
+        # slurmctld: "up"; "down" (squeue retries until it times out, ping says DOWN);
+        # "hung" (nothing answers); "slow" (answers after 5 s).
+        self.controller = "up"
+        self.accounting_down = False  # slurmdbd down: sacct fails, squeue answers
         self.operator = operator
         self._user = user
         self._next_id = 100
@@ -85,6 +94,14 @@ class FakeSlurm(LocalTransport):
         if handler is None:
             return super().run(argv, timeout=timeout, input_text=input_text)
         self.calls.append(list(argv))
+        asks_controller = argv[0] in ("squeue", "scontrol")
+        if asks_controller and (
+            self.controller == "hung"
+            or (self.controller == "down" and argv[0] == "squeue")
+            or (self.controller == "slow" and argv[0] == "squeue" and timeout < 5)
+        ):
+            self.timeouts.append(timeout)
+            raise CommandTimeout(f"{argv[0]} did not answer within {timeout:g}s")
         code, out, err = handler(argv)
         return CommandResult(tuple(argv), code, out, err)
 
@@ -111,11 +128,15 @@ class FakeSlurm(LocalTransport):
         fields[0], fields[1], fields[2] = job.job_id, job.queue, job.reason
         fields[3] = "0" if job.reason.startswith(("JobHeld", "job requeued")) else job.priority
         fields[11], fields[12], fields[13] = job.user, job.name, job.comment
+        fields[4] = str(len(job.runs))  # RestartCnt
+        fields[6] = job.node_list if job.queue in ("RUNNING", "SUSPENDED") else ""
         return SEP.join(fields) + f"{SEP}\n"  # every record ends with the separator
 
     def _sacct(self, argv: list[str]) -> tuple[int, str, str]:
-        if self.unreachable:
+        if self.unreachable or self.accounting_down:
             return 1, "", "sacct: error: Problem talking to the database: Connection refused\n"
+        if "--duplicates" in argv:
+            return 0, self._runs(argv), ""
         out = []
         for job_id in self._ids(argv):
             job = self.jobs.get(job_id)
@@ -125,6 +146,16 @@ class FakeSlurm(LocalTransport):
             fields[0], fields[1], fields[2], fields[7] = job_id, job.acct, job.exit_code, job.user
             out.append(SEP.join(fields) + f"{SEP}\n")
         return 0, "".join(out), ""
+
+    def _runs(self, argv: list[str]) -> str:
+        out = []
+        for job_id in self._ids(argv):
+            job = self.jobs.get(job_id)
+            for state in job.runs if job else ():
+                fields = list(_RUN)
+                fields[0], fields[1], fields[2], fields[3] = job_id, job.name, job.user, state
+                out.append(SEP.join(fields) + f"{SEP}\n")
+        return "".join(out)
 
     def _sbatch(self, argv: list[str]) -> tuple[int, str, str]:
         script = Path(argv[-1]).read_text()
@@ -136,10 +167,13 @@ class FakeSlurm(LocalTransport):
 
     def _scontrol(self, argv: list[str]) -> tuple[int, str, str]:
         verb, target = argv[1], argv[2] if len(argv) > 2 else ""
+        if verb == "show" and target == "hostnames":  # Slurm's client-side expansion
+            result = LocalTransport().run(argv)
+            return result.returncode, result.stdout, result.stderr
         if verb == "show" and target == "config":
             return 0, (FIXTURES / "scontrol-config-22.05.txt").read_text(), ""
         if verb == "ping":
-            if self.unreachable:
+            if self.unreachable or self.controller == "down":
                 return 1, "Slurmctld(primary) at localhost is DOWN\n", ""
             return 0, "Slurmctld(primary) at localhost is UP\n", ""
         job = self.jobs.get(target.removeprefix("jobid="))
@@ -168,6 +202,8 @@ class FakeSlurm(LocalTransport):
         return 0, "", ""
 
     def _sacctmgr(self, argv: list[str]) -> tuple[int, str, str]:
+        if "event" in argv:
+            return 0, (FIXTURES / "sacctmgr-events-22.05.txt").read_text(), ""
         level = "root" if self.operator else "kdtest"
         return 0, (FIXTURES / f"sacctmgr-adminlevel-{level}-22.05.txt").read_text(), ""
 

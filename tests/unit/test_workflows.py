@@ -297,3 +297,95 @@ def test_check_of_root_says_auto_stop_suspends(tmp_path: Path) -> None:
     fake = FakeSlurm(user="root", operator=True)
     report = run_checks(make_session(tmp_path, fake))
     assert report.info["auto_stop_mode"] == "suspend" and report.info["may_act_on_others"]
+
+
+# ---- a controller that is gone, hung or slow ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("controller", "stale", "timeouts"),
+    [
+        ("down", "is DOWN", [4.0]),  # squeue's short try runs out; ping says DOWN at once
+        ("hung", "did not answer", [4.0, 3.0]),  # ping runs out too
+        ("slow", None, [4.0]),  # ping says UP: squeue gets its whole timeout and answers
+    ],
+)
+def test_status_says_stale_within_seconds_when_slurmctld_is_gone(
+    session: Session, fake: FakeSlurm, controller: str, stale: str | None, timeouts: list[float]
+) -> None:
+    name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    fake.controller = controller
+    view = status(session, StatusQuery(name=name))
+    assert fake.timeouts == timeouts  # at most 7 s before "stale", not squeue's 10-20 s
+    if stale is None:
+        assert not view.stale and view.jobs[0].state == State.ACTIVE
+    else:
+        assert view.stale and stale in (view.stale_reason or ""), view.stale_reason
+
+
+# ---- accounting down, answers missing, nodes failing -------------------------------------
+
+
+def test_slurmdbd_down_keeps_squeue_answers_and_guesses_nothing(
+    session: Session, fake: FakeSlurm
+) -> None:
+    running, done, gone = (submit(session) for _ in range(3))
+    for job_id in ("100", "101", "102"):
+        fake.jobs[job_id].queue = "RUNNING"
+    status(session)
+    fake.accounting_down = True
+    fake.jobs["101"].queue = "COMPLETED"  # still in squeue (MinJobAge): its word counts
+    fake.jobs["102"].queue = None  # left the queue; only sacct could say how it ended
+    view = status(session)
+    states = {job.name: job.state for job in view.jobs}
+    assert states == {running: State.ACTIVE, done: State.COMPLETED, gone: State.ACTIVE}
+    assert view.stale and view.stale_jobs == frozenset({gone})
+    assert "accounting (sacct) did not answer" in (view.stale_reason or "")
+    assert [job.name for job in view.jobs if view.is_stale(job)] == [gone]
+    fake.accounting_down = False
+    fake.jobs["102"].acct = "COMPLETED"
+    view = status(session)
+    assert not view.stale and {job.state for job in view.jobs} == {State.ACTIVE, State.COMPLETED}
+
+
+def test_a_job_missing_from_squeue_and_sacct_is_not_read_as_finished(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    status(session)
+    fake.jobs["100"].queue = None  # one answer without it, and sacct has no row yet
+    view = status(session)
+    assert view.jobs[0].state == State.ACTIVE and not view.jobs[0].terminal
+    assert view.is_stale(view.jobs[0])
+    fake.jobs["100"].acct = "COMPLETED"
+    assert status(session, StatusQuery(name=name)).jobs[0].state == State.COMPLETED
+
+
+def test_a_job_requeued_after_a_node_failure_names_the_node_not_a_preemption(
+    session: Session, fake: FakeSlurm
+) -> None:
+    submit(session, "name: t\nnum_nodes: 2\nrun: sleep 60\n")
+    job = fake.jobs["100"]
+    job.queue, job.node_list = "RUNNING", "node[1-2]"
+    status(session)
+    job.queue, job.reason, job.runs = "PENDING", "BeginTime", ("NODE_FAIL",)
+    view = status(session)
+    assert view.jobs[0].state == State.SUSPENDED_SYSTEM
+    assert view.jobs[0].detail == "node failure (node2); requeued, awaiting reschedule (restart 1)"
+    fake.calls.clear()
+    status(session)  # known now: no second sacct --duplicates for the same requeue
+    assert not any("--duplicates" in argv for argv in fake.calls)
+    job.queue = "RUNNING"
+    assert status(session).jobs[0].state == State.ACTIVE
+
+
+def test_a_preempted_requeue_still_says_preempted(session: Session, fake: FakeSlurm) -> None:
+    submit(session)
+    job = fake.jobs["100"]
+    job.queue = "RUNNING"
+    status(session)
+    job.queue, job.reason, job.runs = "PENDING", "BeginTime", ("PREEMPTED",)
+    view = status(session)
+    assert view.jobs[0].detail == "preempted, awaiting reschedule (restart 1)"
