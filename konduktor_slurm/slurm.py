@@ -248,7 +248,9 @@ def _first_line(result: CommandResult) -> str:
     return text.splitlines()[-1] if text else f"exit code {result.returncode}"
 
 
-def squeue_command(job_ids: Iterable[str] | None = None, user: str | None = None) -> list[str]:
+def squeue_command(
+    job_ids: Iterable[str] | None = None, user: str | None = None, name: str | None = None
+) -> list[str]:
     fields = ",".join(f"{name}:{_DELIM}" for name in QUEUE_FIELDS)
     argv = ["squeue", "--noheader", "--states=all", f"--Format={fields}"]
     ids = list(job_ids or [])
@@ -256,6 +258,8 @@ def squeue_command(job_ids: Iterable[str] | None = None, user: str | None = None
         argv.append("--jobs=" + ",".join(ids))
     if user:
         argv.append(f"--user={user}")
+    if name:
+        argv.append(f"--name={name}")
     return argv
 
 
@@ -654,6 +658,15 @@ class Slurm:
         if not result.ok:
             raise SlurmError("squeue", _first_line(result))
         return parse_squeue(result.stdout)
+
+    def find_by_name(self, name: str, user: str) -> str | None:
+        """The id of the user's job called ``name`` that slurmctld knows, if any (a job name
+        konduktor gives is unique: it finds a submission whose answer was lost)."""
+        result = self._ask_queue(squeue_command(user=user, name=name))
+        if not result.ok:
+            raise SlurmError("squeue", _first_line(result))
+        ids = [row.job_id for row in parse_squeue(result.stdout).values() if row.name == name]
+        return ids[0] if ids else None
 
     def queue_all_users(self) -> dict[str, QueueRow]:
         """Every job slurmctld still remembers, of every user (for ``status --all-users``)."""

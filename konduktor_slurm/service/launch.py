@@ -151,7 +151,7 @@ def submit(session: Session, prepared: Prepared, reporter: Reporter | None = Non
     from konduktor_slurm.render import render_secrets
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.staging import StagingError, stage
-    from konduktor_slurm.transport import TransportError
+    from konduktor_slurm.transport import CommandTimeout, TransportError
 
     prepared, job = claim(session, prepared)
     task, plan, store, slurm = prepared.task, prepared.plan, session.store, session.slurm
@@ -179,6 +179,17 @@ def submit(session: Session, prepared: Prepared, reporter: Reporter | None = Non
     store.save(job)
     try:
         job_id = slurm.submit(script_path)
+    except CommandTimeout as exc:
+        # sbatch did not answer in time: slurmctld may still have taken the job. Submitting
+        # again could run it twice, so look for it by its (unique) name first.
+        job_id = _find_submission(session, job.name)
+        if job_id is None:
+            job.terminal = True
+            store.set_state(job, State.FAILED.value, f"submission failed: {exc}")
+            raise ActionError(
+                f"Slurm did not answer the submission ({exc}), and no job named {job.name} is "
+                "in its queue; launch again"
+            ) from None
     except (SlurmError, TransportError) as exc:
         job.terminal = True
         store.set_state(job, State.FAILED.value, f"submission failed: {exc}")
@@ -189,6 +200,28 @@ def submit(session: Session, prepared: Prepared, reporter: Reporter | None = Non
         store.save(job)
         store.set_state(job, State.PENDING.value, "submitted")
     return job
+
+
+# A submission whose answer was lost may take slurmctld a moment to show: look this often.
+FIND_SUBMISSION_LOOKS = 3
+FIND_SUBMISSION_PAUSE = 2.0
+
+
+def _find_submission(session: Session, name: str) -> str | None:
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    slurm = session.slurm
+    for look in range(FIND_SUBMISSION_LOOKS):
+        if look:
+            time.sleep(FIND_SUBMISSION_PAUSE)
+        try:
+            job_id = slurm.find_by_name(name, slurm.transport.user)
+        except (SlurmError, TransportError):
+            continue
+        if job_id is not None:
+            return job_id
+    return None
 
 
 def _remove_partial_snapshot(transport: Transport, job_dir: str) -> None:

@@ -389,3 +389,30 @@ def test_a_preempted_requeue_still_says_preempted(session: Session, fake: FakeSl
     job.queue, job.reason, job.runs = "PENDING", "BeginTime", ("PREEMPTED",)
     view = status(session)
     assert view.jobs[0].detail == "preempted, awaiting reschedule (restart 1)"
+
+
+def test_an_sbatch_whose_answer_is_lost_is_found_not_submitted_twice(
+    session: Session, fake: FakeSlurm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from konduktor_slurm.transport import CommandTimeout
+
+    accept = fake._sbatch
+
+    def accept_then_time_out(argv: list[str]) -> tuple[int, str, str]:
+        accept(argv)  # slurmctld took the job...
+        raise CommandTimeout("sbatch did not answer within 30s")  # ...the answer was lost
+
+    fake._sbatch = accept_then_time_out  # type: ignore[method-assign]
+    name = submit(session)
+    job = session.store.get(name)
+    assert job.slurm_job_id == "100" and job.state == State.PENDING
+    assert len(fake.slurm_calls("sbatch")) == 1
+    assert fake.slurm_calls("squeue")[-1][-1] == f"--name={name}"
+
+    def lost_before_acceptance(argv: list[str]) -> tuple[int, str, str]:
+        raise CommandTimeout("sbatch did not answer within 30s")
+
+    fake._sbatch = lost_before_acceptance  # type: ignore[method-assign]
+    monkeypatch.setattr(launch, "FIND_SUBMISSION_PAUSE", 0.01)
+    with pytest.raises(ActionError, match=r"no job named .* is in its queue; launch again"):
+        submit(session)
