@@ -1,0 +1,234 @@
+"""Faults of the cluster while konduktor works: nothing lost, nothing hanging, no guesses.
+
+These tests break the real local cluster on purpose (they kill slurmctld, a slurmd and
+slurmdbd, fill a disk, race launches) and bring it back with docker/cluster-up.sh, which
+starts whatever is not running. They run in `make test` like every live test; the README's
+"Faults" table says what each one does to a job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import KONDUKTOR, ROOT, status_json, wait_for_status, wait_until, write_task
+from tests.live.test_launch import submitted_name, unique
+
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
+
+RUN_DIR = Path("/var/lib/konduktor-cluster/run")
+
+
+def daemon_pid(name: str) -> int:
+    return int((RUN_DIR / f"{name}.pid").read_text().split()[0])
+
+
+def kill_daemon(name: str) -> None:
+    os.kill(daemon_pid(name), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{daemon_pid(name)}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def cluster_up() -> None:
+    subprocess.run(["bash", str(ROOT / "docker" / "cluster-up.sh")], check=True, timeout=180)
+
+
+@pytest.fixture
+def restore_cluster() -> Iterator[None]:
+    """Whatever a test kills, the next test finds the cluster whole again."""
+    yield
+    cluster_up()
+
+
+def launch_detached(kd, tmp_path: Path, text: str) -> str:
+    write_task(tmp_path, text)
+    launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path)
+    assert launched.returncode == 0, launched.output
+    return submitted_name(launched.stdout)
+
+
+def test_slurmctld_restart_is_stale_within_seconds_then_right_again(
+    kd, kd_home: Path, tmp_path: Path, restore_cluster: None
+) -> None:
+    name = launch_detached(kd, tmp_path, f"name: {unique('ctld')}\nrun: sleep 25; echo done\n")
+    wait_for_status(kd, name, {"ACTIVE"})
+    follower = subprocess.Popen(
+        [KONDUKTOR, "logs", "--follow", name],
+        env={**os.environ, "KONDUKTOR_HOME": str(kd_home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        kill_daemon("slurmctld")
+        started = time.monotonic()
+        stale = kd("status", timeout=60)
+        elapsed = time.monotonic() - started
+        assert stale.returncode == 3, stale.output
+        assert "ACTIVE (stale)" in stale.stdout and "Slurm could not be reached" in stale.stderr
+        assert elapsed < 10, f"status took {elapsed:.1f}s to say stale"
+        cluster_up()
+        again = kd("status")
+        assert again.returncode == 0, again.output
+        assert re.search(rf"{name}\s+ACTIVE\s", again.stdout), again.stdout
+        # The job carried on through the restart; the follower ends with it.
+        out, err = follower.communicate(timeout=90)
+        assert follower.returncode == 0, (out, err)
+        assert "0: done" in out and f"{name}: COMPLETED" in err
+    finally:
+        follower.kill()
+
+
+def test_slurmd_killed_under_a_two_node_job_names_the_node_then_runs_again(
+    kd, tmp_path: Path, restore_cluster: None
+) -> None:
+    name = launch_detached(
+        kd,
+        tmp_path,
+        f"name: {unique('nodefail')}\nnum_nodes: 2\nresources:\n  cpus: 1\n"
+        'run: echo "run $KONDUKTOR_RESTART_ATTEMPT on rank $RANK"; sleep 300\n',
+    )
+    wait_for_status(kd, name, {"ACTIVE"})
+    kill_daemon("slurmd-node2")
+    # slurmctld notices after SlurmdTimeout (20 s) and requeues the job (JobRequeue=1).
+    job = wait_until(
+        kd,
+        name,
+        lambda j: "node failure" in j["detail"],
+        "a detail naming the node failure",
+        timeout=120,
+    )
+    assert job["status"] == "SUSPENDED (by system)", job
+    assert job["detail"].startswith("node failure (node2); requeued"), job
+    assert "preempt" not in job["detail"]
+    cluster_up()  # node2 returns (ReturnToService=2) and the job runs again
+    subprocess.run(["scontrol", "update", f"jobname={name}", "starttime=now"], check=False)
+    job = wait_for_status(kd, name, {"ACTIVE"}, timeout=150)
+    logs = kd("logs", name).stdout
+    assert "run 1 on rank 0" in logs, logs
+    kd("down", "-y", name)
+
+
+def test_slurmdbd_down_follower_and_status_stay_right_from_squeue(
+    kd, kd_home: Path, tmp_path: Path, restore_cluster: None
+) -> None:
+    kill_daemon("slurmdbd")
+    name = launch_detached(kd, tmp_path, f"name: {unique('nodbd')}\nrun: sleep 3; echo fine\n")
+    followed = kd("logs", "--follow", name, timeout=120)
+    assert followed.returncode == 0, followed.output
+    assert "0: fine" in followed.stdout and f"{name}: COMPLETED" in followed.stderr
+    assert "still trying" not in followed.stderr
+    shown = kd("status", "--json")
+    assert shown.returncode == 0, shown.output  # every job is still in squeue: nothing stale
+    assert status_json(kd, name)["jobs"][0]["status"] == "COMPLETED"
+
+
+def test_disk_full_while_staging_submits_nothing_and_leaves_no_partial_snapshot(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    jobs = tmp_path / "small-disk"
+    jobs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(jobs)], check=True)
+    try:
+        (kd_home / "config.yaml").write_text(f"jobs_dir: {jobs}\n")
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "weights.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+        task_name = unique("full")
+        write_task(tmp_path, f"name: {task_name}\nworkdir: project\nrun: 'true'\n")
+        failed = kd("launch", "-y", "task.yaml", cwd=tmp_path)
+        assert failed.returncode == 1, failed.output
+        assert "No space left on device" in failed.stderr
+        assert "Nothing was submitted" in failed.stderr and "Traceback" not in failed.output
+        assert not list(jobs.glob(f"{task_name}-*")), "the partial snapshot was left behind"
+        (job,) = status_json(kd)["jobs"]
+        assert job["status"] == "FAILED" and job["detail"].startswith("staging failed")
+        queued = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
+        ).stdout
+        assert task_name not in queued
+    finally:
+        subprocess.run(["umount", str(jobs)], check=False)
+
+
+def test_lost_sbatch_answer_is_found_not_submitted_twice(kd, kd_home: Path, tmp_path: Path) -> None:
+    """sbatch accepted by slurmctld, but its answer never comes back (a wrapper sleeps past
+    the timeout): konduktor finds the job by name instead of submitting it again."""
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "sbatch"
+    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True).stdout.strip()
+    wrapper.write_text(f'#!/bin/sh\n"{real}" "$@" > /dev/null\nsleep 30\n')
+    wrapper.chmod(0o755)
+    (kd_home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\nslurm_timeout: 5\n")
+    task_name = unique("lost")
+    write_task(tmp_path, f"name: {task_name}\nrun: echo once\n")
+    launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path, timeout=120)
+    assert launched.returncode == 0, launched.output
+    name = submitted_name(launched.stdout)
+    queued = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-n", name, "-o", "%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(queued) == 1 and status_json(kd, name)["jobs"][0]["slurm_job_id"] == queued[0]
+
+
+def test_twenty_concurrent_launches_with_reports_and_followers(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    """No duplicate submission, no lost job, and a store that passes its integrity check."""
+    task_name = unique("race")
+    write_task(tmp_path, f"name: {task_name}\nrun: sleep 2; echo raced\n")
+    first = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path)
+    assert first.returncode == 0, first.output
+    env = {**os.environ, "KONDUKTOR_HOME": str(kd_home)}
+
+    def spawn(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [KONDUKTOR, *args],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+    followed = submitted_name(first.stdout)
+    procs = [spawn("launch", "-y", "-d", "task.yaml") for _ in range(20)]
+    procs += [spawn("report", "--format", "json", "--lock-timeout", "120") for _ in range(5)]
+    procs += [spawn("logs", "--follow", followed) for _ in range(3)]
+    results = [(proc, *proc.communicate(timeout=600)) for proc in procs]
+    for proc, out, err in results:
+        assert proc.returncode == 0, (proc.args, out, err)
+        assert "Traceback" not in err
+    names = {submitted_name(out) for proc, out, _ in results[:20]} | {followed}
+    assert len(names) == 21
+    store = sqlite3.connect(kd_home / "state.db")
+    try:
+        assert store.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = store.execute(
+            "SELECT name, slurm_job_id FROM jobs WHERE task_name=?", (task_name,)
+        ).fetchall()
+    finally:
+        store.close()
+    assert {name for name, _ in rows} == names
+    ids = [job_id for _, job_id in rows]
+    assert len(set(ids)) == 21 and None not in ids
+    queued = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert sorted(j for j in queued if j.startswith(f"{task_name}-")) == sorted(names)
+    for _, out, _ in results[25:]:
+        assert "0: raced" in out
