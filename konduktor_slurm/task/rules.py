@@ -250,11 +250,28 @@ def workdir_value(value: Any) -> Any:
     return value
 
 
+def _kind(text: str, path: Path) -> str | None:
+    """ "dir", "file" (anything else that exists) or None; a path the system cannot even
+    look at (too long, a symlink loop) is refused with why."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        shown = text if len(text) <= 80 else f"{text[:77]}..."
+        fail(f"{shown!r} cannot be used as a path: {reason}")
+    import stat
+
+    return "dir" if stat.S_ISDIR(info.st_mode) else "file"
+
+
 def existing_dir(text: str, info: Any) -> Path:
     path = local_path(text, info.context["base_dir"])
-    if not path.exists():
+    kind = _kind(text, path)
+    if kind is None:
         fail(f"directory {text!r} does not exist{_looked_for(text, path)}")
-    if not path.is_dir():
+    if kind != "dir":
         fail(f"{text!r} is not a directory ({path})")
     return path.resolve()
 
@@ -270,7 +287,7 @@ def existing_source(text: str, info: Any) -> Path:
     if text.strip().lower().startswith(compat.CLOUD_STORAGE_SCHEMES) or "://" in text:
         fail(f"{compat.CLOUD_STORAGE_MESSAGE} (got {text!r})")
     path = local_path(text, info.context["base_dir"])
-    if not path.exists():
+    if _kind(text, path) is None:
         fail(f"local source {text!r} does not exist{_looked_for(text, path)}")
     return path.resolve()
 
