@@ -248,6 +248,15 @@ def _first_line(result: CommandResult) -> str:
     return text.splitlines()[-1] if text else f"exit code {result.returncode}"
 
 
+# At most this many job ids on one Slurm command line: a status after a sweep of 20,000 jobs
+# must not hit "Argument list too long" (Linux caps one argument at 128 KiB).
+IDS_PER_CALL = 500
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[start : start + IDS_PER_CALL] for start in range(0, len(ids), IDS_PER_CALL)]
+
+
 def squeue_command(
     job_ids: Iterable[str] | None = None, user: str | None = None, name: str | None = None
 ) -> list[str]:
@@ -650,6 +659,18 @@ class Slurm:
         ids = list(job_ids)
         if not ids:
             return {}
+        if len(ids) > IDS_PER_CALL:
+            # Many jobs: ask for all of the user's jobs and keep ours, rather than a command
+            # line that grows with the number of jobs (Linux caps one argument at 128 KiB).
+            result = self._ask_queue(squeue_command(user=self.transport.user))
+            if not result.ok:
+                raise SlurmError("squeue", _first_line(result))
+            wanted = set(ids)
+            return {
+                job_id: row
+                for job_id, row in parse_squeue(result.stdout).items()
+                if job_id in wanted
+            }
         result = self._ask_queue(squeue_command(ids))
         # When every id asked for has been purged from slurmctld's memory, squeue fails with
         # "Invalid job id specified" instead of printing nothing: that means "none queued".
@@ -693,19 +714,24 @@ class Slurm:
         return self.transport.run(argv, timeout=self.timeout)
 
     def accounting(self, job_ids: Iterable[str]) -> dict[str, AcctRow]:
-        ids = list(job_ids)
-        if not ids:
-            return {}
-        return parse_sacct(self._run(sacct_command(ids)).stdout)
+        rows: dict[str, AcctRow] = {}
+        for chunk in _chunks(list(job_ids)):
+            rows.update(parse_sacct(self._run(sacct_command(chunk)).stdout))
+        return rows
 
     def runs(
         self, job_ids: Iterable[str] = (), since: float | None = None, all_users: bool = False
     ) -> list[AcctRun]:
         """Every run of the given jobs, or of every job (of every user) since ``since``."""
         ids = list(job_ids)
-        if not ids and since is None:
-            return []
-        return parse_runs(self._run(runs_command(ids, since, all_users)).stdout)
+        if not ids:
+            if since is None:
+                return []
+            return parse_runs(self._run(runs_command((), since, all_users)).stdout)
+        runs: list[AcctRun] = []
+        for chunk in _chunks(ids):
+            runs += parse_runs(self._run(runs_command(chunk, since, all_users)).stdout)
+        return runs
 
     def cancel(self, job_ids: Iterable[str]) -> None:
         ids = list(job_ids)

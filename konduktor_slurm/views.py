@@ -51,6 +51,46 @@ def duration_seconds(job: JobRecord, now: float) -> float | None:
     return None if end is None else max(0.0, end - job.start_time)
 
 
+# ANSI colours of the states on a terminal (the same as STATE_STYLES: rich's names).
+_ANSI = {"cyan": "36", "yellow": "33", "magenta": "35", "green": "32", "bold green": "1;32",
+         "bold red": "1;31"}  # fmt: skip
+
+
+def plain_table(
+    columns: list[str],
+    rows: list[list[str]],
+    colour: list[str | None] | None = None,
+    colour_column: int = 1,
+) -> str:
+    """Columns padded to their widest cell, two spaces apart, as rich lays out a borderless
+    table; ``colour`` (one rich style name per row, or None) colours ``colour_column``.
+
+    `konduktor status` prints with this instead of rich's Table: rich measures and wraps
+    every cell of every row (about 1.5 ms a row: 0.3 s for 200 jobs, 3 s for 2,000), while
+    a status table never wraps and is plain text.
+    """
+    widths = [len(column) for column in columns]
+    for cells in rows:
+        for index, cell in enumerate(cells):
+            widths[index] = max(widths[index], len(cell))
+
+    def line(cells: list[str], style: str | None = None) -> str:
+        padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
+        if style is not None and style in _ANSI:
+            cell = padded[colour_column]
+            padded[colour_column] = f"\x1b[{_ANSI[style]}m{cell}\x1b[0m"
+        return "  ".join(padded).rstrip()
+
+    header = line(columns)
+    if colour is not None:
+        header = f"\x1b[1m{header}\x1b[0m"
+    body = [
+        line(cells, colour[index] if colour is not None else None)
+        for index, cells in enumerate(rows)
+    ]
+    return "\n".join([header, *body]) + "\n"
+
+
 def status_row(job: JobRecord, now: float) -> tuple[str, ...]:
     submitted = job.submitted_at or job.created_at
     return (

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from konduktor_slurm.cli import EXIT_STALE, console, main, service_errors
+from konduktor_slurm.cli import EXIT_STALE, main, service_errors
 from konduktor_slurm.durations import DurationError, parse_when
 from konduktor_slurm.service.status import STATE_FILTERS
 
@@ -113,33 +113,28 @@ def _print_json(view: StatusView, one_job: bool, now: float) -> None:
 
 
 def _print_table(view: StatusView, all_users: bool, now: float) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from konduktor_slurm.views import STATE_STYLES, STATUS_COLUMNS, status_row
+    from konduktor_slurm.views import STATE_STYLES, STATUS_COLUMNS, plain_table, status_row
 
     jobs = view.jobs
-    out = console()
-    out.print(f"User: {view.user}", highlight=False)
+    lines = [f"User: {view.user}\n"]
     if not jobs:
-        out.print("No jobs. Launch one with: konduktor launch task.yaml", highlight=False)
+        lines.append("No jobs. Launch one with: konduktor launch task.yaml\n")
+        sys.stdout.write("".join(lines))
         return
-    table = Table(box=None, pad_edge=False, header_style="bold", highlight=False)
     columns = list(STATUS_COLUMNS)
-    if all_users:
-        columns.insert(1, "USER")
-    for column in columns:
-        table.add_column(column, no_wrap=True)
+    rows = []
     for job in jobs:
         row = list(status_row(job, now))
-        label = f"{row[1]} (stale)" if view.is_stale(job) else row[1]
-        # Text cells, not markup: job names are user input, and markup parsing is slow.
-        cells = [Text(cell) for cell in row]
-        cells[1] = Text(label, style=STATE_STYLES.get(job.state, ""))
+        if view.is_stale(job):
+            row[1] = f"{row[1]} (stale)"
         if all_users:
-            cells.insert(1, Text(job.user))
-        table.add_row(*cells)
-    out.print(table)
+            row.insert(1, job.user)
+        rows.append(row)
+    if all_users:
+        columns.insert(1, "USER")
+    colour = [STATE_STYLES.get(job.state) for job in jobs] if sys.stdout.isatty() else None
+    lines.append(plain_table(columns, rows, colour, colour_column=2 if all_users else 1))
+    sys.stdout.write("".join(lines))
 
 
 def _print_job_detail(view: StatusView, now: float) -> None:

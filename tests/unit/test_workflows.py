@@ -416,3 +416,23 @@ def test_an_sbatch_whose_answer_is_lost_is_found_not_submitted_twice(
     monkeypatch.setattr(launch, "FIND_SUBMISSION_PAUSE", 0.01)
     with pytest.raises(ActionError, match=r"no job named .* is in its queue; launch again"):
         submit(session)
+
+
+def test_no_slurm_command_line_grows_with_the_number_of_jobs(
+    session: Session, fake: FakeSlurm
+) -> None:
+    from konduktor_slurm.slurm import IDS_PER_CALL
+
+    ids = [str(1000 + index) for index in range(3 * IDS_PER_CALL + 7)]
+    queued = session.slurm.queue(ids)  # none known to the fake: every one left the queue
+    assert queued == {}
+    (squeue,) = fake.slurm_calls("squeue")
+    assert "--user=kdtest" in squeue and not any(arg.startswith("--jobs=") for arg in squeue)
+    session.slurm.accounting(ids)
+    sacct = fake.slurm_calls("sacct")
+    assert len(sacct) == 4
+    assert all(len(argv[-1].split(",")) <= IDS_PER_CALL for argv in sacct)
+    assert sorted(
+        i for argv in sacct for i in argv[-1].removeprefix("--jobs=").split(",")
+    ) == sorted(ids)
+    assert max(len(" ".join(argv)) for argv in fake.calls) < 8 * IDS_PER_CALL
