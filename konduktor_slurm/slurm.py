@@ -66,9 +66,11 @@ def _records(
         }
 
 
-# squeue --Format fields, in output order.
+# squeue --Format fields, in output order. JobArrayID, not JobID: for an element of a job
+# array (a grid launch) it is "889_1", what scontrol, scancel and sacct take, where JobID
+# would print the array's id for every element.
 QUEUE_FIELDS = (
-    "JobID",
+    "JobArrayID",
     "State",
     "Reason",
     "PriorityLong",
@@ -261,7 +263,8 @@ def squeue_command(
     job_ids: Iterable[str] | None = None, user: str | None = None, name: str | None = None
 ) -> list[str]:
     fields = ",".join(f"{name}:{_DELIM}" for name in QUEUE_FIELDS)
-    argv = ["squeue", "--noheader", "--states=all", f"--Format={fields}"]
+    # --array: one line per element of a job array, pending ones too (not "889_[2-9]").
+    argv = ["squeue", "--noheader", "--array", "--states=all", f"--Format={fields}"]
     ids = list(job_ids or [])
     if ids:
         argv.append("--jobs=" + ",".join(ids))
@@ -275,8 +278,8 @@ def squeue_command(
 def parse_squeue(output: str) -> dict[str, QueueRow]:
     rows: dict[str, QueueRow] = {}
     for values in _records(output, QUEUE_FIELDS, free="Name"):
-        rows[values["JobID"]] = QueueRow(
-            job_id=values["JobID"],
+        rows[values["JobArrayID"]] = QueueRow(
+            job_id=values["JobArrayID"],
             state=values["State"],
             reason=_text_or_none(values["Reason"]),
             priority=_int_or_none(values["PriorityLong"]),

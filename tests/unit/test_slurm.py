@@ -93,7 +93,8 @@ def test_one_command_whatever_the_number_of_jobs() -> None:
     squeue = squeue_command(ids)
     assert squeue[0] == "squeue" and "--states=all" in squeue
     assert squeue[-1] == "--jobs=" + ",".join(ids)
-    assert all(f"{name}:\x1f" in squeue[3] for name in QUEUE_FIELDS)
+    assert all(f"{name}:\x1f" in squeue[4] for name in QUEUE_FIELDS)
+    assert "--array" in squeue  # one line per job-array element
     sacct = sacct_command(ids)
     assert sacct[0] == "sacct" and "--parsable" in sacct and "--delimiter=\x1f" in sacct
     assert sacct[-1] == "--jobs=" + ",".join(ids)
@@ -110,7 +111,7 @@ def test_sacct_steps_reveal_an_oom_kill_the_allocation_hides() -> None:
 
 def test_resources_and_attempt_from_a_konduktor_comment() -> None:
     fields = dict.fromkeys(QUEUE_FIELDS, "")
-    fields.update(JobID="7", State="RUNNING", Requeue="1", UserName="bob", Name="x-1a2b")
+    fields.update(JobArrayID="7", State="RUNNING", Requeue="1", UserName="bob", Name="x-1a2b")
     fields["Comment"] = "konduktor;resources=2x(8CPU,32GiMEM,H100:8);attempt=2/3"
     row = parse_squeue("\x1f".join(fields[name] for name in QUEUE_FIELDS) + "\x1f\n")["7"]
     assert row.launched_by_konduktor
