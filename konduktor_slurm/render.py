@@ -43,8 +43,24 @@ class StagedMount:
 
 
 @dataclass(frozen=True)
+class ArrayPlan:
+    """One sbatch of a grid launch: a Slurm job array whose element ``a`` is the grid's
+    variant ``offset + a``, with that variant's env values (``elements[a]``). A grid larger
+    than the cluster's MaxArraySize is submitted as several arrays, each with its offset."""
+
+    elements: tuple[tuple[tuple[str, str], ...], ...]  # per element: (NAME, value) pairs
+    offset: int = 0
+    logs_dir: str = ""  # <job dir>/logs/<batch>: Slurm writes element a's output to a.log
+
+
+@dataclass(frozen=True)
 class JobPlan:
-    """Where a job's files live on the cluster; decided by the caller, not by the template."""
+    """Where a job's files live on the cluster; decided by the caller, not by the template.
+
+    For a grid launch (``array`` set) ``job_name`` and ``job_dir`` are the sweep's; element
+    ``e`` runs as ``<job_name>-<e>`` with its own ``<job_dir>/elements/<e>`` (rank exit files,
+    outputs) beside the shared snapshot.
+    """
 
     job_name: str
     job_dir: str
@@ -54,6 +70,7 @@ class JobPlan:
     gres_map: Mapping[str, str] = field(default_factory=dict)
     # Where each node runs the job: the workdir snapshot is copied to <node_workdir>/<job>.
     node_workdir: str = "~/konduktor_workdir"
+    array: ArrayPlan | None = None
 
 
 def shell_quote(value: object) -> str:
@@ -100,12 +117,13 @@ def _directive(option: str, value: object | None = None) -> str:
 def sbatch_directives(task: Task, plan: JobPlan) -> list[str]:
     """The ``#SBATCH`` options, in a stable order (tests and --dryrun diff nicely)."""
     resources = task.resources
+    output = f"{plan.array.logs_dir}/%a.log" if plan.array else plan.log_path
     directives = [
         _directive("job-name", plan.job_name),
         _directive("nodes", task.num_nodes),
         _directive("ntasks-per-node", 1),
         _directive("chdir", plan.job_dir),
-        _directive("output", plan.log_path),
+        _directive("output", output),
         # Append, so a requeued run (preemption, stop/start, retry) keeps earlier output.
         _directive("open-mode", "append"),
         # Marks the job as konduktor's for `status --all-users` (one squeue for everyone).
@@ -134,6 +152,8 @@ def sbatch_directives(task: Task, plan: JobPlan) -> list[str]:
         if value is not None:
             directives.append(_directive(option, value))
     directives.extend(_directive(option, value) for option, value in slurm.sbatch_options)
+    if plan.array is not None:
+        directives.append(_directive("array", f"0-{len(plan.array.elements) - 1}"))
     return directives
 
 
@@ -157,6 +177,7 @@ def render_node_script(task: Task, plan: JobPlan) -> str:
             setup=task.setup,
             run=task.run,
             has_secrets=bool(task.secrets),
+            array=plan.array,
         )
     )
 
@@ -181,6 +202,7 @@ def render_sbatch(task: Task, plan: JobPlan) -> str:
             task=task,
             job_name=plan.job_name,
             job_dir=plan.job_dir,
+            array=plan.array,
             directives=sbatch_directives(task, plan),
             gpus_per_node=accelerator.count if accelerator else 0,
             accelerator_type=accelerator.name if accelerator else "",

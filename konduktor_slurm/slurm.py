@@ -538,6 +538,16 @@ def parse_slurm_user(config: str) -> str | None:
     return match.group(1) if match else None
 
 
+# Slurm's default when scontrol does not say (job array indices run 0..MaxArraySize-1).
+DEFAULT_MAX_ARRAY_SIZE = 1001
+
+
+def parse_max_array_size(config: str) -> int:
+    """MaxArraySize from ``scontrol show config`` ("MaxArraySize = 1001")."""
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
+    return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
+
+
 def accounting_command() -> list[str]:
     """A cheap sacct call: it fails when accounting (slurmdbd) is missing or down."""
     return [
@@ -627,6 +637,10 @@ class Slurm:
 
     def slurm_user(self) -> str | None:
         return parse_slurm_user(self._run(["scontrol", "show", "config"]).stdout)
+
+    def max_array_size(self) -> int:
+        """How many elements one job array may have here (the cluster's MaxArraySize)."""
+        return parse_max_array_size(self._run(["scontrol", "show", "config"]).stdout)
 
     def check_accounting(self) -> None:
         """Raise SlurmError unless sacct (slurmdbd) answers."""
