@@ -68,7 +68,7 @@ class StoreError(KonduktorError, click.ClickException):
     exit_code = EXIT_STORE
 
     def __init__(self, message: str, path: Path | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message.replace("\n", " "))  # one line, whatever SQLite said
         self.path = path
 
 
@@ -679,6 +679,10 @@ def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
 
 T = TypeVar("T")
 
+# Raised as they are: a constraint (a name another launch took: launch handles it) or a
+# programming error (a closed store, a bad parameter) is no fault of the file.
+_NOT_THE_FILES_FAULT = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
 
 def _create(path: Path) -> None:
     """A new, empty store at ``path``, created whole: built under a temporary name and
@@ -897,8 +901,8 @@ class Store:
     def _attempt(self, operation: Callable[[], T]) -> T:
         try:
             return operation()
-        except sqlite3.IntegrityError:
-            raise  # a constraint (a name taken by another launch): the caller's to handle
+        except _NOT_THE_FILES_FAULT:
+            raise
         except sqlite3.Error as exc:
             if not _is_busy(exc) or self._db.in_transaction:
                 raise store_error(self.path, exc) from None
@@ -911,7 +915,7 @@ class Store:
         self._db.execute(f"PRAGMA busy_timeout={rest_ms}")
         try:
             return operation()
-        except sqlite3.IntegrityError:
+        except _NOT_THE_FILES_FAULT:
             raise
         except sqlite3.Error as exc:
             raise store_error(self.path, exc) from None
