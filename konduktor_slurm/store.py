@@ -688,6 +688,13 @@ def _create(path: Path) -> None:
     """A new, empty store at ``path``, created whole: built under a temporary name and
     linked into place, so no process ever sees a half-made (or empty) file, and two
     processes creating one at once end with one store."""
+    if not os.access(path.parent, os.W_OK | os.X_OK) or _read_only_fs(path.parent):
+        raise StoreReadOnlyError(
+            f"cannot create the job store {path}: its directory is read-only "
+            f"({_mode_of(path.parent)}). Make it writable (chmod u+w {path.parent}) or set "
+            "KONDUKTOR_HOME to a directory you may write",
+            path,
+        )
     temporary = path.with_name(f".{path.name}.new-{os.getpid()}-{os.urandom(3).hex()}")
     try:
         db = sqlite3.connect(str(temporary), isolation_level=None)

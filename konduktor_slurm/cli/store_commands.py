@@ -12,7 +12,7 @@ import time
 
 import click
 
-from konduktor_slurm.cli import fail, main, open_slurm, service_errors, settings
+from konduktor_slurm.cli import fail, main, service_errors
 from konduktor_slurm.service.errors import EXIT_USAGE
 
 # How far back accounting is searched by default: a month of finished jobs is what a
@@ -39,9 +39,11 @@ def check() -> None:
     Rows with damaged values are listed; `konduktor store rebuild` replaces a damaged
     store with what Slurm knows.
     """
+    from konduktor_slurm.service.session import load_config
     from konduktor_slurm.store import EXIT_STORE, SCHEMA_VERSION, Store
 
-    path = settings().store_path
+    with service_errors():
+        path = load_config().store_path
     if not os.path.lexists(path):
         click.echo(f"Store:      {path} (none yet: the first `konduktor launch` creates it)")
         return
@@ -100,12 +102,14 @@ def rebuild(since: str, yes: bool) -> None:
     """
     from konduktor_slurm.durations import DurationError, parse_when
     from konduktor_slurm.service import recovery
+    from konduktor_slurm.service.session import load_config, open_slurm
 
     try:
         since_at = parse_when(since, time.time())
     except DurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    config = settings()
+    with service_errors():
+        config = load_config()
     slurm = open_slurm(config)
     try:
         if not yes:  # show what Slurm knows and ask; rebuild asks Slurm again afterwards

@@ -321,6 +321,12 @@ def _read_only_directory(home: Path) -> Path:
     return path
 
 
+def _read_only_directory_no_store(home: Path) -> Path:
+    give_to_user(home)
+    home.chmod(0o555)
+    return home / STORE
+
+
 def _unreadable_file(home: Path) -> Path:
     path = sound_store(home)
     give_to_user(home, path)
@@ -382,6 +388,12 @@ BROKEN = [
     Broken("dangling-symlink", _dangling_link, "is a symbolic link to"),
     Broken("read-only-file", _read_only_file, "it is read-only (mode -r--r--r--", as_user=True),
     Broken("read-only-directory", _read_only_directory, "chmod u+w", as_user=True),
+    Broken(
+        "read-only-directory-no-store",
+        _read_only_directory_no_store,
+        "cannot create the job store",
+        as_user=True,
+    ),
     Broken("unreadable-file", _unreadable_file, "permission denied (mode ----------", True),
     Broken("unreadable-directory", _unreadable_directory, "Permission denied", as_user=True),
     Broken("owned-by-root", _owned_by_root, "permission denied (mode -rw-------, owner root", True),
