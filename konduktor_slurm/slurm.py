@@ -96,6 +96,12 @@ _ATTEMPT = re.compile(r"attempt=(\d+)/(\d+)")
 _RESOURCES = re.compile(r"resources=([^;\s]+)")
 
 
+def resources_in_comment(comment: str | None) -> str | None:
+    """``2x(8CPU, 32GiMEM, H100:8)`` from a konduktor job comment (None without one)."""
+    match = _RESOURCES.search(comment or "")
+    return match.group(1).replace(",", ", ") if match else None
+
+
 def konduktor_comment(resources_summary: str) -> str:
     """The job comment: ``konduktor;resources=2x(8CPU,32GiMEM,H100:8)`` (no spaces, so it
     fits an ``#SBATCH`` line); a retrying job appends `` attempt=N/M``."""
@@ -164,6 +170,7 @@ class QueueRow:
     tres_per_node: str | None = None  # "gres:gpu:h100:8" (22.05) or "gres/gpu:h100:8" (24.11+)
     cpus_per_task: int | None = None
     min_memory: str | None = None  # "1G", "4000M"
+    work_dir: str | None = None  # with RECOVERY_QUEUE_FIELDS only: --chdir, the job's dir
 
     @property
     def attempt(self) -> tuple[int, int] | None:
@@ -174,8 +181,7 @@ class QueueRow:
     @property
     def resources_summary(self) -> str | None:
         """Konduktor's resources text, as the submitting konduktor recorded it."""
-        match = _RESOURCES.search(self.comment or "")
-        return match.group(1).replace(",", ", ") if match else None
+        return resources_in_comment(self.comment)
 
     @property
     def gpu_gres(self) -> tuple[str, int] | None:
@@ -260,11 +266,14 @@ def _chunks(ids: list[str]) -> list[list[str]]:
 
 
 def squeue_command(
-    job_ids: Iterable[str] | None = None, user: str | None = None, name: str | None = None
+    job_ids: Iterable[str] | None = None,
+    user: str | None = None,
+    name: str | None = None,
+    fields: Sequence[str] = QUEUE_FIELDS,
 ) -> list[str]:
-    fields = ",".join(f"{name}:{_DELIM}" for name in QUEUE_FIELDS)
+    formats = ",".join(f"{field}:{_DELIM}" for field in fields)
     # --array: one line per element of a job array, pending ones too (not "889_[2-9]").
-    argv = ["squeue", "--noheader", "--array", "--states=all", f"--Format={fields}"]
+    argv = ["squeue", "--noheader", "--array", "--states=all", f"--Format={formats}"]
     ids = list(job_ids or [])
     if ids:
         argv.append("--jobs=" + ",".join(ids))
@@ -275,9 +284,10 @@ def squeue_command(
     return argv
 
 
-def parse_squeue(output: str) -> dict[str, QueueRow]:
+def parse_squeue(output: str, fields: Sequence[str] = QUEUE_FIELDS) -> dict[str, QueueRow]:
+    """``squeue_command(..., fields)``'s output: QUEUE_FIELDS, or RECOVERY_QUEUE_FIELDS."""
     rows: dict[str, QueueRow] = {}
-    for values in _records(output, QUEUE_FIELDS, free="Name"):
+    for values in _records(output, fields, free="Name"):
         rows[values["JobArrayID"]] = QueueRow(
             job_id=values["JobArrayID"],
             state=values["State"],
@@ -297,6 +307,7 @@ def parse_squeue(output: str) -> dict[str, QueueRow]:
             tres_per_node=_text_or_none(values["tres-per-node"]),
             cpus_per_task=_int_or_none(values["cpus-per-task"]),
             min_memory=_text_or_none(values["MinMemory"]),
+            work_dir=_text_or_none(values["WorkDir"]) if "WorkDir" in values else None,
         )
     return rows
 
@@ -429,6 +440,99 @@ def parse_runs(output: str) -> list[AcctRun]:
             )
         )
     return runs
+
+
+# `konduktor store rebuild`: which of a user's jobs konduktor launched. squeue shows what
+# slurmctld still remembers (MinJobAge after the end, 300 s by default) with the comment that
+# marks konduktor's jobs; the work dir is the marker for jobs launched before the comment was
+# (the first release) and for sacct, which has the comment only where the site stores it
+# (AccountingStoreFlags=job_comment).
+RECOVERY_QUEUE_FIELDS = (*QUEUE_FIELDS, "WorkDir")
+HISTORY_FIELDS = (
+    "JobID",
+    "JobName",
+    "User",
+    "State",
+    "Submit",
+    "Start",
+    "End",
+    "WorkDir",
+    "NNodes",
+    "AllocTRES",
+    "Comment",
+)
+_TYPED_GPU_TRES = re.compile(r"(?:^|,)gres/gpu:([^=,]+)=(\d+)")
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One job as accounting remembers it (its latest run), for ``store rebuild``."""
+
+    job_id: str
+    name: str
+    user: str
+    state: str
+    submit_time: float | None
+    start_time: float | None
+    end_time: float | None
+    work_dir: str | None
+    nodes: int | None
+    gpus: int  # over all nodes (AllocTRES gres/gpu=N); 0 for a job that never started
+    gpu_type: str | None  # "h100" where accounting tracks typed GPUs (gres/gpu:h100=N)
+    comment: str | None  # only where the site stores job comments
+
+    @property
+    def launched_by_konduktor(self) -> bool:
+        return (self.comment or "").startswith(KONDUKTOR_COMMENT)
+
+    @property
+    def resources_summary(self) -> str | None:
+        return resources_in_comment(self.comment)
+
+
+def queue_of_user_command(user: str) -> list[str]:
+    """Every job of ``user`` slurmctld remembers, with its work dir."""
+    return squeue_command(user=user, fields=RECOVERY_QUEUE_FIELDS)
+
+
+def history_command(user: str, since: float) -> list[str]:
+    """Every job of ``user`` accounting has from ``since`` on (one row each: its latest run)."""
+    return [
+        "sacct",
+        "--noheader",
+        "--parsable",
+        f"--delimiter={_DELIM}",
+        "--allocations",
+        f"--user={user}",
+        f"--starttime={slurm_timestamp_text(since)}",
+        "--endtime=now",
+        "--format=" + ",".join(HISTORY_FIELDS),
+    ]
+
+
+def parse_history(output: str) -> list[HistoryRow]:
+    rows = []
+    for values in _records(output, HISTORY_FIELDS, free="JobName"):
+        tres = values["AllocTRES"]
+        gpus = _GPU_TRES.search(tres)
+        typed = _TYPED_GPU_TRES.search(tres)
+        rows.append(
+            HistoryRow(
+                job_id=values["JobID"],
+                name=values["JobName"],
+                user=values["User"],
+                state=values["State"],
+                submit_time=parse_time(values["Submit"]),
+                start_time=parse_time(values["Start"]),
+                end_time=parse_time(values["End"]),
+                work_dir=_text_or_none(values["WorkDir"]),
+                nodes=_int_or_none(values["NNodes"]),
+                gpus=int(gpus.group(1)) if gpus else 0,
+                gpu_type=typed.group(1) if typed else None,
+                comment=_text_or_none(values["Comment"]),
+            )
+        )
+    return rows
 
 
 # Hostlists ("node[1-3,7],gpu01", "rack[1-2]-node[01-02]") are expanded by Slurm itself:
@@ -705,6 +809,17 @@ class Slurm:
             raise SlurmError("squeue", _first_line(result))
         ids = [row.job_id for row in parse_squeue(result.stdout).values() if row.name == name]
         return ids[0] if ids else None
+
+    def queue_of_user(self, user: str) -> dict[str, QueueRow]:
+        """Every job of ``user`` slurmctld still remembers, with its work dir (``store
+        rebuild``)."""
+        return parse_squeue(
+            self._run(queue_of_user_command(user)).stdout, fields=RECOVERY_QUEUE_FIELDS
+        )
+
+    def history(self, user: str, since: float) -> list[HistoryRow]:
+        """Every job of ``user`` in accounting since ``since`` (``store rebuild``)."""
+        return parse_history(self._run(history_command(user, since)).stdout)
 
     def queue_all_users(self) -> dict[str, QueueRow]:
         """Every job slurmctld still remembers, of every user (for ``status --all-users``)."""

@@ -3,54 +3,192 @@
 It remembers what Slurm forgets (the task, resources, the konduktor name, who stopped a job)
 and what Slurm would make us ask again (terminal states are never queried twice). Every
 state change is kept as a transition with a timestamp, for ``status JOB`` and reports.
+
+What can go wrong with the file is a ``StoreError`` (one line: the file, what is wrong, what
+to do), never a traceback:
+
+- damaged (garbage, truncated, empty, missing tables) or foreign (another program's SQLite
+  database): ``konduktor store rebuild`` keeps it aside and re-records the jobs from Slurm;
+- written by a newer konduktor (``PRAGMA user_version`` above ours): refused, untouched;
+- unreadable or read-only (file, directory, or ``KONDUKTOR_HOME`` being a file): named;
+- locked by another process: waited for (a line on stderr after a second), then named.
+
+A damaged *value* in one row (a ``state`` that is no lifecycle state, invalid JSON in
+``extra``/``user_stop``, NULL or text where a number belongs) does not stop the others from
+being read: the row is read with the damaged values replaced by safe defaults (an unknown
+state becomes PENDING and is asked of Slurm again), a row without a usable name is skipped,
+and one warning line names them (``Store.damage`` holds the details; ``konduktor store
+check`` lists them).
+
+The schema is versioned with ``PRAGMA user_version`` and stamped with ``PRAGMA
+application_id``; ``MIGRATIONS`` brings an older store up to date in one transaction when it
+is opened. The project's first release wrote version 0 (no stamp).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import json
+import logging
+import math
+import os
 import sqlite3
+import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import click
 
 from konduktor_slurm.lifecycle import State, UserStop
+from konduktor_slurm.service.errors import KonduktorError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    name TEXT PRIMARY KEY,
-    task_name TEXT NOT NULL,
-    user TEXT NOT NULL,
-    slurm_job_id TEXT,
-    resources TEXT NOT NULL,
-    num_nodes INTEGER NOT NULL,
-    gpus_per_node INTEGER NOT NULL DEFAULT 0,
-    job_dir TEXT NOT NULL,
-    log_path TEXT NOT NULL,
-    max_restarts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    submitted_at REAL,
-    start_time REAL,
-    end_time REAL,
-    state TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    terminal INTEGER NOT NULL DEFAULT 0,
-    hidden INTEGER NOT NULL DEFAULT 0,
-    user_stop TEXT,
-    extra TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
-CREATE TABLE IF NOT EXISTS transitions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_name TEXT NOT NULL REFERENCES jobs (name),
-    state TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS transitions_by_job ON transitions (job_name, at);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+# ---- errors -------------------------------------------------------------------------------
+
+# Exit codes (README "Exit codes"): 6 the store cannot be used until someone acts (the
+# message says what to do); 7 it is locked by another process (try again).
+EXIT_STORE = 6
+EXIT_STORE_LOCKED = 7
+
+REBUILD_HINT = "run `konduktor store rebuild` to keep it aside and re-record your jobs from Slurm"
+
+
+class StoreError(KonduktorError, click.ClickException):
+    """The job store cannot be used; ``str()`` is the one line to show.
+
+    Also a ``click.ClickException``, so any command that meets it (even one that does not
+    catch it) prints ``Error: <line>`` and exits with ``exit_code`` instead of a traceback.
+    """
+
+    exit_code = EXIT_STORE
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message.replace("\n", " "))  # one line, whatever SQLite said
+        self.path = path
+
+
+class StoreDamagedError(StoreError):
+    """Not readable as a store: garbage, truncated, empty, or konduktor's tables damaged."""
+
+
+class StoreForeignError(StoreError):
+    """An SQLite database (or a directory) that is not a konduktor job store."""
+
+
+class StoreTooNewError(StoreError):
+    """Written by a newer konduktor (a store version this one does not know); left untouched."""
+
+
+class StoreAccessError(StoreError):
+    """A permission or path problem: nothing is wrong with the data."""
+
+
+class StoreUnreadableError(StoreAccessError):
+    """The file (or its directory) cannot be read, or ``KONDUKTOR_HOME`` is not a directory."""
+
+
+class StoreReadOnlyError(StoreAccessError):
+    """The store can be read but not written (file, directory or file system read-only)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the store locked for longer than ``LOCK_WAIT_SECONDS``."""
+
+    exit_code = EXIT_STORE_LOCKED
+
+
+# ---- schema and migrations ------------------------------------------------------------------
+
+# "KOND": marks the file as a konduktor store (PRAGMA application_id; 0 in the first release).
+APPLICATION_ID: Final = 0x4B4F4E44
+
+# The first release's tables (version 0, commit 17a4669), unchanged since. IF NOT EXISTS:
+# step 1 creates them in a new file and leaves a first-release store's tables as they are.
+_FIRST_TABLES: Final = (
+    """CREATE TABLE IF NOT EXISTS jobs (
+        name TEXT PRIMARY KEY,
+        task_name TEXT NOT NULL,
+        user TEXT NOT NULL,
+        slurm_job_id TEXT,
+        resources TEXT NOT NULL,
+        num_nodes INTEGER NOT NULL,
+        gpus_per_node INTEGER NOT NULL DEFAULT 0,
+        job_dir TEXT NOT NULL,
+        log_path TEXT NOT NULL,
+        max_restarts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        start_time REAL,
+        end_time REAL,
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        terminal INTEGER NOT NULL DEFAULT 0,
+        hidden INTEGER NOT NULL DEFAULT 0,
+        user_stop TEXT,
+        extra TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at)",
+    """CREATE TABLE IF NOT EXISTS transitions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_name TEXT NOT NULL REFERENCES jobs (name),
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS transitions_by_job ON transitions (job_name, at)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step: run ``statements`` on a store at ``version - 1`` to reach ``version``."""
+
+    version: int
+    why: str
+    statements: tuple[str, ...]
+
+
+# Append only: a step, once released, never changes. Each step runs inside the one
+# transaction that opens an older store (DDL and PRAGMA user_version are transactional in
+# SQLite), so a store is at one version or the next, never in between.
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "the first release's tables, stamped as a konduktor store", _FIRST_TABLES),
+    Migration(
+        2,
+        "find a job by its Slurm job id without reading every row (logs/status/stop <id>)",
+        ("CREATE INDEX IF NOT EXISTS jobs_by_slurm_id ON jobs (slurm_job_id)",),
+    ),
+)
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+
+# ---- locking --------------------------------------------------------------------------------
+
+# A status from cron and one from a person may overlap: wait for the lock, briefly. After
+# NOTICE_AFTER the user is told on stderr what is being waited for.
+LOCK_WAIT_SECONDS: Final = 5.0
+NOTICE_AFTER_SECONDS: Final = 1.0
+
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_HEADER_SIZE: Final = 100
+# SQLite keeps these beside the database; they belong to it (see recovery.keep_aside).
+COMPANION_SUFFIXES: Final = ("-wal", "-shm", "-journal")
+
+_log = logging.getLogger(__name__)
+
+
+def warn_on_stderr(message: str) -> None:
+    """The default for ``Store(notify=...)``: with no logging configured (the CLI), Python's
+    last-resort handler prints the bare message on stderr."""
+    _log.warning(message)
+
+
+# ---- records --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -107,7 +245,13 @@ _COLUMNS = (
     "user_stop",
     "extra",
 )
-
+_SELECT_JOBS = f"SELECT {','.join(_COLUMNS)} FROM jobs"
+# The tables konduktor reads and their columns: a store without them is damaged.
+_REQUIRED_TABLES: Final = {
+    "jobs": frozenset(_COLUMNS),
+    "transitions": frozenset({"id", "job_name", "state", "detail", "at"}),
+    "meta": frozenset({"key", "value"}),
+}
 
 # What a refresh from Slurm writes; user_stop and hidden belong to stop/start/down.
 REFRESH_COLUMNS = ("start_time", "end_time", "state", "detail", "terminal", "extra")
@@ -127,29 +271,699 @@ def _to_row(job: JobRecord) -> tuple:
     return tuple(values)
 
 
-def _from_row(row: sqlite3.Row) -> JobRecord:
-    data = {column: row[column] for column in _COLUMNS}
-    data["terminal"] = bool(data["terminal"])
-    data["hidden"] = bool(data["hidden"])
-    data["user_stop"] = _user_stop(data["user_stop"])
-    data["state"] = State(data["state"])
-    data["extra"] = json.loads(data["extra"] or "{}")
-    return JobRecord(**data)
+class _Undecodable(str):
+    """A TEXT value that is not UTF-8 (read with replacement characters, marked damaged)."""
 
 
-def _user_stop(text: str | None) -> UserStop | None:
-    return UserStop.from_json(json.loads(text)) if text else None
+def _text_factory(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Undecodable(raw.decode("utf-8", "replace"))
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and not isinstance(value, _Undecodable)
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) < 1e13  # epoch seconds until the year 318857; beyond is garbage
+    )
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, _Undecodable):
+        return "text that is not UTF-8"
+    if isinstance(value, bytes):
+        return f"a {len(value)}-byte blob"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# Known keys of ``extra`` (written by tracker.py) and what a valid value looks like; a value
+# of another shape would break `status JOB`, so it is dropped as damage.
+def _str_or_none(value: object) -> bool:
+    return value is None or _is_text(value)
+
+
+def _int_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _rank_codes(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(rank, str)
+        and rank.isdigit()
+        and isinstance(code, int)
+        and not isinstance(code, bool)
+        for rank, code in value.items()
+    )
+
+
+def _attempt(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+    )
+
+
+_EXTRA_SHAPES: Final[dict[str, Callable[[object], bool]]] = {
+    "slurm_state": _str_or_none,
+    "reason": _str_or_none,
+    "priority": _int_or_none,
+    "node_list": _str_or_none,
+    "exit_code": _str_or_none,
+    "rank_exit_codes": _rank_codes,
+    "restarts": _int_or_none,
+    "attempt": _attempt,
+}
+
+
+def _decode_json(text: object) -> tuple[object, str | None]:
+    """(value, None) or (None, what is wrong)."""
+    if not _is_text(text):
+        return None, f"{_describe(text)} instead of JSON"
+    try:
+        return json.loads(text), None  # type: ignore[arg-type]
+    except ValueError:  # JSONDecodeError, and RecursionError's cousin for absurd nesting
+        return None, "not valid JSON"
+    except RecursionError:
+        return None, "JSON nested too deeply"
+
+
+def _decode_job(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]]:
+    """A record from a row, and what was damaged in it (empty for a sound row).
+
+    Damaged values are replaced by safe defaults; a row without a usable name is None.
+    """
+    problems: list[str] = []
+    name = row["name"]
+    if not _is_text(name) or not name:
+        return None, [f"name is {_describe(name)}: row skipped"]
+
+    def text(column: str, default: str) -> str:
+        value = row[column]
+        if _is_text(value):
+            return value
+        problems.append(f"{column} is {_describe(value)}")
+        return default
+
+    def number(column: str, default: float | None, *, required: bool = False) -> float | None:
+        value = row[column]
+        if _is_number(value):
+            return float(value)
+        if value is None and not required:
+            return None
+        problems.append(f"{column} is {_describe(value)}")
+        return default
+
+    def count(column: str, default: int, minimum: int) -> int:
+        value = row[column]
+        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            return value
+        problems.append(f"{column} is {_describe(value)}")
+        return default
+
+    def flag(column: str) -> bool:
+        value = row[column]
+        if value in (0, 1) and not isinstance(value, float):
+            return bool(value)
+        problems.append(f"{column} is {_describe(value)}")
+        return False
+
+    slurm_job_id = row["slurm_job_id"]
+    if slurm_job_id is not None and not _is_text(slurm_job_id):
+        problems.append(f"slurm_job_id is {_describe(slurm_job_id)}")
+        slurm_job_id = str(slurm_job_id) if isinstance(slurm_job_id, int) else None
+    submitted_at = number("submitted_at", None)
+    start_time = number("start_time", None)
+    end_time = number("end_time", None)
+    created_at = number("created_at", None, required=True)
+    if created_at is None:
+        created_at = submitted_at or start_time or 0.0
+    terminal = flag("terminal")
+
+    detail = text("detail", "")
+    state_text = row["state"]
+    try:
+        state = State(state_text)
+    except ValueError:
+        problems.append(f"state is {_describe(state_text)}, not a lifecycle state")
+        # Not knowing the state, assume the job may still run: a refresh asks Slurm again
+        # and records what it says. A job that never reached Slurm cannot be followed.
+        state, terminal = (State.PENDING, False) if slurm_job_id else (State.FAILED, True)
+        detail = f"unknown state {_describe(state_text)} in the store" + (
+            "; asking Slurm" if slurm_job_id else ""
+        )
+
+    user_stop = None
+    if row["user_stop"] is not None:
+        data, wrong = _decode_json(row["user_stop"])
+        user_stop = None if wrong else UserStop.from_json(data)
+        if user_stop is None:
+            problems.append(f"user_stop is {wrong or 'not a stop record'}")
+
+    extra: dict[str, Any] = {}
+    data, wrong = _decode_json(row["extra"])
+    if wrong:
+        problems.append(f"extra is {wrong}")
+    elif not isinstance(data, dict):
+        problems.append(f"extra is {_describe(data)}, not a JSON object")
+    else:
+        for key, value in data.items():
+            shape = _EXTRA_SHAPES.get(key)
+            if shape is not None and not shape(value):
+                problems.append(f"extra.{key} is {_describe(value)}")
+                continue
+            extra[key] = value
+
+    name_default = name.rsplit("-", 1)[0]
+    job = JobRecord(
+        name=name,
+        task_name=text("task_name", name_default),
+        user=text("user", ""),
+        resources=text("resources", "-"),
+        num_nodes=count("num_nodes", 1, minimum=1),
+        job_dir=text("job_dir", ""),
+        log_path=text("log_path", ""),
+        state=state,
+        created_at=created_at,
+        gpus_per_node=count("gpus_per_node", 0, minimum=0),
+        max_restarts=count("max_restarts", 0, minimum=0),
+        slurm_job_id=slurm_job_id,
+        submitted_at=submitted_at,
+        start_time=start_time,
+        end_time=end_time,
+        detail=detail,
+        terminal=terminal,
+        hidden=flag("hidden"),
+        user_stop=user_stop,
+        extra=extra,
+    )
+    return job, problems
+
+
+def _user_stop(text: object) -> UserStop | None:
+    if text is None:
+        return None
+    data, wrong = _decode_json(text)
+    return None if wrong else UserStop.from_json(data)
+
+
+def _decode_transition(row: sqlite3.Row) -> Transition | None:
+    job_name, state, detail, at = row["job_name"], row["state"], row["detail"], row["at"]
+    if not (_is_text(job_name) and _is_text(state) and _is_number(at)):
+        return None
+    return Transition(job_name, state, detail if _is_text(detail) else "", float(at))
+
+
+# ---- opening the file -------------------------------------------------------------------------
+
+
+def _owner(st: os.stat_result) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(st.st_uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {st.st_uid}"
+
+
+def _mode(st: os.stat_result) -> str:
+    return f"mode {stat.filemode(st.st_mode)}, owner {_owner(st)}"
+
+
+def _mode_of(path: Path) -> str:
+    try:
+        return _mode(os.stat(path))
+    except OSError as exc:
+        return exc.strerror or "cannot stat"
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def prepare_home(home: Path) -> None:
+    """Make ``KONDUKTOR_HOME`` exist as a directory, or raise StoreUnreadableError why not."""
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise StoreUnreadableError(
+            f"{home} is a file, not a directory; konduktor keeps its job store in it. "
+            f"Move the file aside (mv {home} {home}.bak) or set KONDUKTOR_HOME to a directory",
+            home / "state.db",
+        ) from None
+    except NotADirectoryError:
+        raise StoreUnreadableError(
+            f"cannot create {home}: a part of that path is a file, not a directory. "
+            "Set KONDUKTOR_HOME to a directory",
+            home / "state.db",
+        ) from None
+    except OSError as exc:
+        raise StoreUnreadableError(
+            f"cannot create {home} for the job store: {exc.strerror}. "
+            "Set KONDUKTOR_HOME to a directory you may write",
+            home / "state.db",
+        ) from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):  # SQLite would create the file at the far end of it
+            raise StoreUnreadableError(
+                f"the job store {path} is a symbolic link to {os.readlink(path)}, which does "
+                f"not exist. Remove the link (rm {path}) or restore what it points to",
+                path,
+            ) from None
+        return False
+    except OSError as exc:
+        raise StoreUnreadableError(
+            f"cannot look at the job store {path}: {exc.strerror}. Check the permissions of "
+            f"{path.parent} (ls -ld {path.parent})",
+            path,
+        ) from None
+    return True
+
+
+def check_file(path: Path) -> None:
+    """Raise the StoreError that says why ``path`` cannot be a store, before SQLite sees it:
+    SQLite's own messages ("file is not a database", "unable to open database file") name
+    neither the file nor what to do, and a FIFO would make it wait forever."""
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        raise StoreForeignError(
+            f"the job store {path} is a directory, not a konduktor job store; {REBUILD_HINT}",
+            path,
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreForeignError(
+            f"the job store {path} is not a regular file ({stat.filemode(st.st_mode)}); "
+            f"{REBUILD_HINT}",
+            path,
+        )
+    try:
+        with open(path, "rb") as file:
+            header = file.read(_HEADER_SIZE)
+    except PermissionError:
+        raise StoreUnreadableError(
+            f"cannot read the job store {path}: permission denied ({_mode(st)}). Give your "
+            f"account read and write access (chmod u+rw {path}, or chown it), "
+            "or set KONDUKTOR_HOME to a directory of your own",
+            path,
+        ) from None
+    except OSError as exc:
+        raise StoreUnreadableError(
+            f"cannot read the job store {path}: {exc.strerror}", path
+        ) from None
+    if not header:
+        raise StoreDamagedError(f"the job store {path} is empty (0 bytes); {REBUILD_HINT}", path)
+    if not header.startswith(_SQLITE_MAGIC):
+        raise StoreDamagedError(
+            f"the job store {path} is not an SQLite database (damaged, or another kind of "
+            f"file); {REBUILD_HINT}",
+            path,
+        )
+    if len(header) < _HEADER_SIZE:
+        raise StoreDamagedError(
+            f"the job store {path} is truncated ({len(header)} bytes); {REBUILD_HINT}", path
+        )
+    _check_writable(path, st)
+
+
+def _check_writable(path: Path, st: os.stat_result) -> None:
+    if _read_only_fs(path):
+        raise StoreReadOnlyError(
+            f"cannot write the job store {path}: it is on a read-only file system. konduktor "
+            "records every state change there: set KONDUKTOR_HOME to a writable directory",
+            path,
+        )
+    if not os.access(path, os.W_OK):
+        raise StoreReadOnlyError(
+            f"cannot write the job store {path}: it is read-only ({_mode(st)}). konduktor "
+            f"records every state change there: make it writable (chmod u+w {path})",
+            path,
+        )
+    for suffix in ("-wal", "-shm"):  # left behind by another account (`sudo konduktor`)
+        companion = Path(f"{path}{suffix}")
+        if os.path.lexists(companion) and not os.access(companion, os.R_OK | os.W_OK):
+            raise StoreReadOnlyError(
+                f"cannot write the job store {path}: {companion.name} is read-only to you "
+                f"({_mode_of(companion)}); SQLite writes it beside the store, and it may hold "
+                f"the store's latest changes. Give it back to your account "
+                f"(sudo chown $USER {companion})",
+                path,
+            )
+    directory = path.parent
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StoreReadOnlyError(
+            f"cannot write the job store {path}: its directory is read-only "
+            f"({_mode(os.stat(directory))}) and SQLite keeps {path.name}-wal and "
+            f"{path.name}-shm beside the store. Make it writable (chmod u+w {directory})",
+            path,
+        )
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc)
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """What an SQLite error means for the user, as a StoreError naming the file."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    what = str(exc)
+    if _is_busy(exc):
+        return StoreLockedError(
+            f"the job store {path} is locked by another process (waited "
+            f"{LOCK_WAIT_SECONDS:.0f} s). Try again; if it stays locked, find what holds it "
+            f"open (fuser -v {path}) and let it finish",
+            path,
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in what:
+        return StoreDamagedError(f"the job store {path} is damaged ({what}); {REBUILD_HINT}", path)
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreReadOnlyError(
+            f"cannot write the job store {path} ({what}). Check that you may write it and "
+            f"its {path.name}-wal and {path.name}-shm (ls -l {path.parent})",
+            path,
+        )
+    if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+        return StoreUnreadableError(
+            f"cannot open the job store {path} ({what}). Check that you may read and write "
+            f"it, its directory, and {path.name}-wal and {path.name}-shm (ls -l {path.parent})",
+            path,
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return StoreError(
+            f"cannot write the job store {path}: the disk is full. Free some space and run "
+            "the command again",
+            path,
+        )
+    return StoreError(f"the job store {path} failed: {what}", path)
+
+
+T = TypeVar("T")
+
+# Raised as they are: a constraint (a name another launch took: launch handles it) or a
+# programming error (a closed store, a bad parameter) is no fault of the file.
+_NOT_THE_FILES_FAULT = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+def _create(path: Path) -> None:
+    """A new, empty store at ``path``, created whole: built under a temporary name and
+    linked into place, so no process ever sees a half-made (or empty) file, and two
+    processes creating one at once end with one store."""
+    if not os.access(path.parent, os.W_OK | os.X_OK) or _read_only_fs(path.parent):
+        raise StoreReadOnlyError(
+            f"cannot create the job store {path}: its directory is read-only "
+            f"({_mode_of(path.parent)}). Make it writable (chmod u+w {path.parent}) or set "
+            "KONDUKTOR_HOME to a directory you may write",
+            path,
+        )
+    temporary = path.with_name(f".{path.name}.new-{os.getpid()}-{os.urandom(3).hex()}")
+    try:
+        db = sqlite3.connect(str(temporary), isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("BEGIN IMMEDIATE")
+            _migrate(db, 0)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        os.chmod(temporary, 0o600)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another konduktor created it first: use that one
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            if not path.exists():  # no hard links on this file system
+                os.replace(temporary, path)
+    except sqlite3.Error as exc:
+        raise store_error(path, exc) from None
+    except OSError as exc:
+        raise StoreReadOnlyError(
+            f"cannot create the job store {path}: {exc.strerror}. Make {path.parent} "
+            "writable or set KONDUKTOR_HOME to a directory you may write",
+            path,
+        ) from None
+    finally:
+        for leftover in (temporary, *(Path(f"{temporary}{s}") for s in COMPANION_SUFFIXES)):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """Apply every step after ``version`` (inside the caller's transaction) and stamp it."""
+    for migration in MIGRATIONS:
+        if migration.version > version:
+            for statement in migration.statements:
+                db.execute(statement)
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _columns(db: sqlite3.Connection, table: str) -> frozenset[str]:
+    return frozenset(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+
+
+def _shape(db: sqlite3.Connection) -> dict[str, tuple]:
+    """Every table's columns as (name, type, NOT NULL, primary key): what tells the first
+    release's store from a look-alike another tool made."""
+    return {
+        table: tuple(
+            (row[1], str(row[2]).upper(), row[3], row[5])
+            for row in db.execute(f"PRAGMA table_info({table})")
+        )
+        for table in _tables(db)
+    }
+
+
+@functools.cache
+def _first_release_shape() -> dict[str, tuple]:
+    db = sqlite3.connect(":memory:")
+    try:
+        for statement in _FIRST_TABLES:
+            db.execute(statement)
+        return _shape(db)
+    finally:
+        db.close()
+
+
+def _tables(db: sqlite3.Connection) -> list[str]:
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
+
+
+# ---- the store --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What ``konduktor store check`` shows."""
+
+    path: Path
+    size: int
+    version: int
+    integrity: tuple[str, ...]  # ("ok",) when PRAGMA integrity_check found nothing
+    jobs_by_state: dict[str, int]
+    hidden: int
+    transitions: int
+    damage: dict[str, tuple[str, ...]]
+
+    @property
+    def healthy(self) -> bool:
+        return self.integrity == ("ok",) and not self.damage
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A status from cron and one from a person may overlap: wait for the lock, briefly.
-        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None)
+    """The job store at ``path``; opening it checks it, and upgrades an older one.
+
+    ``notify`` receives the lines meant for the user while the store is in use (a wait for
+    a lock, damaged rows); by default they go to stderr through ``logging``.
+    """
+
+    def __init__(self, path: Path, notify: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self._notify = notify or warn_on_stderr
+        # Damaged rows seen so far: job name (or a description) -> what is wrong.
+        self.damage: dict[str, tuple[str, ...]] = {}
+        self._reported: set[str] = set()
+        prepare_home(path.parent)
+        if not _exists(path):
+            _create(path)
+        check_file(path)
+        try:
+            self._db = sqlite3.connect(
+                str(path), timeout=NOTICE_AFTER_SECONDS, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise store_error(path, exc) from None
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
+        self._db.text_factory = _text_factory
+        try:
+            self._attempt(self._open)
+        except BaseException:
+            self._db.close()
+            raise
+
+    # ---- opening: recognise, refuse or upgrade, in that order, before writing anything
+
+    def _open(self) -> None:
+        db, path = self._db, self.path
+        application_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if application_id not in (0, APPLICATION_ID):
+            raise StoreForeignError(
+                f"{path} is not a konduktor job store (another program's database: "
+                f"application id {application_id:#x}); {REBUILD_HINT}",
+                path,
+            )
+        if application_id == 0 and version != 0:
+            raise StoreForeignError(
+                f"{path} is not a konduktor job store (another program's database, "
+                f"version {version}); {REBUILD_HINT}",
+                path,
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreTooNewError(
+                f"the job store {path} was written by a newer konduktor-slurm (store version "
+                f"{version}; this one knows up to {SCHEMA_VERSION}). Upgrade konduktor-slurm "
+                "(pip install -U konduktor-slurm); the store was left unchanged",
+                path,
+            )
+        if application_id == 0:
+            self._check_first_release()
+        if version < SCHEMA_VERSION:
+            self._upgrade()
+        self._check_tables()
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            # Readers never wait for a writer (a `status` beside a `logs --follow`).
+            db.execute("PRAGMA journal_mode=WAL")
+
+    def _check_first_release(self) -> None:
+        """A store without konduktor's stamp is the first release's (its exact tables), an
+        empty SQLite file (made by someone else: nothing to lose), or not ours."""
+        tables = _tables(self._db)
+        if not tables:
+            return
+        if _shape(self._db) != _first_release_shape():
+            listed = ", ".join(tables[:4]) + (", ..." if len(tables) > 4 else "")
+            raise StoreForeignError(
+                f"{self.path} is not a konduktor job store (it holds the tables {listed}); "
+                f"{REBUILD_HINT}",
+                self.path,
+            )
+
+    def _upgrade(self) -> None:
+        """Every missing step, in one transaction; another process may have done it first."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                _migrate(db, version)
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+
+    def _check_tables(self) -> None:
+        for table, columns in _REQUIRED_TABLES.items():
+            missing = sorted(columns - _columns(self._db, table))
+            if missing:
+                what = (
+                    f"table {table} is missing"
+                    if missing == sorted(columns)
+                    else (f"table {table} lacks {', '.join(missing)}")
+                )
+                raise StoreDamagedError(
+                    f"the job store {self.path} is damaged ({what}); {REBUILD_HINT}", self.path
+                )
+
+    # ---- every SQLite call goes through here: errors become StoreErrors, locks are waited for
+
+    def _attempt(self, operation: Callable[[], T]) -> T:
+        try:
+            return operation()
+        except _NOT_THE_FILES_FAULT:
+            raise
+        except sqlite3.Error as exc:
+            if not _is_busy(exc) or self._db.in_transaction:
+                raise store_error(self.path, exc) from None
+        # Busy for NOTICE_AFTER_SECONDS already: say what we wait for, then wait the rest.
+        self._notify(
+            f"Waiting for the job store {self.path}: another process is using it "
+            f"(up to {LOCK_WAIT_SECONDS:.0f} s)..."
+        )
+        rest_ms = int((LOCK_WAIT_SECONDS - NOTICE_AFTER_SECONDS) * 1000)
+        self._db.execute(f"PRAGMA busy_timeout={rest_ms}")
+        try:
+            return operation()
+        except _NOT_THE_FILES_FAULT:
+            raise
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout={int(NOTICE_AFTER_SECONDS * 1000)}")
+
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        self._attempt(lambda: self._db.execute(sql, tuple(params)))
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return self._attempt(lambda: self._db.execute(sql, tuple(params)).fetchall())
+
+    def _report_damage(self, found: dict[str, list[str]]) -> None:
+        """Remember damaged rows and tell the user once per store and row, in one line."""
+        for label, problems in found.items():
+            self.damage[label] = tuple(problems)
+        new = [label for label in found if label not in self._reported]
+        if not new:
+            return
+        self._reported.update(new)
+        shown = "; ".join(f"{label} ({', '.join(found[label])})" for label in new[:3])
+        more = f"; and {len(new) - 3} more" if len(new) > 3 else ""
+        self._notify(
+            f"Warning: the job store {self.path} has damaged values: {shown}{more}. Damaged "
+            "values are shown as unknown; `konduktor store check` lists them and "
+            "`konduktor store rebuild` re-records your jobs from Slurm."
+        )
+
+    def _decode_jobs(self, rows: list[sqlite3.Row]) -> list[JobRecord]:
+        jobs, damaged = [], {}
+        for position, row in enumerate(rows):
+            job, problems = _decode_job(row)
+            if problems:
+                damaged[job.name if job else f"row {position + 1} of jobs"] = problems
+            if job is not None:
+                jobs.append(job)
+        if damaged:
+            self._report_damage(damaged)
+        return jobs
+
+    # ---- the API the commands use
 
     def close(self) -> None:
         self._db.close()
@@ -161,18 +975,24 @@ class Store:
         if self._db.in_transaction:
             yield
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        self._execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise store_error(self.path, exc) from None
 
     def add(self, job: JobRecord) -> None:
         placeholders = ",".join("?" for _ in _COLUMNS)
         with self.transaction():
-            self._db.execute(
+            self._execute(
                 f"INSERT INTO jobs ({','.join(_COLUMNS)}) VALUES ({placeholders})", _to_row(job)
             )
             self._record_transition(job.name, job.state, job.detail, job.created_at)
@@ -180,15 +1000,15 @@ class Store:
     def remove(self, name: str) -> None:
         """Forget a job that never reached Slurm (a name given back at launch)."""
         with self.transaction():
-            self._db.execute("DELETE FROM transitions WHERE job_name=?", (name,))
-            self._db.execute("DELETE FROM jobs WHERE name=?", (name,))
+            self._execute("DELETE FROM transitions WHERE job_name=?", (name,))
+            self._execute("DELETE FROM jobs WHERE name=?", (name,))
 
     def save(self, job: JobRecord, columns: Iterable[str] = _COLUMNS[1:]) -> None:
         """Write ``columns`` of ``job`` (default: every field); ``set_state`` for states."""
         wanted = tuple(columns)
         values = dict(zip(_COLUMNS, _to_row(job), strict=True))
         assignments = ",".join(f"{column}=?" for column in wanted)
-        self._db.execute(
+        self._execute(
             f"UPDATE jobs SET {assignments} WHERE name=?",
             (*(values[column] for column in wanted), job.name),
         )
@@ -203,8 +1023,8 @@ class Store:
         """
         at = time.time() if at is None else at
         with self.transaction():
-            row = self._db.execute("SELECT state FROM jobs WHERE name=?", (job.name,)).fetchone()
-            changed = state != (row[0] if row else job.state)
+            rows = self._rows("SELECT state FROM jobs WHERE name=?", (job.name,))
+            changed = state != (rows[0][0] if rows else job.state)
             job.state, job.detail = state, detail
             self.save(job, REFRESH_COLUMNS)
             if changed:
@@ -218,45 +1038,63 @@ class Store:
             return
         marks = ",".join("?" for _ in by_name)
         query = f"SELECT name, user_stop, hidden FROM jobs WHERE name IN ({marks})"
-        for name, user_stop, hidden in self._db.execute(query, tuple(by_name)):
-            by_name[name].user_stop = _user_stop(user_stop)
-            by_name[name].hidden = bool(hidden)
+        for name, user_stop, hidden in self._rows(query, tuple(by_name)):
+            if name in by_name:
+                by_name[name].user_stop = _user_stop(user_stop)
+                by_name[name].hidden = hidden == 1
 
     def _record_transition(self, name: str, state: str, detail: str, at: float) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT INTO transitions (job_name, state, detail, at) VALUES (?,?,?,?)",
             (name, state, detail, at),
         )
 
     def get(self, name: str) -> JobRecord | None:
-        row = self._db.execute("SELECT * FROM jobs WHERE name=?", (name,)).fetchone()
-        return _from_row(row) if row else None
+        jobs = self._decode_jobs(self._rows(f"{_SELECT_JOBS} WHERE name=?", (name,)))
+        return jobs[0] if jobs else None
+
+    def get_by_slurm_id(self, job_id: str) -> JobRecord | None:
+        """The job Slurm knows as ``job_id`` (the newest, if a reinstalled cluster reused it)."""
+        rows = self._rows(
+            f"{_SELECT_JOBS} WHERE slurm_job_id=? ORDER BY created_at DESC LIMIT 1", (job_id,)
+        )
+        jobs = self._decode_jobs(rows)
+        return jobs[0] if jobs else None
 
     def jobs(self, include_hidden: bool = False) -> list[JobRecord]:
-        query = "SELECT * FROM jobs"
+        query = _SELECT_JOBS
         if not include_hidden:
-            query += " WHERE hidden=0"
+            query += " WHERE hidden IS NOT 1"
         query += " ORDER BY created_at DESC"
-        return [_from_row(row) for row in self._db.execute(query)]
+        return self._decode_jobs(self._rows(query))
 
     def last_user(self) -> str | None:
         """The account of the newest job: over SSH, the remote user, known without connecting."""
-        row = self._db.execute("SELECT user FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()
-        return row[0] if row else None
+        rows = self._rows(
+            "SELECT user FROM jobs WHERE typeof(user)='text' ORDER BY created_at DESC LIMIT 1"
+        )
+        return rows[0][0] if rows and _is_text(rows[0][0]) and rows[0][0] else None
 
     def names(self) -> list[str]:
-        return [row[0] for row in self._db.execute("SELECT name FROM jobs")]
+        return [row[0] for row in self._rows("SELECT name FROM jobs") if _is_text(row[0])]
+
+    def _transitions(self, rows: list[sqlite3.Row]) -> list[Transition]:
+        decoded = [_decode_transition(row) for row in rows]
+        skipped = decoded.count(None)
+        if skipped:
+            self._report_damage({"history": [f"{skipped} unreadable transition(s) skipped"]})
+        return [t for t in decoded if t is not None]
 
     def transitions(self, names: Iterable[str] | None = None) -> list[Transition]:
         if names is None:
-            rows = self._db.execute("SELECT * FROM transitions ORDER BY at, id")
+            rows = self._rows("SELECT * FROM transitions ORDER BY at, id")
         else:
             wanted = list(names)
             marks = ",".join("?" for _ in wanted)
-            rows = self._db.execute(
+            rows = self._rows(
                 f"SELECT * FROM transitions WHERE job_name IN ({marks}) ORDER BY at, id", wanted
             )
-        return [Transition(r["job_name"], r["state"], r["detail"], r["at"]) for r in rows]
+        return self._transitions(rows)
 
     def transitions_after(self, last_id: int) -> tuple[list[Transition], int]:
         """Transitions recorded after id ``last_id`` (a report's cursor), and the newest id.
@@ -264,19 +1102,43 @@ class Store:
         Ids, not times: two transitions may share a timestamp, and clocks move; an id is
         reported once and only once.
         """
-        rows = self._db.execute(
-            "SELECT * FROM transitions WHERE id > ? ORDER BY id", (last_id,)
-        ).fetchall()
+        rows = self._rows("SELECT * FROM transitions WHERE id > ? ORDER BY id", (last_id,))
         newest = rows[-1]["id"] if rows else last_id
-        return [Transition(r["job_name"], r["state"], r["detail"], r["at"]) for r in rows], newest
+        return self._transitions(rows), newest
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
+        rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows and _is_text(rows[0][0]) else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, value),
+        )
+
+    # ---- `konduktor store check`
+
+    def version(self) -> int:
+        return self._rows("PRAGMA user_version")[0][0]
+
+    def summary(self) -> StoreSummary:
+        """PRAGMA integrity_check (every page, index and constraint) and what the store holds."""
+        integrity = tuple(str(row[0]) for row in self._rows("PRAGMA integrity_check"))
+        self.damage.clear()
+        all_jobs = self.jobs(include_hidden=True)
+        self.transitions()
+        by_state: dict[str, int] = {}
+        for job in all_jobs:
+            by_state[str(job.state)] = by_state.get(str(job.state), 0) + 1
+        count = self._rows("SELECT count(*) FROM transitions")[0][0]
+        return StoreSummary(
+            path=self.path,
+            size=os.stat(self.path).st_size,
+            version=self.version(),
+            integrity=integrity,
+            jobs_by_state=by_state,
+            hidden=sum(1 for job in all_jobs if job.hidden),
+            transitions=count,
+            damage=dict(self.damage),
         )

@@ -139,5 +139,6 @@ from konduktor_slurm.cli import (  # noqa: E402, F401
     report,
     result,
     status,
+    store_commands,
     unavailable,
 )
