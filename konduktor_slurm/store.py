@@ -46,14 +46,12 @@ from typing import Any, Final, TypeVar
 import click
 
 from konduktor_slurm.lifecycle import State, UserStop
-from konduktor_slurm.service.errors import KonduktorError
+from konduktor_slurm.service.errors import EXIT_STORE, EXIT_STORE_LOCKED, KonduktorError
 
 # ---- errors -------------------------------------------------------------------------------
 
-# Exit codes (README "Exit codes"): 6 the store cannot be used until someone acts (the
-# message says what to do); 7 it is locked by another process (try again).
-EXIT_STORE = 6
-EXIT_STORE_LOCKED = 7
+# Exit codes (README "Exit codes", service/errors.py): 6 the store cannot be used until
+# someone acts (the message says what to do); 7 it is locked by another process (try again).
 
 REBUILD_HINT = "run `konduktor store rebuild` to keep it aside and re-record your jobs from Slurm"
 

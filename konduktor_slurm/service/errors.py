@@ -5,7 +5,8 @@ raises them as they are. The codes are documented in the README ("Exit codes"):
 
 0 success; 1 the job failed, or Slurm refused an action; 2 bad input (nothing was done);
 3 the cluster could not be reached (what is shown is the last known state); 4 the job ended
-without a usable result (``result``); 5 a wait timed out; 130 interrupted (Ctrl-C).
+without a usable result (``result``); 5 a wait timed out; 6 the job store cannot be used;
+7 the job store stayed locked; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_NO_RESULT = 4
 EXIT_TIMEOUT = 5
+EXIT_STORE = 6  # the job store cannot be used (damaged, foreign, newer, unreadable)
+EXIT_STORE_LOCKED = 7  # the job store stayed locked by another process
 EXIT_INTERRUPTED = 130
 
 

@@ -97,6 +97,18 @@ def log_tail(slurm: Slurm, job: JobRecord, rank: int | None, lines: int) -> list
     return text.splitlines()
 
 
+def _meta_number(store: Store, key: str, default: float) -> float:
+    """A number the report keeps in the store; a damaged one counts as never set (the
+    report then covers its default window again rather than crashing)."""
+    import math
+
+    try:
+        value = float(store.get_meta(key) or default)
+    except ValueError:
+        return default
+    return value if math.isfinite(value) else default
+
+
 @contextlib.contextmanager
 def report_run(session: Session, options: ReportOptions) -> Iterator[ReportRun | None]:
     """Build the report while holding the lock; None when an overlapping run kept it past
@@ -132,11 +144,11 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
             new = [t for t in store.transitions() if t.at > window_start]
             billed_from = window_start
         else:
-            last_id = int(store.get_meta(CURSOR_ID) or 0)
+            last_id = int(_meta_number(store, CURSOR_ID, 0))
             new, newest_id = store.transitions_after(last_id)
             first = min((job.created_at for job in jobs), default=now)
-            billed_from = float(
-                store.get_meta(BILLED_UNTIL) or max(first - 1, now - FIRST_WINDOW_SECONDS)
+            billed_from = _meta_number(
+                store, BILLED_UNTIL, max(first - 1, now - FIRST_WINDOW_SECONDS)
             )
             window_start = billed_from
         runs, accounting_error = [], None

@@ -36,12 +36,9 @@ class Session:
 
     def job(self, name: str) -> JobRecord:
         """A job by konduktor name or Slurm job id, or JobNotFoundError with a "did you mean"."""
-        job = self.store.get(name)
+        job = self.store.get(name) or self.store.get_by_slurm_id(name)
         if job is not None:
             return job
-        for candidate in self.store.jobs(include_hidden=True):
-            if candidate.slurm_job_id == name:
-                return candidate
         hint = did_you_mean(name, self.store.names())
         raise JobNotFoundError(f"no job named {name!r}.{hint} (`konduktor status` lists your jobs)")
 
