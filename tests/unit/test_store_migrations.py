@@ -342,5 +342,5 @@ def test_store_errors_are_workflow_errors_with_their_own_exit_codes() -> None:
     # Distinct from every other documented code (README "Exit codes").
     from konduktor_slurm.service import errors
 
-    taken = {value for name, value in vars(errors).items() if name.startswith("EXIT_")}
-    assert EXIT_STORE not in taken and EXIT_STORE_LOCKED not in taken
+    codes = [value for name, value in vars(errors).items() if name.startswith("EXIT_")]
+    assert len(codes) == len(set(codes)) and {EXIT_STORE, EXIT_STORE_LOCKED} <= set(codes)
