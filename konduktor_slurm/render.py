@@ -177,6 +177,7 @@ def render_node_script(task: Task, plan: JobPlan) -> str:
             setup=task.setup,
             run=task.run,
             has_secrets=bool(task.secrets),
+            secrets_path=f"{plan.job_dir}/secrets.env",
             array=plan.array,
         )
     )

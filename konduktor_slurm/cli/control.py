@@ -48,6 +48,8 @@ def _report(result: ControlResult, done_word: str) -> None:
         detail = f" ({done.job.detail})" if done.job.detail else ""
         owner = f" [{done.job.user}]" if done.foreign else ""
         click.echo(f"  {done.job.name}{owner}: now {done.job.state}{detail}")
+    for note in result.notes:
+        click.echo(note)
     for failure in result.failures:
         click.echo(f"Error: {failure}", err=True)
     if result.failures:

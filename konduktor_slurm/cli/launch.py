@@ -69,6 +69,14 @@ from konduktor_slurm.cli import (
     help="Accepted for Konduktor; there is no image to check on Slurm.",
 )
 @click.option(
+    "--grid",
+    "grid_specs",
+    multiple=True,
+    metavar="NAME=V1,V2,...",
+    help="Launch every combination of these env values as one sweep (a Slurm job array, one "
+    "staging): variant N runs as <job>-N. Repeatable.",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="Block until the job is COMPLETED or FAILED, without streaming its output.",
@@ -99,6 +107,7 @@ def launch(
     disk_size: str | None,
     cloud: str | None,
     skip_image_check: bool,
+    grid_specs: tuple[str, ...],
     wait: bool,
     wait_timeout: float | None,
 ) -> None:
@@ -136,23 +145,32 @@ def launch(
         cloud=cloud,
     )
     with service_errors():
+        grid = launching.parse_grid(list(grid_specs)) if grid_specs else None
         task = launching.load(task_yaml, overrides)
         for warning in task.warnings:
             click.echo(f"Warning: {warning}", err=True)
         session = open_session()
-        prepared = launching.prepare(session, task)
+        prepared = launching.prepare(session, task, grid=grid)
         if dryrun:
-            click.echo(prepared.script, nl=False)
+            for batch in prepared.batches:
+                click.echo(batch.script, nl=False)
             return
         click.echo(f"Task {task.name!r}: {task.resources_summary()}" + _slurm_target(task))
+        what = prepared.job_name
+        if grid is not None:
+            what = f"{prepared.job_name}: {len(grid.variants)} variants of {', '.join(grid.names)}"
         if not yes:
             if not sys.stdin.isatty():
                 fail("refusing to ask for confirmation without a terminal; pass -y", EXIT_USAGE)
-            if not click.confirm(f"Launch {prepared.job_name}?", default=True):
+            if not click.confirm(f"Launch {what}?", default=True):
                 click.echo("Aborted; nothing was submitted.")
                 return
         from konduktor_slurm.staging import default_reporter
 
+        if grid is not None:
+            jobs = launching.submit_all(session, prepared, default_reporter())
+            _sweep_submitted(jobs, wait, wait_timeout, session)
+            return
         job = launching.submit(session, prepared, default_reporter())
         click.echo(f"Submitted {job.name} (Slurm job {job.slurm_job_id}).")
         click.echo("Useful commands:")
@@ -164,6 +182,31 @@ def launch(
         if wait:
             _wait_and_exit(session, job, wait_timeout)
         follow_and_exit(session, job)
+
+
+def _sweep_submitted(jobs, wait: bool, timeout: float | None, session) -> None:
+    """A grid launch: say what was submitted; with --wait, wait for every variant."""
+    sweep = jobs[0].extra.get("sweep", jobs[0].name)
+    arrays = sorted({job.slurm_job_id.partition("_")[0] for job in jobs if job.slurm_job_id})
+    click.echo(
+        f"Submitted sweep {sweep}: {len(jobs)} variants as {sweep}-0 .. {sweep}-{len(jobs) - 1} "
+        f"(Slurm job array{'s' if len(arrays) > 1 else ''} {', '.join(arrays)})."
+    )
+    click.echo("Useful commands:")
+    click.echo("  konduktor status                     # every variant, one row each")
+    click.echo(f"  konduktor logs {sweep}-0            # one variant's output")
+    click.echo(f"  konduktor result {sweep}-0          # one variant's reported value")
+    click.echo(f"  konduktor stop '{sweep}-*'          # the whole sweep (or one variant)")
+    if not wait:
+        return
+    from konduktor_slurm.service.waiting import wait_all_terminal
+
+    click.echo(f"Waiting for the {len(jobs)} variants to finish...", err=True)
+    with service_errors():
+        wait_all_terminal(session, jobs, timeout)
+    failed = sum(job.state != "COMPLETED" for job in jobs)
+    click.echo(f"{sweep}: {len(jobs) - failed} COMPLETED, {failed} FAILED", err=True)
+    sys.exit(0 if not failed else EXIT_FAILED)
 
 
 def _wait_and_exit(session, job, timeout: float | None) -> None:

@@ -12,6 +12,7 @@ before any is touched: one bad name or one finished job means nothing changes at
 from __future__ import annotations
 
 import fnmatch
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +58,13 @@ class Done:
 class ControlResult:
     done: list[Done] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # "<job> was not stopped: <why>"
+    notes: list[str] = field(default_factory=list)  # "<job> finished meanwhile; nothing to do."
+
+
+# What Slurm says when a job ended between the plan and the action.
+_ENDED_MEANWHILE = re.compile(
+    r"already finished|already completing or completed|job has finished|invalid job id", re.I
+)
 
 
 class PlanError(ActionError):
@@ -424,6 +432,10 @@ def _apply(
         try:
             action = act(step)
         except (SlurmError, TransportError) as exc:
+            if isinstance(exc, SlurmError) and _ENDED_MEANWHILE.search(exc.slurm_message):
+                # It finished between the plan and the action: nothing is left to do.
+                result.notes.append(f"{step.job.name} finished meanwhile; nothing to do.")
+                continue
             result.failures.append(f"{step.job.name} was not {done_word}: {exc}")
             continue
         result.done.append(Done(step.job, action, step.foreign))

@@ -9,6 +9,7 @@ prints or prompts: progress goes to a staging ``Reporter`` the caller chooses.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets as random_tokens
 import sqlite3
 import time
@@ -41,26 +42,119 @@ def load(path: Path, overrides: TaskOverrides | None = None) -> Task:
         raise InputError(f"{path} is not a valid task; nothing was submitted.\n{exc}") from None
 
 
+# A grid's values: (NAME, value) pairs per variant, in the order of the combinations.
+Variant = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """``--grid LR=1e-3,3e-4 --grid SEED=0,1,2``: every combination is one variant."""
+
+    names: tuple[str, ...]
+    variants: tuple[Variant, ...]
+
+
+def parse_grid(specs: list[str]) -> Grid:
+    """``NAME=v1,v2,...`` specs -> the grid of every combination (InputError when bad)."""
+    import itertools
+
+    from konduktor_slurm.task import rules
+
+    axes: list[tuple[str, list[str]]] = []
+    problems: list[str] = []
+    for spec in specs:
+        name, eq, values = spec.partition("=")
+        if not eq or not values:
+            problems.append(f"--grid {spec!r}: expected NAME=VALUE[,VALUE...], like LR=1e-3,3e-4")
+            continue
+        if not rules.ENV_NAME_RE.fullmatch(name):
+            problems.append(f"--grid {name!r}: {rules.bad_env_name(name, '')}")
+            continue
+        why = rules.RESERVED_ENV_NAMES.get(name) or next(
+            (w for prefix, w in rules.RESERVED_ENV_PREFIXES.items() if name.startswith(prefix)),
+            None,
+        )
+        if why is not None:
+            problems.append(f"--grid {name}: {name} is reserved: {why}")
+            continue
+        if any(name == existing for existing, _ in axes):
+            problems.append(f"--grid {name} is given twice; give all its values in one --grid")
+            continue
+        parts = values.split(",")
+        bad = [part for part in parts if rules.CONTROL_RE.search(part)]
+        if bad:
+            problems.append(f"--grid {name}: a value contains control characters: {bad[0]!r}")
+            continue
+        try:
+            values.encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"--grid {name}: a value is not valid UTF-8 text")
+            continue
+        axes.append((name, parts))
+    if problems:
+        raise InputError("\n".join(problems))
+    names = tuple(name for name, _ in axes)
+    variants = tuple(
+        tuple(zip(names, combination, strict=True))
+        for combination in itertools.product(*(values for _, values in axes))
+    )
+    if len(variants) > MAX_GRID:
+        raise InputError(f"--grid makes {len(variants)} variants; at most {MAX_GRID} per launch")
+    return Grid(names, variants)
+
+
+# More variants than this in one launch is a mistake (a typo in a range), not a sweep.
+MAX_GRID = 100_000
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One sbatch: its plan, script, and the store records of what it runs (one job, or the
+    elements of one job array)."""
+
+    plan: JobPlan
+    script: str
+    names: tuple[str, ...]  # the job's name, or the array elements' names in index order
+    log_paths: tuple[str, ...]
+    job_dirs: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Prepared:
     task: Task
-    plan: JobPlan
-    script: str
+    batches: tuple[Batch, ...]
+    grid: Grid | None = None
+
+    @property
+    def plan(self) -> JobPlan:
+        return self.batches[0].plan
+
+    @property
+    def script(self) -> str:
+        return self.batches[0].script
 
     @property
     def job_name(self) -> str:
         return self.plan.job_name
 
+    @property
+    def names(self) -> list[str]:
+        return [name for batch in self.batches for name in batch.names]
 
-def prepare(session: Session, task: Task, taken: frozenset[str] = frozenset()) -> Prepared:
-    """Name the job, plan where its files go and render its sbatch script (pure but for a
-    remote home directory lookup over SSH). ``taken``: names known to be in use."""
-    from konduktor_slurm.render import JobPlan, RenderError, StagedMount, render_sbatch
+
+def prepare(
+    session: Session, task: Task, taken: frozenset[str] = frozenset(), grid: Grid | None = None
+) -> Prepared:
+    """Name the job, plan where its files go and render its sbatch script(s) (pure but for a
+    remote home directory lookup over SSH, and the cluster's MaxArraySize for a grid).
+    ``taken``: names known to be in use. A grid is one job array per MaxArraySize variants,
+    all over one staging: variant ``e`` runs as ``<job>-<e>``."""
+    from konduktor_slurm.render import ArrayPlan, JobPlan, RenderError, StagedMount, render_sbatch
 
     task = session.config.apply_slurm_defaults(task)  # config.yaml partition/account/qos
     job_name = _free_name(session, task.name, taken)
     job_dir = f"{session.config.resolve_jobs_dir(session.slurm.transport)}/{job_name}"
-    plan = JobPlan(
+    base = JobPlan(
         job_name=job_name,
         job_dir=job_dir,
         log_path=f"{job_dir}/job.log",
@@ -73,12 +167,44 @@ def prepare(session: Session, task: Task, taken: frozenset[str] = frozenset()) -
         gres_map=session.config.gres_map,
         node_workdir=session.config.node_workdir,
     )
+    plans: list[tuple[JobPlan, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
+    if grid is None:
+        plans.append((base, (job_name,), (base.log_path,), (job_dir,)))
+    else:
+        size = _array_size(session)
+        for batch, offset in enumerate(range(0, len(grid.variants), size)):
+            variants = grid.variants[offset : offset + size]
+            logs_dir = f"{job_dir}/logs/{batch}"
+            plan = dataclasses.replace(base, array=ArrayPlan(variants, offset, logs_dir))
+            numbers = range(offset, offset + len(variants))
+            plans.append(
+                (
+                    plan,
+                    tuple(f"{job_name}-{number}" for number in numbers),
+                    tuple(f"{logs_dir}/{index}.log" for index in range(len(variants))),
+                    tuple(f"{job_dir}/elements/{number}" for number in numbers),
+                )
+            )
     try:
-        script = render_sbatch(task, plan)
+        batches = tuple(
+            Batch(plan, render_sbatch(task, plan), names, logs, dirs)
+            for plan, names, logs, dirs in plans
+        )
     except RenderError as exc:
         source = task.source or "the task"
         raise InputError(f"{source}: {exc}; nothing was submitted.") from None
-    return Prepared(task, plan, script)
+    return Prepared(task, batches, grid)
+
+
+def _array_size(session: Session) -> int:
+    """Variants per job array: the cluster's MaxArraySize (indices run 0..size-1)."""
+    from konduktor_slurm.slurm import DEFAULT_MAX_ARRAY_SIZE, SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    try:
+        return max(1, session.slurm.max_array_size())
+    except (SlurmError, TransportError):
+        return DEFAULT_MAX_ARRAY_SIZE
 
 
 def _free_name(session: Session, task_name: str, taken: frozenset[str]) -> str:
@@ -91,10 +217,11 @@ def _free_name(session: Session, task_name: str, taken: frozenset[str]) -> str:
     return f"{task_name}-{random_tokens.token_hex(4)}"
 
 
-def claim(session: Session, prepared: Prepared) -> tuple[Prepared, JobRecord]:
-    """Make the job's name and directory ours, atomically: the store row (its name is the
-    primary key) and then the job directory (created without -p, so an existing one fails).
-    A name another launch took in between is given back and drawn again."""
+def claim(session: Session, prepared: Prepared) -> tuple[Prepared, list[JobRecord]]:
+    """Make the job's names and directory ours, atomically: the store rows (a name is the
+    primary key; a grid's elements are added in one transaction) and then the job directory
+    (created without -p, so an existing one fails). A name another launch took in between is
+    given back and drawn again."""
     from konduktor_slurm.transport import TransportError
 
     transport = session.slurm.transport
@@ -105,56 +232,90 @@ def claim(session: Session, prepared: Prepared) -> tuple[Prepared, JobRecord]:
         raise ActionError(f"cannot create the jobs directory {jobs_dir}: {exc}") from None
     taken: set[str] = set()
     for _ in range(NAME_DRAWS):
-        job = _new_record(session, prepared)
+        records = _new_records(session, prepared)
         try:
-            session.store.add(job)
+            with session.store.transaction():
+                for job in records:
+                    session.store.add(job)
         except sqlite3.IntegrityError:
-            taken.add(job.name)
-            prepared = prepare(session, prepared.task, frozenset(taken))
+            taken.add(prepared.job_name)
+            prepared = prepare(session, prepared.task, frozenset(taken), prepared.grid)
             continue
         made = transport.run(["mkdir", "-m", "700", "--", prepared.plan.job_dir])
         if made.ok:
-            return prepared, job
-        session.store.remove(job.name)  # the directory belongs to another launch
-        taken.add(job.name)
-        prepared = prepare(session, prepared.task, frozenset(taken))
+            return prepared, records
+        with session.store.transaction():  # the directory belongs to another launch
+            for job in records:
+                session.store.remove(job.name)
+        taken.add(prepared.job_name)
+        prepared = prepare(session, prepared.task, frozenset(taken), prepared.grid)
     raise ActionError(f"could not find a free job name for {prepared.task.name}; launch again")
 
 
-def _new_record(session: Session, prepared: Prepared) -> JobRecord:
+def _new_records(session: Session, prepared: Prepared) -> list[JobRecord]:
     from konduktor_slurm.lifecycle import State
     from konduktor_slurm.store import JobRecord
 
-    task, plan = prepared.task, prepared.plan
+    task = prepared.task
     accelerator = task.resources.accelerator
-    return JobRecord(
-        name=plan.job_name,
-        task_name=task.name,
-        user=session.slurm.transport.user,  # over SSH: the remote account the job runs as
-        resources=task.resources_summary(),
-        num_nodes=task.num_nodes,
-        gpus_per_node=accelerator.count if accelerator else 0,
-        job_dir=plan.job_dir,
-        log_path=plan.log_path,
-        max_restarts=task.resources.max_restarts,
-        state=State.CREATED.value,
-        detail="staging workdir",
-        created_at=time.time(),
-    )
+    user = session.slurm.transport.user  # over SSH: the remote account the job runs as
+    now = time.time()
+    records = []
+    for batch in prepared.batches:
+        for index, name in enumerate(batch.names):
+            extra = {}
+            if prepared.grid is not None:
+                variant = batch.plan.array.elements[index] if batch.plan.array else ()
+                extra = {"sweep": prepared.job_name, "grid": dict(variant)}
+            records.append(
+                JobRecord(
+                    name=name,
+                    task_name=task.name,
+                    user=user,
+                    resources=task.resources_summary(),
+                    num_nodes=task.num_nodes,
+                    gpus_per_node=accelerator.count if accelerator else 0,
+                    job_dir=batch.job_dirs[index],
+                    log_path=batch.log_paths[index],
+                    max_restarts=task.resources.max_restarts,
+                    state=State.CREATED.value,
+                    detail="staging workdir",
+                    created_at=now,
+                    extra=extra,
+                )
+            )
+    return records
 
 
 def submit(session: Session, prepared: Prepared, reporter: Reporter | None = None) -> JobRecord:
     """Claim a name, stage the files, submit the job, and record it; raises ActionError when
     staging or sbatch fails (the job is then recorded FAILED with why, and nothing runs).
     The job's name may differ from ``prepared.job_name`` if another launch took that one."""
+    return submit_all(session, prepared, reporter)[0]
+
+
+def submit_all(
+    session: Session, prepared: Prepared, reporter: Reporter | None = None
+) -> list[JobRecord]:
+    """``submit`` for a grid too: one staging, one sbatch per job array, one record per
+    element (in variant order)."""
     from konduktor_slurm.lifecycle import State
     from konduktor_slurm.render import render_secrets
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.staging import StagingError, stage
     from konduktor_slurm.transport import CommandTimeout, TransportError
 
-    prepared, job = claim(session, prepared)
+    prepared, records = claim(session, prepared)
     task, plan, store, slurm = prepared.task, prepared.plan, session.store, session.slurm
+    by_name = {job.name: job for job in records}
+
+    def fail_all(jobs: list[JobRecord], detail: str) -> None:
+        with store.transaction():
+            for job in jobs:
+                job.terminal = True
+                store.set_state(job, State.FAILED.value, detail)
+
+    script_paths = []
     try:
         stage(
             slurm.transport,
@@ -166,40 +327,53 @@ def submit(session: Session, prepared: Prepared, reporter: Reporter | None = Non
         )
         if task.secrets:
             slurm.transport.write_file(f"{plan.job_dir}/secrets.env", render_secrets(task), 0o600)
-        script_path = f"{plan.job_dir}/sbatch.sh"
-        slurm.transport.write_file(script_path, prepared.script, 0o700)
+        for number, batch in enumerate(prepared.batches):
+            single = len(prepared.batches) == 1
+            script_path = f"{plan.job_dir}/sbatch{'' if single else f'-{number}'}.sh"
+            slurm.transport.write_file(script_path, batch.script, 0o700)
+            if batch.plan.array is not None:  # Slurm does not create an output's directory
+                slurm.transport.make_dirs(batch.plan.array.logs_dir, 0o700)
+            script_paths.append(script_path)
     except (StagingError, TransportError, OSError) as exc:
-        job.terminal = True
-        store.set_state(job, State.FAILED.value, f"staging failed: {exc}")
+        fail_all(records, f"staging failed: {exc}")
         _remove_partial_snapshot(slurm.transport, plan.job_dir)
         raise ActionError(
             f"staging failed: {exc}. Nothing was submitted; fix it and launch again."
         ) from None
-    job.detail = "submitting"
-    store.save(job)
-    try:
-        job_id = slurm.submit(script_path)
-    except CommandTimeout as exc:
-        # sbatch did not answer in time: slurmctld may still have taken the job. Submitting
-        # again could run it twice, so look for it by its (unique) name first.
-        job_id = _find_submission(session, job.name)
-        if job_id is None:
-            job.terminal = True
-            store.set_state(job, State.FAILED.value, f"submission failed: {exc}")
-            raise ActionError(
-                f"Slurm did not answer the submission ({exc}), and no job named {job.name} is "
-                "in its queue; launch again"
-            ) from None
-    except (SlurmError, TransportError) as exc:
-        job.terminal = True
-        store.set_state(job, State.FAILED.value, f"submission failed: {exc}")
-        raise ActionError(f"Slurm refused the job: {exc}") from None
-    job.slurm_job_id = job_id
-    job.submitted_at = time.time()
     with store.transaction():
-        store.save(job)
-        store.set_state(job, State.PENDING.value, "submitted")
-    return job
+        for job in records:
+            job.detail = "submitting"
+            store.save(job)
+    for number, (batch, script_path) in enumerate(zip(prepared.batches, script_paths, strict=True)):
+        jobs = [by_name[name] for name in batch.names]
+        try:
+            job_id = slurm.submit(script_path)
+        except CommandTimeout as exc:
+            # sbatch did not answer in time: slurmctld may still have taken the job.
+            # Submitting again could run it twice, so look for it by its (unique) name.
+            job_id = _find_submission(session, batch.plan.job_name)
+            if job_id is None:
+                rest = [by_name[name] for b in prepared.batches[number:] for name in b.names]
+                fail_all(rest, f"submission failed: {exc}")
+                raise ActionError(
+                    f"Slurm did not answer the submission ({exc}), and no job named "
+                    f"{batch.plan.job_name} is in its queue; launch again"
+                ) from None
+        except (SlurmError, TransportError) as exc:
+            rest = [by_name[name] for b in prepared.batches[number:] for name in b.names]
+            fail_all(rest, f"submission failed: {exc}")
+            done = f" ({number} of {len(prepared.batches)} arrays were submitted)" if number else ""
+            raise ActionError(f"Slurm refused the job{done}: {exc}") from None
+        now = time.time()
+        with store.transaction():
+            for index, job in enumerate(jobs):
+                # An array element is "<array id>_<index>": what squeue, sacct, scontrol and
+                # scancel take for it.
+                job.slurm_job_id = job_id if batch.plan.array is None else f"{job_id}_{index}"
+                job.submitted_at = now
+                store.save(job)
+                store.set_state(job, State.PENDING.value, "submitted")
+    return records
 
 
 # A submission whose answer was lost may take slurmctld a moment to show: look this often.
@@ -220,7 +394,7 @@ def _find_submission(session: Session, name: str) -> str | None:
         except (SlurmError, TransportError):
             continue
         if job_id is not None:
-            return job_id
+            return job_id.partition("_")[0]  # an array's element "889_0": the array is 889
     return None
 
 

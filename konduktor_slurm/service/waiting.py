@@ -35,6 +35,41 @@ def poll_intervals(
         interval = min(most, interval * factor)
 
 
+def wait_all_terminal(
+    session: Session,
+    jobs: list[JobRecord],
+    timeout: float | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[JobRecord]:
+    """``wait_until_terminal`` for many jobs (a sweep): one refresh, one squeue, for all of
+    them per poll; the backoff starts again whenever any of them changes state."""
+    from konduktor_slurm.tracker import refresh
+
+    deadline = None if timeout is None else clock() + timeout
+    intervals = poll_intervals()
+    seen = [job.state for job in jobs]
+    while True:
+        refresh(session.store, session.slurm, [job for job in jobs if not job.terminal])
+        if [job.state for job in jobs] != seen:
+            seen = [job.state for job in jobs]
+            intervals = poll_intervals()
+        if all(job.terminal for job in jobs):
+            return jobs
+        pause = next(intervals)
+        if deadline is not None:
+            left = deadline - clock()
+            if left <= 0:
+                running = sum(not job.terminal for job in jobs)
+                raise ResultTimeoutError(
+                    f"{running} of {len(jobs)} jobs did not finish within {timeout:g}s; "
+                    "they keep running"
+                )
+            pause = min(pause, left)
+        sleep(pause)
+
+
 def wait_until_terminal(
     session: Session,
     job: JobRecord,

@@ -10,6 +10,7 @@ for real on this machine, in the test's temporary directory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +66,13 @@ class FakeSlurm(LocalTransport):
         self.jobs: dict[str, FakeJob] = {}
         self.calls: list[list[str]] = []
         self.timeouts: list[float] = []  # the timeouts of the calls that ran out
+        self.scripts: list[str] = []  # every sbatch script submitted
         self.unreachable = False
         # slurmctld: "up"; "down" (squeue retries until it times out, ping says DOWN);
         # "hung" (nothing answers); "slow" (answers after 5 s).
         self.controller = "up"
         self.accounting_down = False  # slurmdbd down: sacct fails, squeue answers
+        self.max_array_size: int | None = None  # the cluster's MaxArraySize (else recorded)
         self.operator = operator
         self._user = user
         self._next_id = 100
@@ -162,7 +165,13 @@ class FakeSlurm(LocalTransport):
         name = next(line.split("=", 1)[1] for line in script.splitlines() if "--job-name=" in line)
         job_id = str(self._next_id)
         self._next_id += 1
-        self.add(FakeJob(job_id, name, user=self._user))
+        array = re.search(r"(?m)^#SBATCH --array=0-(\d+)$", script)
+        if array is None:
+            self.add(FakeJob(job_id, name, user=self._user))
+        else:  # one element per index, as squeue --array shows them
+            for index in range(int(array.group(1)) + 1):
+                self.add(FakeJob(f"{job_id}_{index}", name, user=self._user))
+        self.scripts.append(script)
         return 0, f"{job_id}\n", ""
 
     def _scontrol(self, argv: list[str]) -> tuple[int, str, str]:
@@ -171,7 +180,12 @@ class FakeSlurm(LocalTransport):
             result = LocalTransport().run(argv)
             return result.returncode, result.stdout, result.stderr
         if verb == "show" and target == "config":
-            return 0, (FIXTURES / "scontrol-config-22.05.txt").read_text(), ""
+            config = (FIXTURES / "scontrol-config-22.05.txt").read_text()
+            if self.max_array_size is not None:
+                config = re.sub(
+                    r"(?m)^MaxArraySize\s*=.*$", f"MaxArraySize = {self.max_array_size}", config
+                )
+            return 0, config, ""
         if verb == "ping":
             if self.unreachable or self.controller == "down":
                 return 1, "Slurmctld(primary) at localhost is DOWN\n", ""

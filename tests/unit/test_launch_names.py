@@ -51,7 +51,7 @@ def test_a_name_taken_between_prepare_and_claim_is_given_back(
     prepared = launch.prepare(session, parse_task("name: t\nrun: x\n"))
     assert prepared.job_name == "t-aaaa"
     session.store.add(record("t-aaaa", "/elsewhere"))  # another launch, same store
-    claimed, job = launch.claim(session, prepared)
+    claimed, (job,) = launch.claim(session, prepared)
     assert job.name == claimed.job_name == "t-cccc"
     assert "#SBATCH --job-name=t-cccc" in claimed.script
     assert Path(claimed.plan.job_dir).is_dir()
@@ -63,7 +63,7 @@ def test_a_directory_left_by_another_store_is_drawn_again(session: Session, monk
     (jobs / "t-dddd" / "job.log").write_text("someone else's job\n")
     force_draws(monkeypatch, "dddd", "eeee")
     prepared = launch.prepare(session, parse_task("name: t\nrun: x\n"))
-    claimed, job = launch.claim(session, prepared)
+    claimed, (job,) = launch.claim(session, prepared)
     assert job.name == claimed.job_name == "t-eeee"
     assert session.store.get("t-dddd") is None  # the name was given back
     assert (jobs / "t-dddd" / "job.log").read_text() == "someone else's job\n"

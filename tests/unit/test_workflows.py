@@ -436,3 +436,81 @@ def test_no_slurm_command_line_grows_with_the_number_of_jobs(
         i for argv in sacct for i in argv[-1].removeprefix("--jobs=").split(",")
     ) == sorted(ids)
     assert max(len(" ".join(argv)) for argv in fake.calls) < 8 * IDS_PER_CALL
+
+
+# ---- grid launches (job arrays) ----------------------------------------------------------
+
+
+def test_a_grid_is_one_staging_and_one_array_with_a_row_per_variant(
+    session: Session, fake: FakeSlurm, tmp_path: Path
+) -> None:
+    grid = launch.parse_grid(["LR=1e-3,3e-4", "SEED=0,1,2"])
+    assert grid.names == ("LR", "SEED") and len(grid.variants) == 6
+    task = parse_task("name: sweep\nenvs: {LR: '0.1'}\nrun: python train.py\n")
+    jobs = launch.submit_all(session, launch.prepare(session, task, grid=grid), SilentReporter())
+    base = jobs[0].extra["sweep"]
+    assert [job.name for job in jobs] == [f"{base}-{index}" for index in range(6)]
+    assert [job.slurm_job_id for job in jobs] == [f"100_{index}" for index in range(6)]
+    assert [job.extra["grid"] for job in jobs][4] == {"LR": "3e-4", "SEED": "1"}
+    assert len(fake.slurm_calls("sbatch")) == 1
+    (script,) = fake.scripts
+    assert (
+        "#SBATCH --array=0-5" in script
+        and f"#SBATCH --output={jobs[0].log_path.rsplit('/', 1)[0]}/%a.log" in script
+    )
+    assert "4) export LR=3e-4; export SEED=1; ;;" in script
+    assert jobs[4].job_dir.endswith(f"/{base}/elements/4")
+    view = status(session)
+    assert len(view.jobs) == 6 and {job.state for job in view.jobs} == {State.PENDING}
+    (squeue,) = fake.slurm_calls("squeue")
+    assert squeue[-1].startswith("--jobs=")
+    assert sorted(squeue[-1].removeprefix("--jobs=").split(",")) == [f"100_{n}" for n in range(6)]
+
+
+def test_a_grid_larger_than_max_array_size_is_split_into_arrays(
+    session: Session, fake: FakeSlurm
+) -> None:
+    fake.max_array_size = 4
+    grid = launch.parse_grid([f"SEED={','.join(str(n) for n in range(10))}"])
+    prepared = launch.prepare(session, parse_task("name: s\nrun: x\n"), grid=grid)
+    assert [len(batch.names) for batch in prepared.batches] == [4, 4, 2]
+    jobs = launch.submit_all(session, prepared, SilentReporter())
+    assert [job.slurm_job_id for job in jobs] == [
+        "100_0", "100_1", "100_2", "100_3", "101_0", "101_1", "101_2", "101_3", "102_0", "102_1"
+    ]  # fmt: skip
+    assert "KONDUKTOR_ELEMENT=$(( SLURM_ARRAY_TASK_ID + 8 ))" in fake.scripts[2]
+    assert [job.name.rsplit("-", 1)[1] for job in jobs] == [str(n) for n in range(10)]
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["LR"], "expected NAME=VALUE"),
+        (["1LR=1"], "not a valid environment variable name"),
+        (["BASH_ENV=x"], "BASH_ENV is reserved"),
+        (["LR=1", "LR=2"], "given twice"),
+        (["LR=a\nb"], "control characters"),
+    ],
+)
+def test_bad_grids_are_refused(specs: list[str], message: str) -> None:
+    from konduktor_slurm.service.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        launch.parse_grid(specs)
+
+
+def test_one_variant_can_be_stopped_or_the_whole_sweep(session: Session, fake: FakeSlurm) -> None:
+    grid = launch.parse_grid(["SEED=0,1,2"])
+    jobs = launch.submit_all(
+        session,
+        launch.prepare(session, parse_task("name: s\nrun: x\n"), grid=grid),
+        SilentReporter(),
+    )
+    base = jobs[0].extra["sweep"]
+    fake.calls.clear()
+    control.apply_stop(session, control.plan_stop(session, (f"{base}-1",)))
+    assert [argv[1:] for argv in fake.slurm_calls("scontrol")] == [["hold", "100_1"]]
+    result = control.apply_down(session, control.plan_down(session, (f"{base}-*",)))
+    assert len(result.done) == 3
+    (scancel,) = fake.slurm_calls("scancel")
+    assert sorted(scancel[1:]) == ["100_0", "100_1", "100_2"]
