@@ -1,0 +1,100 @@
+"""Grid launches on the real cluster: one staging, one Slurm job array, a row per variant.
+
+`konduktor launch --grid LR=a,b --grid SEED=0,1,2` is how a sweep of hundreds of variants
+reaches Slurm without hundreds of stagings and sbatch calls. Each variant must still be a job
+of its own to the user: its own status, logs, result, stop and start.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import status_json, wait_for_status, write_task
+from tests.live.test_launch import unique
+
+pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
+
+
+def _sweep_name(output: str) -> tuple[str, str]:
+    match = re.search(r"Submitted sweep (\S+): .* \(Slurm job array (\d+)\)", output)
+    assert match, output
+    return match.group(1), match.group(2)
+
+
+def test_a_grid_runs_every_variant_with_its_values_and_its_own_result(kd, tmp_path: Path) -> None:
+    name = unique("grid")
+    workdir = tmp_path / "code"
+    workdir.mkdir()
+    (workdir / "train.sh").write_text(
+        'echo "variant lr=$LR seed=$SEED base=$BASE"\n'
+        'echo "{\\"lr\\": \\"$LR\\", \\"seed\\": $SEED}" > "$KONDUKTOR_OUTPUT_DIR/result.json"\n'
+        '[ "$SEED" != 2 ] || [ "$LR" != "3e-4" ] || exit 7\n'
+    )
+    task = write_task(
+        tmp_path,
+        f"name: {name}\nworkdir: {workdir}\nenvs:\n  LR: '0.1'\n  BASE: kept\nrun: bash train.sh\n",
+    )
+    launched = kd("launch", "-y", "--grid", "LR=1e-3,3e-4", "--grid", "SEED=0,1,2", str(task))
+    assert launched.returncode == 0, launched.output
+    sweep, array = _sweep_name(launched.stdout)
+    assert "6 variants" in launched.stdout
+    # One staging: a single snapshot pointer for the sweep, one sbatch: one array id.
+    squeue = subprocess.run(
+        ["squeue", "-h", "-r", "-t", "all", "-j", array, "-o", "%i %j"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(squeue.stdout.splitlines()) in range(1, 7), squeue.stdout  # finished ones leave
+
+    names = [f"{sweep}-{index}" for index in range(6)]
+    for variant in names:
+        wait_for_status(kd, variant, {"COMPLETED", "FAILED"}, timeout=180)
+    rows = {job["name"]: job for job in status_json(kd)["jobs"]}
+    assert set(names) <= rows.keys()
+    # Variants are numbered in grid order: LR varies slowest, SEED fastest.
+    assert rows[names[5]]["status"] == "FAILED", rows[names[5]]
+    assert all(rows[variant]["status"] == "COMPLETED" for variant in names[:5]), rows
+    assert rows[names[4]]["slurm_job_id"] == f"{array}_4"
+
+    logs = kd("logs", "--no-follow", names[4])
+    assert logs.returncode == 0, logs.output
+    assert "variant lr=3e-4 seed=1 base=kept" in logs.stdout, logs.stdout
+    assert "seed=0" not in logs.stdout  # one variant's log, not the array's
+
+    result = kd("result", names[1])
+    assert result.returncode == 0, result.output
+    assert json.loads(result.stdout) == {"lr": "1e-3", "seed": 1}
+
+
+def test_a_whole_sweep_is_stopped_started_and_torn_down_by_pattern(kd, tmp_path: Path) -> None:
+    name = unique("gridctl")
+    task = write_task(tmp_path, f"name: {name}\nrun: sleep 600\n")
+    launched = kd("launch", "-y", "--grid", "SEED=0,1,2", str(task))
+    assert launched.returncode == 0, launched.output
+    sweep, _array = _sweep_name(launched.stdout)
+    names = [f"{sweep}-{index}" for index in range(3)]
+    for variant in names:
+        wait_for_status(kd, variant, {"PENDING", "ACTIVE"})
+
+    stopped = kd("stop", "-y", names[1])
+    assert stopped.returncode == 0, stopped.output
+    wait_for_status(kd, names[1], {"SUSPENDED (by user)"})
+    others = [status_json(kd, variant)["jobs"][0]["status"] for variant in (names[0], names[2])]
+    # Stopping one variant leaves the rest alone.
+    assert not any(state.startswith("SUSPENDED") for state in others), others
+
+    started = kd("start", "-y", names[1])
+    assert started.returncode == 0, started.output
+    wait_for_status(kd, names[1], {"PENDING", "ACTIVE"})
+
+    down = kd("down", "-y", f"{sweep}-*")
+    assert down.returncode == 0, down.output
+    for variant in names:
+        job = wait_for_status(kd, variant, {"FAILED"})
+        assert "cancel" in (job.get("detail") or "").lower(), job
