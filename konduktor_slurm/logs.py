@@ -12,13 +12,15 @@ import re
 import time
 from collections.abc import Callable
 
+from konduktor_slurm.polling import Backoff
 from konduktor_slurm.slurm import Slurm
 from konduktor_slurm.store import JobRecord, Store
-from konduktor_slurm.tracker import refresh
+from konduktor_slurm.tracker import refresh_shared
 from konduktor_slurm.transport import Transport
 
-POLL_SECONDS = 1.0
-STATUS_EVERY_SECONDS = 2.0
+POLL_SECONDS = 1.0  # how often the log file is read (a file read, not a Slurm call)
+# What the job's script prints when a run ends (sbatch.sh.j2): the job may be over, look.
+ATTEMPT_FINISHED = re.compile(rb"konduktor: attempt \d+ finished with exit code")
 # After Slurm reports the job finished, the last lines may still be reaching the file.
 SETTLE_SECONDS = 1.0
 # `srun --label` prefixes each line with the task (= node) rank, padded when there are >= 10.
@@ -100,28 +102,50 @@ def follow(
     on_stale: Callable[[str], None] | None = None,
     node_rank: int | None = None,
     last_lines: int | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
 ) -> JobRecord:
-    """Stream ``job``'s log until it is terminal; return the job with its final state."""
+    """Stream ``job``'s log until it is terminal; return the job with its final state.
+
+    The log is read every ``POLL_SECONDS`` (a file read, not a Slurm call); Slurm is asked
+    with the shared backoff of ``konduktor_slurm.polling``, and soon after the job's script
+    prints that an attempt finished, so the end is seen within seconds, not at the next 30 s.
+    """
     lines = LineFilter(node_rank)
     existing = slurm.transport.read_bytes(job.log_path)
     offset = len(existing)
     write(tail_lines(lines.feed(existing), last_lines))
-    last_status = 0.0
+    backoff = Backoff()
+    next_look, max_age = clock(), 0.0  # the first look is our own
+    seen = job.state
+    carry = b""  # the end of the last read: the marker may arrive split across two reads
     while True:
         data = slurm.transport.read_bytes(job.log_path, offset)
         offset += len(data)
         if data:
             write(lines.feed(data))
+            window, carry = carry + data, (carry + data)[-80:]
+            if ATTEMPT_FINISHED.search(window):
+                carry = b""
+                backoff.reset()
+                next_look, max_age = min(next_look, clock() + POLL_SECONDS), 0.0
         if job.terminal:
             write(lines.feed(b"", final=True))
             break
-        if time.monotonic() - last_status >= STATUS_EVERY_SECONDS:
-            last_status = time.monotonic()
-            result = refresh(store, slurm, [job])
+        if clock() >= next_look:
+            started = wall()
+            result = refresh_shared(store, slurm, [job], max_age, now=started)
             if result.stale and on_stale:
                 on_stale(result.stale_reason or "")
             if job.terminal:
-                time.sleep(SETTLE_SECONDS)
+                sleep(SETTLE_SECONDS)
                 continue
-        time.sleep(POLL_SECONDS)
+            pause = backoff.next_pause(
+                changed=job.state != seen, failed=result.stale, took=wall() - started
+            )
+            seen, max_age = job.state, pause
+            next_look = clock() + pause
+        sleep(POLL_SECONDS)
     return job

@@ -1021,10 +1021,15 @@ class Store:
         """
         at = time.time() if at is None else at
         with self.transaction():
-            rows = self._rows("SELECT state FROM jobs WHERE name=?", (job.name,))
-            changed = state != (rows[0][0] if rows else job.state)
+            rows = self._rows(
+                f"SELECT {','.join(REFRESH_COLUMNS)} FROM jobs WHERE name=?", (job.name,)
+            )
+            changed = state != (rows[0]["state"] if rows else job.state)
             job.state, job.detail = state, detail
-            self.save(job, REFRESH_COLUMNS)
+            values = dict(zip(_COLUMNS, _to_row(job), strict=True))
+            if not rows or tuple(rows[0]) != tuple(values[c] for c in REFRESH_COLUMNS):
+                # Unchanged rows are not rewritten: a poll of 10,000 pending jobs writes none.
+                self.save(job, REFRESH_COLUMNS)
             if changed:
                 self._record_transition(job.name, state, detail, at)
         return changed
@@ -1040,6 +1045,45 @@ class Store:
             if name in by_name:
                 by_name[name].user_stop = _user_stop(user_stop)
                 by_name[name].hidden = hidden == 1
+
+    def reload(self, jobs: Iterable[JobRecord]) -> None:
+        """Bring every field of ``jobs`` up to what the store holds now (another process's
+        refresh), in place: callers keep their references."""
+        by_name = {job.name: job for job in jobs}
+        if not by_name:
+            return
+        marks = ",".join("?" for _ in by_name)
+        rows = self._rows(f"{_SELECT_JOBS} WHERE name IN ({marks})", tuple(by_name))
+        for fresh in self._decode_jobs(rows):
+            if fresh.name in by_name:
+                by_name[fresh.name].__dict__.update(fresh.__dict__)
+
+    def unfinished_jobs(self) -> list[JobRecord]:
+        """The jobs a refresh asks Slurm about: submitted and not known to be finished."""
+        return self._decode_jobs(
+            self._rows(f"{_SELECT_JOBS} WHERE terminal=0 AND slurm_job_id IS NOT NULL")
+        )
+
+    def claim_poll(self, key: str, max_age: float, now: float) -> tuple[bool, str | None]:
+        """Whether the caller should ask Slurm now: True (and the claim is recorded) unless
+        another process did within ``max_age`` seconds; then (False, the error that poll met,
+        or None). Atomic, so concurrent waiters of one store make one poll per interval."""
+        with self.transaction():
+            last: dict = {}
+            with contextlib.suppress(ValueError, TypeError):
+                decoded = json.loads(self.get_meta(key) or "{}")
+                last = decoded if isinstance(decoded, dict) else {}
+            at = last.get("at")
+            # A claim from the future (the clock went back) is not trusted.
+            if _is_number(at) and 0 <= now - at < max_age:
+                error = last.get("error")
+                return False, error if isinstance(error, str) else None
+            self.set_meta(key, json.dumps({"at": now, "error": None}))
+            return True, None
+
+    def record_poll_error(self, key: str, at: float, error: str) -> None:
+        """What the claimed poll met, for the waiters that share it."""
+        self.set_meta(key, json.dumps({"at": at, "error": error}))
 
     def _record_transition(self, name: str, state: str, detail: str, at: float) -> None:
         self._execute(

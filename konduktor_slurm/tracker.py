@@ -176,6 +176,38 @@ def refresh(
     return RefreshResult(others=others)
 
 
+# The store's record of the last shared poll: {"at": epoch seconds, "error": str | None}.
+SHARED_POLL_KEY = "shared_poll"
+
+
+def refresh_shared(
+    store: Store, slurm: Slurm, jobs: list[JobRecord], max_age: float, now: float | None = None
+) -> RefreshResult:
+    """``refresh`` for waiters and followers, who may be many at once: ask Slurm only when no
+    konduktor process of this store has within ``max_age`` seconds, and then about every
+    unfinished job in the store, so that one squeue serves them all. Otherwise ``jobs`` are
+    brought up to what the store holds (what the other process found).
+
+    Five ``logs --follow`` of one user thus cost one squeue per interval, not five. ``now``
+    (epoch seconds) dates the poll.
+    """
+    now = time.time() if now is None else now
+    claimed, shared_error = store.claim_poll(SHARED_POLL_KEY, max_age, now)
+    if not claimed:
+        store.reload(jobs)
+        return RefreshResult(stale_reason=shared_error)
+    by_name = {job.name: job for job in store.unfinished_jobs()}
+    by_name.update({job.name: job for job in jobs})  # the caller's objects get the news
+    result = refresh(store, slurm, list(by_name.values()))
+    if result.stale_reason is not None and result.stale_jobs is None:
+        store.record_poll_error(SHARED_POLL_KEY, now, result.stale_reason)
+    if result.stale_jobs is not None:
+        # Only some jobs are stale: say so for the caller's, not for everyone else's.
+        mine = frozenset(job.name for job in jobs) & result.stale_jobs
+        return RefreshResult(result.stale_reason if mine else None, stale_jobs=mine or None)
+    return result
+
+
 def _record(
     store: Store,
     live: list[JobRecord],

@@ -1,38 +1,43 @@
 """Waiting for a job to end, without hammering the controller.
 
-Every wait (``launch --wait``, ``result``, the SDK's ``Job.wait``/``Job.result``) polls with a
-backoff: the first look after ``POLL_START`` seconds, each next one ``POLL_FACTOR`` times
-later, never more than ``POLL_MAX`` seconds apart; a change of state starts the backoff again
-(a job that just started running may end soon). One poll is one refresh: one ``squeue`` for
-the job (plus one ``sacct`` when it leaves the queue). A controller that does not answer is
-met with the same backoff, never with retries in a loop.
+Every wait (``launch --wait``, ``result``, the SDK's ``Job.wait``/``Job.result``) polls with
+the backoff of ``konduktor_slurm.polling`` (2 s, growing to 30 s; a change of state starts
+again from 2 s). One poll is one shared refresh (``tracker.refresh_shared``): one ``squeue``
+for every unfinished job of the store, which any other waiter of the same store within its
+interval reuses instead of asking again. A controller that does not answer, or answers
+slowly, is met with a longer pause, never with retries in a loop.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from konduktor_slurm.polling import (  # noqa: F401 (the documented names, kept importable here)
+    POLL_FACTOR,
+    POLL_MAX,
+    POLL_START,
+    Backoff,
+    poll_intervals,
+)
 from konduktor_slurm.service.errors import ResultTimeoutError
 
 if TYPE_CHECKING:
     from konduktor_slurm.service.session import Session
     from konduktor_slurm.store import JobRecord
-
-POLL_START = 2.0
-POLL_FACTOR = 1.5
-POLL_MAX = 30.0
+    from konduktor_slurm.tracker import RefreshResult
 
 
-def poll_intervals(
-    start: float = POLL_START, factor: float = POLL_FACTOR, most: float = POLL_MAX
-) -> Iterator[float]:
-    """2, 3, 4.5, 6.75, ... seconds, capped at ``most``."""
-    interval = start
-    while True:
-        yield interval
-        interval = min(most, interval * factor)
+def poll_once(
+    session: Session, jobs: list[JobRecord], max_age: float, wall: Callable[[], float]
+) -> tuple[RefreshResult, float]:
+    """One shared refresh of ``jobs``; what it found and how long it took."""
+    from konduktor_slurm.tracker import refresh_shared
+
+    started = wall()
+    result = refresh_shared(session.store, session.slurm, jobs, max_age, now=started)
+    return result, max(0.0, wall() - started)
 
 
 def wait_all_terminal(
@@ -42,32 +47,19 @@ def wait_all_terminal(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
 ) -> list[JobRecord]:
-    """``wait_until_terminal`` for many jobs (a sweep): one refresh, one squeue, for all of
-    them per poll; the backoff starts again whenever any of them changes state."""
-    from konduktor_slurm.tracker import refresh
+    """``wait_until_terminal`` for many jobs (a sweep): one poll for all of them; the
+    backoff starts again whenever any of them changes state."""
 
-    deadline = None if timeout is None else clock() + timeout
-    intervals = poll_intervals()
-    seen = [job.state for job in jobs]
-    while True:
-        refresh(session.store, session.slurm, [job for job in jobs if not job.terminal])
-        if [job.state for job in jobs] != seen:
-            seen = [job.state for job in jobs]
-            intervals = poll_intervals()
-        if all(job.terminal for job in jobs):
-            return jobs
-        pause = next(intervals)
-        if deadline is not None:
-            left = deadline - clock()
-            if left <= 0:
-                running = sum(not job.terminal for job in jobs)
-                raise ResultTimeoutError(
-                    f"{running} of {len(jobs)} jobs did not finish within {timeout:g}s; "
-                    "they keep running"
-                )
-            pause = min(pause, left)
-        sleep(pause)
+    def timed_out() -> ResultTimeoutError:
+        running = sum(not job.terminal for job in jobs)
+        return ResultTimeoutError(
+            f"{running} of {len(jobs)} jobs did not finish within {timeout:g}s; they keep running"
+        )
+
+    _wait(session, jobs, timeout, timed_out, sleep=sleep, clock=clock, wall=wall)
+    return jobs
 
 
 def wait_until_terminal(
@@ -79,36 +71,69 @@ def wait_until_terminal(
     on_stale: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
 ) -> JobRecord:
     """Refresh ``job`` until it is COMPLETED or FAILED; return it.
 
     Raises ``ResultTimeoutError`` when ``timeout`` seconds pass first (the job keeps running).
     ``on_change`` sees each new state, ``on_stale`` the reason whenever Slurm cannot be asked.
+    ``clock`` measures the timeout; ``wall`` (epoch seconds) dates the polls other waiters
+    share.
     """
-    from konduktor_slurm.tracker import refresh
 
+    def timed_out() -> ResultTimeoutError:
+        return ResultTimeoutError(
+            f"{job.name} did not finish within {timeout:g}s; it is {job.state}"
+            + (f" ({job.detail})" if job.detail else "")
+            + " and keeps running"
+        )
+
+    _wait(
+        session,
+        [job],
+        timeout,
+        timed_out,
+        on_change=on_change,
+        on_stale=on_stale,
+        sleep=sleep,
+        clock=clock,
+        wall=wall,
+    )
+    return job
+
+
+def _wait(
+    session: Session,
+    jobs: list[JobRecord],
+    timeout: float | None,
+    timed_out: Callable[[], ResultTimeoutError],
+    *,
+    on_change: Callable[[JobRecord], None] | None = None,
+    on_stale: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    wall: Callable[[], float],
+) -> None:
     deadline = None if timeout is None else clock() + timeout
-    intervals = poll_intervals()
-    seen = job.state
+    backoff = Backoff()
+    seen = [job.state for job in jobs]
+    max_age = 0.0  # the first look is our own; later, another waiter's recent one will do
     while True:
-        result = refresh(session.store, session.slurm, [job])
+        result, took = poll_once(session, [job for job in jobs if not job.terminal], max_age, wall)
         if result.stale and on_stale is not None:
             on_stale(result.stale_reason or "")
-        if job.state != seen:
-            seen = job.state
-            intervals = poll_intervals()
-            if on_change is not None:
+        changed = [job for job, state in zip(jobs, seen, strict=True) if job.state != state]
+        seen = [job.state for job in jobs]
+        if on_change is not None:
+            for job in changed:
                 on_change(job)
-        if job.terminal:
-            return job
-        pause = next(intervals)
+        if all(job.terminal for job in jobs):
+            return
+        pause = backoff.next_pause(changed=bool(changed), failed=result.stale, took=took)
         if deadline is not None:
             left = deadline - clock()
             if left <= 0:
-                raise ResultTimeoutError(
-                    f"{job.name} did not finish within {timeout:g}s; it is {job.state}"
-                    + (f" ({job.detail})" if job.detail else "")
-                    + " and keeps running"
-                )
+                raise timed_out()
             pause = min(pause, left)
         sleep(pause)
+        max_age = pause

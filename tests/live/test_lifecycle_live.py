@@ -4,6 +4,7 @@ an unreachable controller, preemption and node failure."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from konduktor_slurm.store import Store
 from tests.conftest import (
+    KONDUKTOR,
     status_json,
     submit_held_jobs,
     wait_for_status,
@@ -191,6 +193,46 @@ def test_status_costs_the_same_for_1_and_200_jobs(
     assert costs[200][0] == {"squeue": 1, "sacct": 0}  # all pending: one squeue
     assert costs[200][1] == {"squeue": 1, "sacct": 1}  # they left: one sacct for all
     assert costs[200][2] == {"squeue": 0, "sacct": 0}  # known terminal: never asked again
+
+
+def test_five_concurrent_followers_share_their_looks_at_slurm(
+    kd, kd_home: Path, tmp_path: Path, counted_slurm: tuple[Path, Path]
+) -> None:
+    """Five `logs --follow` of one user, over jobs of 70 s: one squeue per interval between
+    them (the backoff of 2 s growing to 30 s, shared through the store), not five; and each
+    sees its job's end within seconds of its last line."""
+    bin_dir, calls = counted_slurm
+    names = [
+        launch_detached(kd, tmp_path, f"name: follow{n}\nrun: sleep 70; echo finished-{n}\n")
+        for n in range(5)
+    ]
+    for name in names:
+        wait_for_status(kd, name, {"ACTIVE"})
+    (kd_home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\n")
+    calls.write_text("")
+    env = {**os.environ, "KONDUKTOR_HOME": str(kd_home)}
+    started = time.monotonic()
+    followers = [
+        subprocess.Popen(
+            [KONDUKTOR, "logs", "--follow", name],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
+    outputs = [follower.communicate(timeout=180) for follower in followers]
+    took = time.monotonic() - started
+    for n, (follower, (out, err)) in enumerate(zip(followers, outputs, strict=True)):
+        assert follower.returncode == 0, (out, err)
+        assert f"finished-{n}" in out
+    squeues = calls.read_text().split().count("squeue")
+    # Unshared and without backoff (a look every 2 s each) this was 5 * 35 = 175 calls.
+    # Shared: about 8 backoff looks, plus each follower's own first look and its look after
+    # the end line (the job may still be completing: one more a few seconds later).
+    assert squeues <= 25, (squeues, took)
+    assert took < 70 + 20, took  # the end is seen within seconds, not at the next 30 s look
 
 
 def test_unreachable_controller_shows_stale_states_and_exits_3(kd, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ workflows against the real cluster.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -138,29 +139,34 @@ def test_waiting_backs_off_and_restarts_the_backoff_on_a_change(
     job = session.store.get(name)
     sleeps: list[float] = []
     script = iter(["PENDING", "PENDING", "RUNNING", "RUNNING", "RUNNING", None])
+    now = [time.time()]
 
     def sleep(seconds: float) -> None:
         sleeps.append(seconds)
+        now[0] += seconds
         state = next(script)
         fake.jobs["100"].queue = state
         if state is None:
             fake.jobs["100"].acct = "COMPLETED"
 
-    done = wait_until_terminal(session, job, sleep=sleep, clock=lambda: 0.0)
+    done = wait_until_terminal(session, job, sleep=sleep, clock=lambda: 0.0, wall=lambda: now[0])
     assert done.state == State.COMPLETED
     assert sleeps == [2.0, 3.0, 4.5, 2.0, 3.0, 4.5]  # back to 2 s once it started running
 
 
 def test_waiting_gives_up_at_the_timeout(session: Session, fake: FakeSlurm) -> None:
     job = session.store.get(submit(session))
-    now = [0.0]
+    now = [time.time()]
+    start = now[0]
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
     with pytest.raises(ResultTimeoutError, match="did not finish within 10s; it is PENDING"):
-        wait_until_terminal(session, job, 10, sleep=sleep, clock=lambda: now[0])
-    assert now[0] == 10.0  # the last pause is cut to the deadline
+        wait_until_terminal(
+            session, job, 10, sleep=sleep, clock=lambda: now[0], wall=lambda: now[0]
+        )
+    assert now[0] - start == 10.0  # the last pause is cut to the deadline
 
 
 def test_result_of_a_completed_and_of_a_failed_job(session: Session, fake: FakeSlurm) -> None:
@@ -179,6 +185,103 @@ def test_result_of_a_completed_and_of_a_failed_job(session: Session, fake: FakeS
     )
     with pytest.raises(JobFailedError, match="FAILED \\(exited 3\\)"):
         read_result(session.slurm.transport, wait_until_terminal(session, other))
+
+
+def test_waiters_of_one_store_share_one_squeue_per_interval(
+    session: Session, fake: FakeSlurm
+) -> None:
+    from konduktor_slurm.tracker import refresh_shared
+
+    first = session.store.get(submit(session))
+    second_name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    fake.calls.clear()
+    at = time.time()
+    refresh_shared(session.store, session.slurm, [first], max_age=5, now=at)
+    # Another process following the second job: its own connection to the same store.
+    other_store = Store(session.store.path)
+    second = other_store.get(second_name)
+    fake.jobs["101"].queue = "RUNNING"  # Slurm moved on, but the shared look is 1 s old
+    result = refresh_shared(other_store, session.slurm, [second], max_age=5, now=at + 1)
+    (squeue,) = fake.slurm_calls("squeue")
+    assert sorted(squeue[-1].removeprefix("--jobs=").split(",")) == ["100", "101"]
+    assert first.state == State.ACTIVE and second.state == State.PENDING and not result.stale
+    refresh_shared(other_store, session.slurm, [second], max_age=5, now=at + 6)
+    assert len(fake.slurm_calls("squeue")) == 2 and second.state == State.ACTIVE
+
+
+def test_a_shared_look_that_failed_is_stale_for_every_waiter_and_not_repeated(
+    session: Session, fake: FakeSlurm
+) -> None:
+    from konduktor_slurm.tracker import refresh_shared
+
+    job = session.store.get(submit(session))
+    fake.unreachable = True
+    fake.calls.clear()
+    at = time.time()
+    assert refresh_shared(session.store, session.slurm, [job], max_age=5, now=at).stale
+    other_store = Store(session.store.path)
+    copy = other_store.get(job.name)
+    shared = refresh_shared(other_store, session.slurm, [copy], max_age=5, now=at + 2)
+    assert shared.stale and "Unable to contact slurm controller" in (shared.stale_reason or "")
+    assert len(fake.slurm_calls("squeue")) == 1
+
+
+def test_a_slow_or_failing_controller_lengthens_the_pause() -> None:
+    from konduktor_slurm.polling import Backoff
+
+    backoff = Backoff()
+    assert [backoff.next_pause() for _ in range(3)] == [2.0, 3.0, 4.5]
+    assert backoff.next_pause(changed=True) == 2.0  # a state change: look again soon
+    assert backoff.next_pause(took=1.5) == 15.0  # a poll of 1.5 s: not again within 15 s
+    assert backoff.next_pause(changed=True, failed=True) == 4.5  # a failure never resets
+    assert max(backoff.next_pause(took=100) for _ in range(3)) == 30.0  # capped
+
+
+def test_a_follower_backs_off_and_sees_the_end_soon_after_the_log_says_so(
+    session: Session, fake: FakeSlurm
+) -> None:
+    from konduktor_slurm import logs
+
+    job = session.store.get(submit(session))
+    fake.jobs["100"].queue = "RUNNING"
+    log = Path(job.log_path)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("0: step 1\n")
+    now = [time.time()]
+    looks: list[float] = []
+    start = now[0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] - start >= 100 and fake.jobs["100"].queue == "RUNNING":
+            with log.open("a") as handle:  # the run ends; the script says so, then exits
+                handle.write("0: done\nkonduktor: attempt 1 finished with exit code 0\n")
+            fake.jobs["100"].queue, fake.jobs["100"].acct = None, "COMPLETED"
+
+    original_run = fake.run
+
+    def counting_run(argv, *args, **kwargs):
+        if argv[0] == "squeue":
+            looks.append(now[0] - start)
+        return original_run(argv, *args, **kwargs)
+
+    fake.run = counting_run  # type: ignore[method-assign]
+    written: list[str] = []
+    done = logs.follow(
+        session.store,
+        session.slurm,
+        job,
+        written.append,
+        sleep=sleep,
+        clock=lambda: now[0],
+        wall=lambda: now[0],
+    )
+    assert done.state == State.COMPLETED
+    assert "0: done\n" in "".join(written)
+    # A look at 0, then 2, 5, 9.5, 16, 26, 42, 64, 94 s; and one within 2 s of the end line.
+    assert len(looks) == 10, looks
+    assert 100 <= looks[-1] <= 102, looks
 
 
 # ---- stop / start / down -----------------------------------------------------------------
