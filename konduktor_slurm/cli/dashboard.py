@@ -6,6 +6,8 @@ when this command runs: `konduktor --help` and every other command start without
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from konduktor_slurm.cli import EXIT_FAILED, fail, main, service_errors
@@ -91,5 +93,6 @@ def dashboard(port: int, host: str, interval: float) -> None:
     click.echo(f"konduktor dashboard for the jobs {where}, refreshed every {interval:g}s:")
     click.echo(f"  {url(sock, token)}")
     click.echo("Open that URL (the token in it is new for every run); Ctrl-C stops the dashboard.")
-    serve(app, sock)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled
+        serve(app, sock)
     click.echo("Dashboard stopped.")

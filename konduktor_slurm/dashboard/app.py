@@ -293,12 +293,15 @@ def create_app(
                     yield sse("problem", {"message": f"cannot read the log: {exc}"})
                     await asyncio.sleep(5)
             yield sse("start", {"lines": lines})
+            # A job that ended a while ago has written its last line: no need to wait.
+            long_over = job.terminal and time.time() - (job.end_time or 0) > 10
             while True:
-                await asyncio.sleep(LOG_POLL_SECONDS)
+                if not long_over:
+                    await asyncio.sleep(LOG_POLL_SECONDS)
                 snapshot = hub.snapshot
                 current = snapshot.find(job.name) if snapshot else None
                 ended = current is None or current.terminal
-                if ended:
+                if ended and not long_over:
                     await asyncio.sleep(LOG_SETTLE_SECONDS)
                 try:
                     while True:  # a burst longer than one read comes in several

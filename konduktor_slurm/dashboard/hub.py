@@ -234,6 +234,7 @@ class Hub:
             snapshot = self.snapshot
             now = time.monotonic()
             if snapshot is None or (wants_all and not snapshot.all_users) or now >= due:
+                started = now
                 fresh = await self.in_lane(self._refresh, wants_all)
                 self.refreshes += 1
                 await self.publish(fresh)
@@ -243,7 +244,8 @@ class Hub:
                     if backoff is None:
                         backoff = poll_intervals(self.interval, POLL_FACTOR, POLL_MAX)
                     pause = next(backoff)
-                due = time.monotonic() + pause
+                # One refresh per interval, and a slow Slurm still gets a breather.
+                due = max(started + pause, time.monotonic() + pause / 2)
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
