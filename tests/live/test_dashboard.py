@@ -320,13 +320,36 @@ def test_three_tabs_cost_one_squeue_per_interval(scene: Scene) -> None:
     time.sleep(window)
     squeues = scene.calls.read_text().split().count("squeue")
     after = [int(tab.get_attribute("body", "data-version")) for tab in tabs]
-    for tab in tabs[1:]:
-        tab.close()
     print(f"\n3 tabs, {window:g} s, interval {INTERVAL:g} s: {squeues} squeue calls")
     assert 2 <= squeues <= window / INTERVAL + 1, squeues  # one tab's worth, not three
     # Every tab was shown every refresh (each one squeue), the same ones: shared, not its own.
     for old, new in zip(before, after, strict=True):
         assert abs((new - old) - squeues) <= 1, (before, after, squeues)
+    # Tabs in the background let go of their streams: nobody looking, no squeue at all.
+    for tab in tabs:
+        set_hidden(tab, True)
+    time.sleep(INTERVAL)  # a refresh under way may finish
+    scene.calls.write_text("")
+    time.sleep(2 * INTERVAL)
+    assert "squeue" not in scene.calls.read_text()
+    assert tabs[0].inner_text("#connection").startswith("paused")
+    for tab in tabs[1:]:
+        tab.close()
+    paused = int(scene.page.get_attribute("body", "data-version"))
+    set_hidden(scene.page, False)  # back in front: live again at once
+    wait_js(scene.page, f"Number(document.body.dataset.version) > {paused}", timeout=10)
+    assert scene.page.inner_text("#connection") == "live"
+
+
+def set_hidden(page: Any, hidden: bool) -> None:
+    """What the browser does when the tab goes to the background (or comes back)."""
+    page.evaluate(
+        """hidden => {
+             Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+             document.dispatchEvent(new Event("visibilitychange"));
+           }""",
+        hidden,
+    )
 
 
 def test_gpu_hours_of_a_running_job_are_shown(scene: Scene) -> None:

@@ -83,9 +83,13 @@
       $("connection").className = "connection";
       // A bad filter is a 400 the EventSource cannot show: ask once to say why.
       const answer = await api("/api/jobs" + (query ? "?" + query : ""));
-      if (answer.status === 400 || answer.status === 403) {
+      if (answer.status === 400) {
         events.close();
         $("filter-error").textContent = answer.body.error || "";
+      } else if (answer.status === 403) {
+        // A dashboard started again has a new token: this page's is no longer valid.
+        events.close();
+        showBanner(answer.body.error || "The dashboard refused this page.");
       }
     };
   }
@@ -374,6 +378,19 @@
     connect();
     const wanted = new URLSearchParams(location.hash.slice(1)).get("job");
     if (wanted) select(wanted);
+    // A tab in the background lets go of its streams: browsers allow ~6 connections per
+    // server, and a page nobody looks at should not keep the refresh loop going.
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) {
+        if (events) events.close();
+        if (logSource) logSource.close();
+        $("connection").textContent = "paused (tab in the background)";
+        $("connection").className = "connection";
+      } else {
+        connect();
+        if (selected) openLog();
+      }
+    });
   }
 
   start();
