@@ -280,6 +280,13 @@ def create_app(
         from konduktor_slurm.slurm import SlurmError
         from konduktor_slurm.transport import TransportError
 
+        def through_transport(work: Any, *args: Any) -> Any:
+            """``work(transport, *args)`` on the log thread, with the session's transport."""
+            transport = hub.transport
+            if transport is None:  # between two sessions (a lost SSH connection)
+                raise TransportError("the connection to the cluster is being reopened")
+            return work(transport, *args)
+
         with hub.watching():  # the shared refresh says when the job has ended
             yield "retry: 3000\n\n"
             tail = None
@@ -287,9 +294,9 @@ def create_app(
             while tail is None:
                 try:
                     tail, lines = await hub.in_files(
-                        logtail.open_tail, hub.transport, job.log_path, rank
+                        through_transport, logtail.open_tail, job.log_path, rank
                     )
-                except (SlurmError, TransportError, AttributeError) as exc:
+                except (SlurmError, TransportError) as exc:
                     yield sse("problem", {"message": f"cannot read the log: {exc}"})
                     await asyncio.sleep(5)
             yield sse("start", {"lines": lines})
@@ -306,13 +313,15 @@ def create_app(
                 try:
                     while True:  # a burst longer than one read comes in several
                         offset = tail.offset
-                        lines = await hub.in_files(logtail.read_more, hub.transport, tail, ended)
+                        lines = await hub.in_files(
+                            through_transport, logtail.read_more, tail, ended
+                        )
                         if lines:
                             quiet_since = time.monotonic()
                             yield sse("lines", {"lines": lines})
                         if tail.offset - offset < logtail.READ_LIMIT:
                             break
-                except (SlurmError, TransportError, AttributeError) as exc:
+                except (SlurmError, TransportError) as exc:
                     yield sse("problem", {"message": f"cannot read the log: {exc}"})
                     await asyncio.sleep(5)
                     continue
@@ -350,7 +359,11 @@ def create_app(
         job = request.path_params["job"]
 
         def work() -> tuple[actions.Outcome, Snapshot]:
-            outcome = actions.run(hub.session, verb, job, mode if verb == "stop" else None)
+            try:
+                outcome = actions.run(hub.session, verb, job, mode if verb == "stop" else None)
+            except Exception as exc:  # a bug or a broken store: one line, not a traceback
+                what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                outcome = actions.Outcome(False, 500, [f"Error: unexpected {what}"])
             return outcome, hub.after_action()
 
         outcome, snapshot = await hub.in_lane(work)
