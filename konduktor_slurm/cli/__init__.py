@@ -134,6 +134,7 @@ def follow_and_exit(
 from konduktor_slurm.cli import (  # noqa: E402, F401
     check,
     control,
+    dashboard,
     launch,
     logs,
     report,
