@@ -157,6 +157,14 @@ def refresh(
     others: tuple[JobRecord, ...] = ()
     if all_users:
         known = {job.slurm_job_id for job in jobs}
+        candidates = [
+            row.job_id
+            for row in queue.values()
+            if row.launched_by_konduktor and row.job_id not in known
+        ]
+        # ``jobs`` may be only the unfinished ones (a report): a finished job of ours that
+        # squeue still lists is ours all the same, not another user's.
+        known |= store.known_slurm_ids(candidates)
         others = tuple(
             foreign_job(row, now)
             for row in queue.values()
