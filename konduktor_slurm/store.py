@@ -31,7 +31,6 @@ import contextlib
 import errno
 import functools
 import json
-import logging
 import math
 import os
 import sqlite3
@@ -194,13 +193,14 @@ _HEADER_SIZE: Final = 100
 # SQLite keeps these beside the database; they belong to it (see recovery.keep_aside).
 COMPANION_SUFFIXES: Final = ("-wal", "-shm", "-journal")
 
-_log = logging.getLogger(__name__)
-
 
 def warn_on_stderr(message: str) -> None:
     """The default for ``Store(notify=...)``: with no logging configured (the CLI), Python's
-    last-resort handler prints the bare message on stderr."""
-    _log.warning(message)
+    last-resort handler prints the bare message on stderr. (logging is imported here, when
+    there is something to say: it costs a status' start-up several milliseconds.)"""
+    import logging
+
+    logging.getLogger(__name__).warning(message)
 
 
 # ---- records --------------------------------------------------------------------------------
@@ -1153,14 +1153,34 @@ class Store:
             rows = self._rows(
                 f"SELECT {','.join(REFRESH_COLUMNS)} FROM jobs WHERE name=?", (job.name,)
             )
-            changed = state != (rows[0]["state"] if rows else job.state)
-            job.state, job.detail = state, detail
-            values = dict(zip(_COLUMNS, _to_row(job), strict=True))
-            if not rows or tuple(rows[0]) != tuple(values[c] for c in REFRESH_COLUMNS):
-                # Unchanged rows are not rewritten: a poll of 10,000 pending jobs writes none.
-                self.save(job, REFRESH_COLUMNS)
-            if changed:
-                self._record_transition(job.name, state, detail, at)
+            return self._apply_state(job, state, detail, at, rows[0] if rows else None)
+
+    def set_states(
+        self, changes: Iterable[tuple[JobRecord, str, str]], at: float | None = None
+    ) -> None:
+        """``set_state`` for many jobs (a refresh), reading their stored states at once."""
+        at = time.time() if at is None else at
+        changes = list(changes)
+        with self.transaction():
+            select = f"SELECT name, {','.join(REFRESH_COLUMNS)} FROM jobs"
+            rows = self._rows_in(select, "name", (job.name for job, _, _ in changes))
+            stored = {row["name"]: tuple(row)[1:] for row in rows}
+            for job, state, detail in changes:
+                self._apply_state(job, state, detail, at, stored.get(job.name))
+
+    def _apply_state(
+        self, job: JobRecord, state: str, detail: str, at: float, stored: Iterable | None
+    ) -> bool:
+        """Write what a refresh found about ``job`` against its ``stored`` refresh columns."""
+        stored = None if stored is None else tuple(stored)
+        changed = state != (stored[REFRESH_COLUMNS.index("state")] if stored else job.state)
+        job.state, job.detail = state, detail
+        values = dict(zip(_COLUMNS, _to_row(job), strict=True))
+        if stored is None or stored != tuple(values[c] for c in REFRESH_COLUMNS):
+            # Unchanged rows are not rewritten: a poll of 10,000 pending jobs writes none.
+            self.save(job, REFRESH_COLUMNS)
+        if changed:
+            self._record_transition(job.name, state, detail, at)
         return changed
 
     def reload_user_fields(self, jobs: Iterable[JobRecord]) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 # The time formats are durations.py's; importable from here too (report_formats, cli).
 from konduktor_slurm.durations import clock, format_duration, humanize_ago, iso
@@ -20,6 +21,7 @@ __all__ = [
     "rank_exit_codes",
     "status_row",
     "transition_json",
+    "write_json_list",
 ]
 
 STATUS_COLUMNS = ("NAME", "STATUS", "RESOURCES", "SUBMITTED", "START TIME", "END TIME", "DURATION")
@@ -133,6 +135,31 @@ def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
         "restarts": job.extra.get("restarts", 0),
         "attempt": job.extra.get("attempt"),
     }
+
+
+def write_json_list(
+    out: TextIO, head: dict[str, Any], key: str, items: Iterable[dict[str, Any]]
+) -> None:
+    """Write ``json.dumps({**head, key: list(items)}, indent=2)`` and a newline, byte for
+    byte, one item at a time: ``status --json`` of 10,000 jobs never holds them all as JSON
+    (json.dumps with an indent builds the text from a million small pieces, ~100 MiB).
+
+    JSON text has no raw newline inside a value, so an item's own indented text moves one
+    level in by indenting every line of it.
+    """
+    import json
+
+    out.write("{")
+    for name, value in head.items():
+        text = json.dumps(value, indent=2).replace("\n", "\n  ")
+        out.write(f"\n  {json.dumps(name)}: {text},")
+    out.write(f"\n  {json.dumps(key)}: ")
+    first = True
+    for item in items:
+        out.write("[\n    " if first else ",\n    ")
+        out.write(json.dumps(item, indent=2).replace("\n", "\n    "))
+        first = False
+    out.write("[]\n}\n" if first else "\n  ]\n}\n")
 
 
 def transition_json(transition: Transition) -> dict[str, Any]:
