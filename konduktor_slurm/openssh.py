@@ -158,18 +158,24 @@ class OpenSSHTransport:
             self.client, *self._options(), *self._control(master=opening),
             "--", self.settings.host, self._command_line(argv),
         ]  # fmt: skip
-        # The first command also connects: give it the connect timeout on top.
-        limit = timeout + (self.settings.connect_timeout if opening else 0)
+        proc = subprocess.Popen(
+            ssh,
+            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        if opening and not self._wait_for_master(proc):
+            return self._fall_back(argv, timeout, input_text)
+        # From here the connection is up: ``timeout`` is the command's, as in ssh.py.
         try:
-            proc = subprocess.run(
-                ssh,
-                input=input_text.encode() if input_text is not None else None,
-                stdin=None if input_text is not None else subprocess.DEVNULL,
-                capture_output=True,
-                timeout=limit,
+            out, err = proc.communicate(
+                input_text.encode() if input_text is not None else None, timeout=timeout
             )
         except subprocess.TimeoutExpired:
-            if opening or not self._master_alive():
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=5)
+            if not self._master_alive():
                 return self._fall_back(argv, timeout, input_text)
             from konduktor_slurm.ssh import SSHCommandTimeout
 
@@ -179,11 +185,26 @@ class OpenSSHTransport:
         if proc.returncode == SSH_FAILED:
             return self._fall_back(argv, timeout, input_text)
         return CommandResult(
-            tuple(argv),
-            proc.returncode,
-            proc.stdout.decode(errors="replace"),
-            proc.stderr.decode(errors="replace"),
+            tuple(argv), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
         )
+
+    def _wait_for_master(self, proc: subprocess.Popen) -> bool:
+        """Whether the ControlMaster came up (its socket appears once logged in) within the
+        connect timeout; the first command runs over it as soon as it does."""
+        import time
+
+        socket = f"{self._socket_dir}/master"
+        deadline = time.monotonic() + self.settings.connect_timeout
+        while not os.path.exists(socket):
+            if proc.poll() is not None:
+                return proc.returncode != SSH_FAILED and os.path.exists(socket)
+            if time.monotonic() > deadline:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.communicate(timeout=5)
+                return False
+            time.sleep(0.002)
+        return True
 
     def _fall_back(self, argv: list[str], timeout: float, input_text: str | None) -> CommandResult:
         """ssh failed (or the login node's answer never came): ssh.py from now on, which

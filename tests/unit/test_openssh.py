@@ -6,7 +6,11 @@ choice of client and that every config.yaml setting reaches ssh as ssh.py applie
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +88,115 @@ def test_only_a_commands_only_session_over_ssh_gets_it(tmp_path: Path) -> None:
     assert isinstance(open_slurm(ssh).transport, SSHTransport)
     local = Settings(home=tmp_path, config_path=tmp_path / "c.yaml", jobs_dir=str(tmp_path))
     assert type(open_slurm(local, commands_only=True).transport).__name__ == "LocalTransport"
+
+
+# ---- run(), against a stand-in for ssh ---------------------------------------------------
+
+# What OpenSSH's client does, as far as run() can see: the master's socket appears once it is
+# logged in (FAKE_SSH_LOGIN seconds, or never), then the command runs; exit 255 is ssh's own
+# failure. Every call is logged.
+FAKE_SSH = r"""#!/bin/sh
+echo "$*" >> "$FAKE_SSH_LOG"
+socket=""; master=no
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) case "$2" in
+          ControlPath=*) socket="${2#ControlPath=}";;
+          ControlMaster=yes) master=yes;;
+        esac; shift 2;;
+    -O) [ "$2" = exit ] && rm -f "$socket"; exit 0;;
+    -G) echo "user fakeuser"; exit 0;;
+    --) shift; shift; break;;
+    *) shift;;
+  esac
+done
+if [ "$FAKE_SSH_FAIL" = yes ]; then echo "ssh: connect to host: refused" >&2; exit 255; fi
+if [ $master = yes ]; then
+  [ "$FAKE_SSH_LOGIN" = never ] && exec sleep 30
+  sleep "${FAKE_SSH_LOGIN:-0}"; : > "$socket"
+fi
+exec sh -c "exec $1"
+"""
+
+
+class Recorded:
+    """ssh.py's transport, as the fallback: records what it is asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.connections = 1
+
+    def run(self, argv: list[str], *, timeout: float, input_text: str | None = None):
+        from konduktor_slurm.transport import CommandResult
+
+        self.calls.append(argv)
+        return CommandResult(tuple(argv), 0, "from ssh.py\n", "")
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def fake_ssh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> tuple[OpenSSHTransport, Path]:
+    client = tmp_path / "ssh"
+    client.write_text(FAKE_SSH)
+    client.chmod(0o755)
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_SSH_LOG", str(log))
+    short = Path(tempfile.mkdtemp(prefix="kdt-", dir="/tmp"))  # a socket path is short
+    request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
+    monkeypatch.setenv("TMPDIR", str(short))
+    transport = OpenSSHTransport(SSHSettings("login", connect_timeout=1.0), str(client))
+    recorded = Recorded()
+    monkeypatch.setattr(transport, "paramiko", lambda: recorded)
+    return transport, log
+
+
+def test_commands_share_one_master_and_close_ends_it(fake_ssh) -> None:
+    transport, log = fake_ssh
+    first = transport.run(["echo", "a b"], timeout=5)
+    second = transport.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=5)
+    assert (first.returncode, first.stdout) == (0, "a b\n")
+    assert (second.returncode, second.stdout, second.stderr) == (3, "out\n", "err\n")
+    calls = log.read_text().splitlines()
+    assert "ControlMaster=yes" in calls[0] and "ControlMaster=no" in calls[1]
+    assert transport.connections == 1 and transport.user == "fakeuser"
+    transport.close()
+    deadline = time.monotonic() + 5
+    tmpdir = Path(os.environ["TMPDIR"])
+    while any(tmpdir.iterdir()):  # the socket's directory, removed after -O exit
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert any("-O exit" in call for call in log.read_text().splitlines())
+
+
+def test_a_command_that_hangs_is_a_timeout_not_a_lost_connection(fake_ssh) -> None:
+    from konduktor_slurm.ssh import SSHCommandTimeout
+
+    transport, _ = fake_ssh
+    start = time.monotonic()
+    with pytest.raises(SSHCommandTimeout, match=r"sleep did not answer within 0\.5s on login"):
+        transport.run(["sleep", "10"], timeout=0.5)
+    assert time.monotonic() - start < 3
+    assert transport.run(["echo", "still here"], timeout=5).stdout == "still here\n"
+    transport.close()
+
+
+@pytest.mark.parametrize("failure", ["FAKE_SSH_FAIL=yes", "FAKE_SSH_LOGIN=never"])
+def test_when_ssh_cannot_connect_ssh_py_runs_the_command(
+    fake_ssh, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport, log = fake_ssh
+    name, value = failure.split("=")
+    monkeypatch.setenv(name, value)
+    start = time.monotonic()
+    result = transport.run(["squeue", "--me"], timeout=5)
+    assert result.stdout == "from ssh.py\n"
+    assert time.monotonic() - start < 4  # the connect timeout (1 s), not the command's
+    assert transport.paramiko().calls == [["squeue", "--me"]]  # type: ignore[attr-defined]
+    calls = len(log.read_text().splitlines())
+    transport.run(["sacct"], timeout=5)  # and everything after it
+    assert len(log.read_text().splitlines()) == calls
+    transport.close()
