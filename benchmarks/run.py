@@ -416,7 +416,7 @@ def status_200(bench: Bench) -> None:
             "squeue": lambda: run_once(queue),
             "sacct": lambda: run_once(acct),
         },
-        repeat=9,
+        repeat=15,
     )
     floor1 = seconds(samples["python"]) + seconds(samples["squeue"])
     floor2 = floor1 + seconds(samples["sacct"])
@@ -480,7 +480,7 @@ def status_ssh(bench: Bench) -> None:
             "python": bench.python_start,
             "ssh": lambda: run_once(ssh_argv(queue)),
         },
-        repeat=9,
+        repeat=13,
     )
     floor = seconds(samples["python"]) + seconds(samples["ssh"])
     print(f"\nstatus over SSH ({SSH_USER}@127.0.0.1:{SSH_PORT}), {count} pending jobs")
@@ -604,7 +604,7 @@ def relaunch(bench: Bench) -> None:
             SUBMITTED.append(checked(submit).strip())
             return Sample(time.perf_counter() - start, 0)
 
-        linked = alternate({"again": again, "floor": rsync_linked}, repeat=5)
+        linked = alternate({"again": again, "floor": rsync_linked}, repeat=7)
         fresh = alternate({"first": first, "floor": rsync_fresh}, repeat=3)
     finally:
         shutil.rmtree(work, ignore_errors=True)

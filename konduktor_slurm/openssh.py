@@ -112,6 +112,7 @@ class OpenSSHTransport:
             "ForwardAgent": "no",
             "ForwardX11": "no",
             "RequestTTY": "no",
+            "RemoteCommand": "none",  # ours is the command (ssh.py ignores RemoteCommand too)
             "PermitLocalCommand": "no",
         }
         if s.user:
