@@ -190,4 +190,8 @@ def plan_start(
         return Plan(Action.RELEASE_REQUEUED)
     if state == "PENDING" and (reason or "").startswith("JobHeldUser"):
         return Plan(Action.RELEASE)
+    if state == "PENDING" and (reason or "").lower().startswith("launch failed requeued held"):
+        # A cluster fault (slurmctld or the node died as the job was launched): Slurm held it
+        # so it would not fail again at once; releasing it is what the user asks for.
+        return Plan(Action.RELEASE)
     return Plan(note=f"is not stopped ({lifecycle})")

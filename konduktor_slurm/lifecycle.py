@@ -422,7 +422,11 @@ REASON_OUTCOMES: Final[Mapping[str, tuple[State, str]]] = MappingProxyType(
         "limit": (State.SUSPENDED_SYSTEM, "awaiting quota: {c.reason}"),
         "blocked": (State.SUSPENDED_SYSTEM, "blocked: {c.reason}"),
         "admin_hold": (State.SUSPENDED_SYSTEM, "held by an administrator"),
-        "launch_failed_hold": (State.SUSPENDED_SYSTEM, "launch failed; requeued and held"),
+        "launch_failed_hold": (
+            State.SUSPENDED_SYSTEM,
+            "its launch failed (a node or slurmctld fault); Slurm requeued and held it: "
+            "`konduktor start` releases it",
+        ),
         "max_requeue": (State.SUSPENDED_SYSTEM, "held: requeued too many times"),
         "user_hold": (State.SUSPENDED_USER, "held by user"),
         "requeue_hold": (State.SUSPENDED_USER, "requeued and held"),
@@ -433,7 +437,7 @@ REASON_OUTCOMES: Final[Mapping[str, tuple[State, str]]] = MappingProxyType(
 # Classes that only say "not yet": for a job that already ran (restarts > 0) they mean it
 # was preempted / node-failed / retried and awaits rescheduling, which is the system's doing.
 # Holds, quotas and blocks keep their own, more specific outcome.
-_WAITING_CLASSES: Final[frozenset[str]] = frozenset(
+WAITING_CLASSES: Final[frozenset[str]] = frozenset(
     {
         "none",
         "resources",
@@ -662,7 +666,7 @@ def _exit_failed(c: _Ctx) -> bool:
 
 
 def _requeued_and_waiting(c: _Ctx) -> bool:
-    return c.requeued and c.reason_class in _WAITING_CLASSES
+    return c.requeued and c.reason_class in WAITING_CLASSES
 
 
 def _reason_is(cls: str) -> Callable[[_Ctx], bool]:

@@ -56,10 +56,24 @@ def launch_detached(kd, tmp_path: Path, text: str) -> str:
     return submitted_name(launched.stdout)
 
 
+def wait_until_output(kd, name: str, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in kd("logs", "--no-follow", name).stdout:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{name} never printed {text!r}")
+
+
 def test_slurmctld_restart_is_stale_within_seconds_then_right_again(
     kd, kd_home: Path, tmp_path: Path, restore_cluster: None
 ) -> None:
-    name = launch_detached(kd, tmp_path, f"name: {unique('ctld')}\nrun: sleep 25; echo done\n")
+    name = launch_detached(
+        kd, tmp_path, f"name: {unique('ctld')}\nrun: echo started; sleep 25; echo done\n"
+    )
+    # Running for real, not only R in squeue: a slurmctld killed while the launch is still in
+    # flight fails the launch, and Slurm requeues and holds the job (its own test below).
+    wait_until_output(kd, name, "0: started")
     wait_for_status(kd, name, {"ACTIVE"})
     follower = subprocess.Popen(
         [KONDUKTOR, "logs", "--follow", name],
@@ -103,8 +117,8 @@ def test_slurmd_killed_under_a_two_node_job_names_the_node_then_runs_again(
     job = wait_until(
         kd,
         name,
-        lambda j: "node failure" in j["detail"],
-        "a detail naming the node failure",
+        lambda j: "node failure (" in j["detail"],
+        "a detail naming the failed node",
         timeout=120,
     )
     assert job["status"] == "SUSPENDED (by system)", job

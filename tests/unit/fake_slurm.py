@@ -73,6 +73,7 @@ class FakeSlurm(LocalTransport):
         self.controller = "up"
         self.accounting_down = False  # slurmdbd down: sacct fails, squeue answers
         self.max_array_size: int | None = None  # the cluster's MaxArraySize (else recorded)
+        self.node_events = True  # False: slurmdbd has not recorded the node's DOWN event yet
         self.operator = operator
         self._user = user
         self._next_id = 100
@@ -127,12 +128,12 @@ class FakeSlurm(LocalTransport):
         return 0, "".join(self._squeue_row(job) for job in rows), ""
 
     def _squeue_row(self, job: FakeJob) -> str:
-        fields = list(_SQUEUE["RUNNING" if job.queue == "SUSPENDED" else job.queue])
+        fields = list(_SQUEUE["RUNNING" if job.queue in ("SUSPENDED", "COMPLETING") else job.queue])
         fields[0], fields[1], fields[2] = job.job_id, job.queue, job.reason
         fields[3] = "0" if job.reason.startswith(("JobHeld", "job requeued")) else job.priority
         fields[11], fields[12], fields[13] = job.user, job.name, job.comment
         fields[4] = str(len(job.runs))  # RestartCnt
-        fields[6] = job.node_list if job.queue in ("RUNNING", "SUSPENDED") else ""
+        fields[6] = job.node_list if job.queue in ("RUNNING", "SUSPENDED", "COMPLETING") else ""
         return SEP.join(fields) + f"{SEP}\n"  # every record ends with the separator
 
     def _sacct(self, argv: list[str]) -> tuple[int, str, str]:
@@ -217,6 +218,8 @@ class FakeSlurm(LocalTransport):
 
     def _sacctmgr(self, argv: list[str]) -> tuple[int, str, str]:
         if "event" in argv:
+            if not self.node_events:
+                return 0, "", ""
             return 0, (FIXTURES / "sacctmgr-events-22.05.txt").read_text(), ""
         level = "root" if self.operator else "kdtest"
         return 0, (FIXTURES / f"sacctmgr-adminlevel-{level}-22.05.txt").read_text(), ""

@@ -157,6 +157,15 @@ def test_start_undoes_a_stop_made_outside_konduktor(
     assert plan == Plan(action)
 
 
+def test_start_releases_a_job_slurm_held_after_a_failed_launch() -> None:
+    """slurmctld or the node died while the job was being launched: Slurm requeued it and
+    held it; nobody stopped it, but `start` is how the user gets it going again."""
+    plan = start(
+        "SUSPENDED (by system)", "PENDING", reason="launch failed requeued held", priority=0
+    )
+    assert plan == Plan(Action.RELEASE)
+
+
 @pytest.mark.parametrize(
     ("lifecycle", "slurm_state", "reason", "priority"),
     [

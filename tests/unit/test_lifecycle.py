@@ -270,7 +270,7 @@ REASON_CASES: list[tuple[str | None, State, str]] = [
     # Holds.
     ("JobHeldAdmin", SYS, "held by an administrator"),
     ("JobHoldMaxRequeue", SYS, "held: requeued too many times"),
-    ("launch failed requeued held", SYS, "launch failed; requeued and held"),
+    ("launch failed requeued held", SYS, "its launch failed (a node or slurmctld fault)"),
     ("JobHeldUser", USR, "held by user"),
     ("job requeued in held state", USR, "requeued and held"),
     ("(job requeued in held state)", USR, "requeued and held"),

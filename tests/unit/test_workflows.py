@@ -466,6 +466,32 @@ def test_a_job_missing_from_squeue_and_sacct_is_not_read_as_finished(
     assert status(session, StatusQuery(name=name)).jobs[0].state == State.COMPLETED
 
 
+def test_the_failed_node_is_named_once_accounting_has_recorded_it(
+    session: Session, fake: FakeSlurm
+) -> None:
+    """slurmctld requeues the job a moment before slurmdbd has the node's DOWN event: a
+    later look names the node; once named, nobody asks again."""
+    submit(session, "name: t\nnum_nodes: 2\nrun: sleep 60\n")
+    job = fake.jobs["100"]
+    job.queue, job.node_list = "RUNNING", "node[1-2]"
+    status(session)
+    # The failed node is gone from the list while the others clean up (CG) ...
+    job.queue, job.node_list = "COMPLETING", "node1"
+    status(session)
+    # ... and a look while the requeued job is briefly held: the node list empties.
+    job.queue, job.reason, job.runs = "PENDING", "JobHeldAdmin", ("NODE_FAIL",)
+    job.node_list = ""
+    status(session)
+    job.reason = "BeginTime"
+    fake.node_events = False
+    assert status(session).jobs[0].detail.startswith("node failure; requeued")
+    fake.node_events = True
+    assert status(session).jobs[0].detail.startswith("node failure (node2); requeued")
+    fake.calls.clear()
+    status(session)
+    assert not any(argv[0] == "sacctmgr" for argv in fake.calls)
+
+
 def test_a_job_requeued_after_a_node_failure_names_the_node_not_a_preemption(
     session: Session, fake: FakeSlurm
 ) -> None:
