@@ -132,6 +132,8 @@ def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
         "rank_exit_codes": rank_exit_codes(job),
         "restarts": job.extra.get("restarts", 0),
         "attempt": job.extra.get("attempt"),
+        # When its staged snapshot was removed (retention, `konduktor prune`); logs stay.
+        "snapshot_pruned_at": iso(job.extra.get("pruned_at")),
     }
 
 

@@ -165,6 +165,9 @@ def _print_job_detail(view: StatusView, now: float) -> None:
         ("Log", job.log_path),
         ("Job dir", job.job_dir),
     ]
+    pruned_at = extra.get("pruned_at")
+    if pruned_at is not None:
+        lines.append(("Snapshot", f"pruned {clock(pruned_at)} (logs and results kept)"))
     for label, value in lines:
         click.echo(f"{label + ':':<14}{value}")
     click.echo("History:")
