@@ -164,6 +164,12 @@ def report(
         # Only once the report is out: a crash before this reports the same things again,
         # never loses them.
         run.commit()
+        if not run.report.stale:
+            # Finished jobs' snapshots past the retention, a bounded amount; a failure is
+            # one warning line, never a failed report.
+            from konduktor_slurm.service.prune import auto_prune
+
+            auto_prune(session, lambda line: click.echo(line, err=True))
     if run.report.stale:
         click.echo(f"Warning: Slurm could not be reached ({run.report.stale_reason}).", err=True)
         sys.exit(EXIT_STALE)
