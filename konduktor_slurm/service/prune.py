@@ -94,6 +94,7 @@ for i in "${!kinds[@]}"; do
 done
 if [ "$measure" = 1 ] && [ "${#paths[@]}" -gt 0 ]; then
   find "${paths[@]}" ! -type d -printf '%D:%i %n %s\n' 2>/dev/null | awk '
+    $2 == 1 { total += $3; next }
     { seen[$1]++; links[$1] = $2; size[$1] = $3 }
     END { for (k in seen) if (seen[k] >= links[k]) total += size[k]
           printf "bytes\t%.0f\n", total }'

@@ -19,6 +19,15 @@ import pytest
 
 from tests.conftest import status_json, write_task
 from tests.live.test_launch import unique
+from tests.live.test_ssh import (
+    REMOTE_HOME,
+    REMOTE_JOBS,
+    SSH_DIR,
+    DedicatedSSHD,
+    Workstation,
+    counting,
+    submitted,
+)
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
 
@@ -159,3 +168,69 @@ def test_with_retention_0s_nodes_remove_finished_node_workdirs_and_launch_prunes
     while status_json(kd, rerun)["jobs"][0]["status"] not in ("COMPLETED", "FAILED"):
         assert time.monotonic() < deadline, f"{rerun} did not finish"
         time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedSSHD]:
+    """An sshd of the cluster's own config on a port of its own, to count connections."""
+    server = DedicatedSSHD(tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def laptop(sshd: DedicatedSSHD, tmp_path: Path) -> Workstation:
+    station = Workstation(tmp_path, sshd.port)
+    shutil.copy(SSH_DIR / "kdtest_ed25519", station.key)
+    station.key.chmod(0o600)
+    station.trust(sshd.port)
+    station.configure()
+    return station
+
+
+def remove_remote(name: str) -> None:
+    for root in (REMOTE_JOBS, REMOTE_HOME / "konduktor_workdir"):
+        for path in root.glob(f"{name}-*"):
+            shutil.rmtree(path, ignore_errors=True)
+    (REMOTE_JOBS / ".latest" / name).unlink(missing_ok=True)
+
+
+def test_prune_over_ssh_is_one_connection_and_removes_on_the_cluster(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
+) -> None:
+    """From a laptop: the snapshots and node workdirs are on the cluster, the store here."""
+    name = unique("prunessh")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "model.bin").write_bytes(b"m" * 300_000)
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: {name}\nworkdir: project\nrun: echo trained on $(hostname)\n")
+    try:
+        names = []
+        for _ in range(2):
+            launched = laptop.run("launch", "-y", "--wait", str(task), timeout=240)
+            assert launched.returncode == 0, launched.output
+            names.append(submitted(launched.stdout)[0])
+        first, second = names
+        first_node_dir = REMOTE_HOME / "konduktor_workdir" / first
+        assert (first_node_dir / ".konduktor-finished").is_file()
+
+        pruned, connections = counting(sshd)(
+            lambda: laptop.run("prune", "--older-than", "0s", "-y", "--json")
+        )
+        assert pruned.returncode == 0, pruned.output
+        assert connections == 1
+        payload = json.loads(pruned.stdout)
+        assert [unit["name"] for unit in payload["pruned"]] == [first], payload
+        # model.bin is hard-linked into the second snapshot: only the node workdir's copy
+        # is freed.
+        assert 300_000 <= payload["bytes_freed"] < 400_000, payload
+        assert not (REMOTE_JOBS / first / "workdir").exists() and not first_node_dir.exists()
+        assert (REMOTE_JOBS / second / "workdir" / "model.bin").is_file()
+        assert (REMOTE_HOME / "konduktor_workdir" / second).is_dir()
+        assert laptop.status(first)["snapshot_pruned_at"] is not None
+        logs = laptop.run("logs", "--no-follow", first)
+        assert logs.returncode == 0 and "trained on" in logs.stdout, logs.output
+    finally:
+        remove_remote(name)
