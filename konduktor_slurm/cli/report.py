@@ -48,6 +48,24 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _prune_old_snapshots() -> None:
+    """Finished jobs' snapshots past the retention, a bounded amount, once the report is out
+    and its lock released (a slow removal never holds up the next cron run). Quiet: a
+    failure is one warning line, never a failed report. The session connects to the
+    cluster only if there is something to remove."""
+    from konduktor_slurm.service.prune import auto_prune
+    from konduktor_slurm.service.session import open_session
+
+    def warn(line: str) -> None:
+        click.echo(line, err=True)
+
+    try:
+        with open_session() as session:
+            auto_prune(session, warn)
+    except Exception as exc:  # the store or config went away since the report: say so
+        warn(f"Warning: could not prune old job snapshots ({exc}); `konduktor prune` retries")
+
+
 @main.command()
 @click.option(
     "--format",
@@ -164,12 +182,8 @@ def report(
         # Only once the report is out: a crash before this reports the same things again,
         # never loses them.
         run.commit()
-        if not run.report.stale:
-            # Finished jobs' snapshots past the retention, a bounded amount; a failure is
-            # one warning line, never a failed report.
-            from konduktor_slurm.service.prune import auto_prune
-
-            auto_prune(session, lambda line: click.echo(line, err=True))
+    if not run.report.stale:
+        _prune_old_snapshots()
     if run.report.stale:
         click.echo(f"Warning: Slurm could not be reached ({run.report.stale_reason}).", err=True)
         sys.exit(EXIT_STALE)

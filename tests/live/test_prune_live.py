@@ -169,6 +169,18 @@ def test_with_retention_0s_nodes_remove_finished_node_workdirs_and_launch_prunes
         assert time.monotonic() < deadline, f"{rerun} did not finish"
         time.sleep(1)
 
+    # `konduktor report` (cron) prunes as well: with pruning off, a newer launch leaves the
+    # rerun's snapshot; the next report, with retention 0s again, removes it.
+    configure(kd_home, node_workdir, "never")
+    launch_and_wait(kd, first_task)
+    rerun_dir = Path(status_json(kd, rerun)["jobs"][0]["job_dir"])
+    assert (rerun_dir / "workdir" / "weights.bin").is_file()
+    configure(kd_home, node_workdir, "0s")
+    report = kd("report", "--since", "1h")
+    assert report.returncode == 0 and "Warning" not in report.stderr, report.output
+    assert not (rerun_dir / "workdir").exists()
+    assert status_json(kd, rerun)["jobs"][0]["snapshot_pruned_at"] is not None
+
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedSSHD]:
