@@ -71,6 +71,9 @@ class JobPlan:
     # Where each node runs the job: the workdir snapshot is copied to <node_workdir>/<job>.
     node_workdir: str = "~/konduktor_workdir"
     array: ArrayPlan | None = None
+    # Seconds after which a finished job's node workdir is removed by the next job a node
+    # starts (config.yaml `retention`); None: never.
+    node_retention: int | None = None
 
 
 def shell_quote(value: object) -> str:
@@ -174,6 +177,7 @@ def render_node_script(task: Task, plan: JobPlan) -> str:
             ],
             workdir=plan.workdir,
             node_workdir=plan.node_workdir,
+            node_retention=plan.node_retention,
             setup=task.setup,
             run=task.run,
             has_secrets=bool(task.secrets),

@@ -341,6 +341,7 @@ _EXTRA_SHAPES: Final[dict[str, Callable[[object], bool]]] = {
     "rank_exit_codes": _rank_codes,
     "restarts": _int_or_none,
     "attempt": _attempt,
+    "pruned_at": lambda value: _is_number(value),  # when the job's snapshot was removed
 }
 
 
@@ -774,6 +775,48 @@ def _tables(db: sqlite3.Connection) -> list[str]:
     ]
 
 
+# ---- pruning (service/prune.py) ---------------------------------------------------------------
+
+# SQLite allows 999 parameters per statement in older builds.
+_MARKS_PER_STATEMENT: Final = 500
+
+# When a job ended: its end time from Slurm, else (cancelled before it ran, a failed
+# submission) its last transition. Pruned rows are told by a substring test, not by parsing
+# their JSON: after a while nearly every row of a large store is pruned, and this query runs
+# after launches and reports (100,000 rows: ~40 ms instead of ~180 ms). Damaged values (text
+# where a number belongs, extra that is not JSON) make a row no candidate or a job of its
+# own, never an error.
+_PRUNE_CANDIDATES: Final = """
+WITH j AS (
+    SELECT name, task_name, job_dir, terminal,
+        CASE WHEN typeof(end_time) IN ('integer', 'real') THEN end_time
+             ELSE (SELECT max(at) FROM transitions t WHERE t.job_name = jobs.name) END AS ended,
+        CASE WHEN instr(extra, '"sweep"') AND json_valid(extra)
+             THEN json_extract(extra, '$.sweep') END AS sweep
+    FROM jobs
+    WHERE typeof(extra) = 'text' AND instr(extra, '"pruned_at"') = 0
+)
+SELECT name, task_name, job_dir, ended, sweep FROM j
+WHERE (sweep IS NULL AND terminal = 1 AND ended < ?1)
+    OR sweep IN (
+        SELECT sweep FROM j WHERE sweep IS NOT NULL GROUP BY sweep
+        HAVING min(coalesce(terminal = 1 AND ended < ?1, 0)) = 1
+    )
+ORDER BY ended, name
+"""
+
+
+@dataclass(frozen=True)
+class PruneCandidate:
+    """A finished job whose snapshot may go (what ``Store.prune_candidates`` finds)."""
+
+    name: str
+    task_name: str
+    job_dir: str
+    ended: float  # when it ended (epoch seconds)
+    sweep: str | None  # the grid sweep it is a variant of
+
+
 # ---- the store --------------------------------------------------------------------------------
 
 
@@ -1084,6 +1127,62 @@ class Store:
     def record_poll_error(self, key: str, at: float, error: str) -> None:
         """What the claimed poll met, for the waiters that share it."""
         self.set_meta(key, json.dumps({"at": at, "error": error}))
+
+    def prune_candidates(self, cutoff: float) -> list[PruneCandidate]:
+        """Finished jobs whose snapshot may be pruned: not pruned yet, ended (by end_time,
+        else their last transition) before ``cutoff``, oldest first. A grid sweep's variants
+        share one snapshot: they come only once every variant of the sweep qualifies.
+
+        One query over light columns, never every record: stores reach 100,000 jobs. A row
+        whose ``extra`` is not JSON counts as a job of its own, not pruned.
+        """
+        rows = self._rows(_PRUNE_CANDIDATES, (cutoff,))
+        return [
+            PruneCandidate(
+                name=row["name"],
+                task_name=row["task_name"],
+                job_dir=row["job_dir"],
+                ended=float(row["ended"]),
+                sweep=row["sweep"],
+            )
+            for row in rows
+            if _is_text(row["name"])
+            and _is_text(row["task_name"])
+            and _is_text(row["job_dir"])
+            and _is_number(row["ended"])
+            and (row["sweep"] is None or _is_text(row["sweep"]))
+        ]
+
+    def newest_of_tasks(self, task_names: Iterable[str]) -> dict[str, str]:
+        """The newest job (by creation) of each of ``task_names``, finished or not."""
+        wanted = sorted(set(task_names))
+        newest: dict[str, str] = {}
+        for start in range(0, len(wanted), _MARKS_PER_STATEMENT):
+            chunk = wanted[start : start + _MARKS_PER_STATEMENT]
+            marks = ",".join("?" for _ in chunk)
+            # SQLite: with max(), the bare column comes from the row holding the maximum.
+            for row in self._rows(
+                f"SELECT task_name, name, max(created_at) FROM jobs WHERE task_name IN ({marks}) "
+                "GROUP BY task_name",
+                chunk,
+            ):
+                if _is_text(row[0]) and _is_text(row[1]):
+                    newest[row[0]] = row[1]
+        return newest
+
+    def mark_pruned(self, names: Iterable[str], at: float) -> None:
+        """Record in each job's ``extra`` that its snapshot was removed at ``at`` (only that
+        key is written: a concurrent `down` or refresh loses nothing)."""
+        wanted = list(names)
+        with self.transaction():
+            for start in range(0, len(wanted), _MARKS_PER_STATEMENT):
+                chunk = wanted[start : start + _MARKS_PER_STATEMENT]
+                marks = ",".join("?" for _ in chunk)
+                self._execute(
+                    "UPDATE jobs SET extra=json_set(extra, '$.pruned_at', ?) "
+                    f"WHERE json_valid(extra) AND name IN ({marks})",
+                    (at, *chunk),
+                )
 
     def _record_transition(self, name: str, state: str, detail: str, at: float) -> None:
         self._execute(

@@ -110,7 +110,7 @@ def detail_fields(job: JobRecord, now: float, stale: bool) -> list[tuple[str, st
     ranks = rank_exit_codes(job)
     attempt = extra.get("attempt")
     status_text = job.state + (f" ({job.detail})" if job.detail else "")
-    return [
+    fields = [
         ("Name", job.name),
         ("Status", status_text + (" [stale]" if stale else "")),
         ("User", job.user),
@@ -129,6 +129,10 @@ def detail_fields(job: JobRecord, now: float, stale: bool) -> list[tuple[str, st
         ("Log", job.log_path or "-"),
         ("Job dir", job.job_dir or "-"),
     ]
+    pruned_at = extra.get("pruned_at")
+    if isinstance(pruned_at, int | float):
+        fields.append(("Snapshot", f"pruned {clock(pruned_at)} (logs and results kept)"))
+    return fields
 
 
 def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
@@ -159,6 +163,8 @@ def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
         "rank_exit_codes": rank_exit_codes(job),
         "restarts": job.extra.get("restarts", 0),
         "attempt": job.extra.get("attempt"),
+        # When its staged snapshot was removed (retention, `konduktor prune`); logs stay.
+        "snapshot_pruned_at": iso(job.extra.get("pruned_at")),
     }
 
 

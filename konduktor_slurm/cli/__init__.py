@@ -137,6 +137,7 @@ from konduktor_slurm.cli import (  # noqa: E402, F401
     dashboard,
     launch,
     logs,
+    prune,
     report,
     result,
     status,

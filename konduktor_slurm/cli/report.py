@@ -48,6 +48,14 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _prune_old_snapshots(session) -> None:  # session: service.session.Session
+    """Finished jobs' snapshots past the retention, a bounded amount, once the report is
+    out. Quiet: a failure is one warning line, never a failed report."""
+    from konduktor_slurm.service.prune import auto_prune
+
+    auto_prune(session, lambda line: click.echo(line, err=True))
+
+
 @main.command()
 @click.option(
     "--format",
@@ -146,24 +154,29 @@ def report(
         log_lines=log_lines,
         lock_timeout=lock_timeout,
     )
-    with service_errors(), open_session() as session, report_run(session, options) as run:
-        if run is None:
-            lock = session.config.home / "report.lock"
-            click.echo(
-                f"Another `konduktor report` still holds {lock} after {lock_timeout:g}s; "
-                "this run reports nothing (the next one will).",
-                err=True,
-            )
-            return
-        text = RENDERERS[fmt](run.report)
-        if output is not None:
-            write_atomically(output, text)
-        else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        # Only once the report is out: a crash before this reports the same things again,
-        # never loses them.
-        run.commit()
+    with service_errors(), open_session() as session:
+        with report_run(session, options) as run:
+            if run is None:
+                lock = session.config.home / "report.lock"
+                click.echo(
+                    f"Another `konduktor report` still holds {lock} after {lock_timeout:g}s; "
+                    "this run reports nothing (the next one will).",
+                    err=True,
+                )
+                return
+            text = RENDERERS[fmt](run.report)
+            if output is not None:
+                write_atomically(output, text)
+            else:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            # Only once the report is out: a crash before this reports the same things again,
+            # never loses them.
+            run.commit()
+        if not run.report.stale:
+            # On the report's connection, after its lock is released: a slow removal
+            # never holds up the next cron run.
+            _prune_old_snapshots(session)
     if run.report.stale:
         click.echo(f"Warning: Slurm could not be reached ({run.report.stale_reason}).", err=True)
         sys.exit(EXIT_STALE)

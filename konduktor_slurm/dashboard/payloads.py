@@ -207,7 +207,8 @@ def detail_fields(snapshot: Snapshot, job: JobRecord, now: float) -> list[tuple[
     if usage is not None and usage.lost_gpu_hours:
         gpu += f"; {usage.lost_gpu_hours:.3f} lost to requeues (not billed)"
     fields = status_fields(job, now, snapshot.is_stale(job))
-    return [*fields[:-2], ("GPU-hours", gpu), *fields[-2:]]
+    after_duration = [label for label, _ in fields].index("Duration") + 1
+    return [*fields[:after_duration], ("GPU-hours", gpu), *fields[after_duration:]]
 
 
 def history_rows(history: Sequence[Transition]) -> list[dict[str, str]]:

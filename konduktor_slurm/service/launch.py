@@ -166,6 +166,7 @@ def prepare(
         ),
         gres_map=session.config.gres_map,
         node_workdir=session.config.node_workdir,
+        node_retention=_whole_seconds(session.config.retention),
     )
     plans: list[tuple[JobPlan, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
     if grid is None:
@@ -194,6 +195,13 @@ def prepare(
         source = task.source or "the task"
         raise InputError(f"{source}: {exc}; nothing was submitted.") from None
     return Prepared(task, batches, grid)
+
+
+def _whole_seconds(retention: float | None) -> int | None:
+    """The retention as the node script's arithmetic takes it (whole seconds, rounded up)."""
+    import math
+
+    return None if retention is None else math.ceil(retention)
 
 
 def _array_size(session: Session) -> int:
