@@ -45,9 +45,9 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from konduktor_slurm.checkpoint import Checkpoint
 from konduktor_slurm.lifecycle import State, UserStop
 from konduktor_slurm.service.errors import EXIT_STORE, EXIT_STORE_LOCKED, KonduktorError
-from konduktor_slurm.task.model import Checkpoint
 
 # ---- errors -------------------------------------------------------------------------------
 

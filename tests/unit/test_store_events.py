@@ -158,4 +158,3 @@ def test_a_damaged_checkpoint_setting_is_read_around(tmp_path: Path) -> None:
     job = Store(path, notify=warnings.append).get("train-1a2b")
     assert job is not None and job.checkpoint is None
     assert "train-1a2b (checkpoint is not a checkpoint setting)" in warnings[0]
-
