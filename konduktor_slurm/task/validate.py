@@ -14,14 +14,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from konduktor_slurm.task import compat, rules, schema
-from konduktor_slurm.task.checker import Checker, Level, close_match
-from konduktor_slurm.task.errors import TaskError, TaskIssue
 from konduktor_slurm.checkpoint import (
     DEFAULT_CHECKPOINT_GRACE,
     DEFAULT_CHECKPOINT_SIGNAL,
     Checkpoint,
 )
+from konduktor_slurm.task import compat, rules, schema
+from konduktor_slurm.task.checker import Checker, Level, close_match
+from konduktor_slurm.task.errors import TaskError, TaskIssue
 from konduktor_slurm.task.model import Resources, SlurmOptions, Task, TaskOverrides
 from konduktor_slurm.task.overrides import apply_overrides
 from konduktor_slurm.task.source import Loc, Positions, as_text, load_yaml
