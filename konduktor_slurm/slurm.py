@@ -903,6 +903,12 @@ class Slurm:
         """Send ``signal`` to the batch shell and every step of the job (all nodes)."""
         self._control(["scancel", "--full", f"--signal={signal}", job_id])
 
+    def signal_steps(self, job_id: str, signal: str) -> None:
+        """Send ``signal`` to the job's steps on every node (the ranks), not to the batch
+        shell. Observed on 22.05: with ``--full`` the batch step's ``srun`` gets it too, and
+        srun ends its step on SIGHUP ("forcing job termination"), killing the ranks."""
+        self._control(["scancel", f"--signal={signal}", job_id])
+
     def _control(self, argv: list[str]) -> None:
         result = self.transport.run(argv, timeout=self.timeout)
         if result.ok:

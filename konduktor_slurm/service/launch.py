@@ -137,6 +137,8 @@ def _new_record(session: Session, prepared: Prepared) -> JobRecord:
         job_dir=plan.job_dir,
         log_path=plan.log_path,
         max_restarts=task.resources.max_restarts,
+        checkpoint=task.resources.checkpoint,
+        event_callback=task.event_callback,
         state=State.CREATED.value,
         detail="staging workdir",
         created_at=time.time(),
