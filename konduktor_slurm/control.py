@@ -53,6 +53,7 @@ class Action(Enum):
     RESUME = "resume"
     RELEASE = "release"
     RELEASE_REQUEUED = "release-requeued"
+    RELEASE_CHECKPOINTED = "release-checkpointed"  # the same in Slurm; it resumes, though
     SIGNAL_CONT = "continue"
     CANCEL = "cancel"
 
@@ -68,7 +69,7 @@ STOP_RECORD_MODE: Final = {
 _UNDO: Final = {
     "suspend": Action.RESUME,
     "requeue": Action.RELEASE_REQUEUED,
-    "checkpoint": Action.RELEASE_REQUEUED,
+    "checkpoint": Action.RELEASE_CHECKPOINTED,
     "hold": Action.RELEASE,
     "signal": Action.SIGNAL_CONT,
 }
@@ -100,6 +101,10 @@ COSTS: Final = {
     Action.RELEASE: "released; it starts as soon as Slurm schedules it.",
     Action.RELEASE_REQUEUED: (
         "released and eligible at once (Slurm's requeue delay lifted); the run begins from the top."
+    ),
+    Action.RELEASE_CHECKPOINTED: (
+        "released and eligible at once (Slurm's requeue delay lifted); the run starts again "
+        "and resumes from its checkpoint."
     ),
     Action.SIGNAL_CONT: "every process got SIGCONT and runs again.",
     Action.CANCEL: "cancelled (scancel); its history is kept.",

@@ -305,6 +305,7 @@ def _run_action(session: Session, job_id: str, action: Action) -> None:
         Action.RESUME: slurm.resume,
         Action.RELEASE: slurm.release,
         Action.RELEASE_REQUEUED: lambda job: slurm.release(job, now=True),
+        Action.RELEASE_CHECKPOINTED: lambda job: slurm.release(job, now=True),
         Action.SIGNAL_CONT: lambda job: slurm.signal(job, "CONT"),
     }
     commands[action](job_id)

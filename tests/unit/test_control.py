@@ -275,7 +275,8 @@ def test_a_checkpoint_stop_whose_grace_period_passed_may_be_stopped_again() -> N
 
 def test_start_after_a_checkpoint_stop_releases_the_requeued_job() -> None:
     plan = start("SUSPENDED (by user)", "PENDING", stopped_mode="checkpoint")
-    assert plan == Plan(Action.RELEASE_REQUEUED)
+    assert plan == Plan(Action.RELEASE_CHECKPOINTED)
+    assert "resumes from its checkpoint" in COSTS[Action.RELEASE_CHECKPOINTED]
     assert STOP_RECORD_MODE[Action.CHECKPOINT] == "checkpoint"
     assert "resumes from its checkpoint" in COSTS[Action.CHECKPOINT]
 

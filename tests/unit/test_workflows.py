@@ -483,7 +483,7 @@ def test_checkpoint_stop_signals_the_ranks_and_start_releases_the_job(
     )
     fake.calls.clear()
     started = control.apply_start(session, control.plan_start(session, (name,)))
-    assert [done.action for done in started.done] == [Action.RELEASE_REQUEUED]
+    assert [done.action for done in started.done] == [Action.RELEASE_CHECKPOINTED]
     assert [argv[1:] for argv in fake.slurm_calls("scontrol")] == [
         ["release", "100"],
         ["update", "jobid=100", "starttime=now"],
