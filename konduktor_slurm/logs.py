@@ -100,8 +100,10 @@ def follow(
     on_stale: Callable[[str], None] | None = None,
     node_rank: int | None = None,
     last_lines: int | None = None,
+    on_refresh: Callable[[], None] | None = None,
 ) -> JobRecord:
-    """Stream ``job``'s log until it is terminal; return the job with its final state."""
+    """Stream ``job``'s log until it is terminal; return the job with its final state.
+    ``on_refresh`` runs after each look at Slurm (the job's event callbacks)."""
     lines = LineFilter(node_rank)
     existing = slurm.transport.read_bytes(job.log_path)
     offset = len(existing)
@@ -118,6 +120,8 @@ def follow(
         if time.monotonic() - last_status >= STATUS_EVERY_SECONDS:
             last_status = time.monotonic()
             result = refresh(store, slurm, [job])
+            if on_refresh is not None:
+                on_refresh()
             if result.stale and on_stale:
                 on_stale(result.stale_reason or "")
             if job.terminal:

@@ -201,6 +201,9 @@ def submit(session: Session, prepared: Prepared, reporter: Reporter | None = Non
     with store.transaction():
         store.save(job)
         store.set_state(job, State.PENDING.value, "submitted")
+    from konduktor_slurm.service.notify import run_due
+
+    run_due(store, [job])  # event_callback: CREATED, then PENDING
     return job
 
 

@@ -50,6 +50,7 @@ def wait_until_terminal(
     Raises ``ResultTimeoutError`` when ``timeout`` seconds pass first (the job keeps running).
     ``on_change`` sees each new state, ``on_stale`` the reason whenever Slurm cannot be asked.
     """
+    from konduktor_slurm.service.notify import run_due
     from konduktor_slurm.tracker import refresh
 
     deadline = None if timeout is None else clock() + timeout
@@ -57,6 +58,7 @@ def wait_until_terminal(
     seen = job.state
     while True:
         result = refresh(session.store, session.slurm, [job])
+        run_due(session.store, [job])  # the job's event_callback, once per change
         if result.stale and on_stale is not None:
             on_stale(result.stale_reason or "")
         if job.state != seen:
