@@ -291,6 +291,10 @@ def test_check_of_an_ordinary_user_says_auto_stop_requeues(
     assert by_name["partitions"].detail.startswith("gpu* (up, 2 nodes, gpu:h100:8)")
     assert "auto -> requeue" in by_name["stop mode"].detail
     assert report.info["may_act_on_others"] is False
+    # The recorded 22.05 config: proctrack/cgroup, no user signal at preemption.
+    assert by_name["checkpoints"].detail.startswith("proctrack/cgroup: konduktor passes")
+    assert by_name["checkpoints"].detail.endswith("save on SIGTERM too")
+    assert report.info["preemption_sends_user_signal"] is False
 
 
 def test_check_of_root_says_auto_stop_suspends(tmp_path: Path) -> None:
