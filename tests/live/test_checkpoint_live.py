@@ -279,11 +279,11 @@ def test_a_two_node_job_stopped_by_checkpoint_resumes_both_ranks_from_their_step
         assert "resumes from its checkpoint" in started.stdout
         done = wait_for_status(kd, name, {"COMPLETED", "FAILED"}, timeout=120)
         assert done["status"] == "COMPLETED", done
-        log = log_of(kd, name)
         for rank in (0, 1):
+            # The last lines may reach the log a moment after Slurm says the job ended.
+            log = wait_for_line(kd, name, rf"^{rank}: rank {rank} saved step 250, done$", 15)
             assert f"{rank}: rank {rank} attempt 0 starts at step 0" in log
             assert f"{rank}: rank {rank} attempt 1 starts at step {steps[rank]}" in log, log
-            assert f"{rank}: rank {rank} saved step 250, done" in log
         history = [entry["status"] for entry in status_json(kd, name)["jobs"][0]["history"]]
         assert history[-3:] == ["SUSPENDED (by user)", "ACTIVE", "COMPLETED"] or history[-4:] == [
             "SUSPENDED (by user)", "SUSPENDED (by system)", "ACTIVE", "COMPLETED"
@@ -339,7 +339,7 @@ def test_an_ordinary_user_stop_checkpoints_keeps_the_workdir_and_says_checkpoint
         assert started.returncode == 0, started.output
         done = wait_for_status(kd_user, name, {"COMPLETED", "FAILED"}, timeout=120)
         assert done["status"] == "COMPLETED", done
-        log = log_of(kd_user, name)
+        log = wait_for_line(kd_user, name, r"^0: rank 0 saved step 200, done$", 15)
         assert f"0: rank 0 attempt 1 starts at step {saved}" in log, log
     finally:
         cleanup(kd_user, name)
@@ -483,12 +483,11 @@ def test_a_preempted_job_saves_in_its_grace_time_and_resumes_after_the_requeue(
     kd, name = background.kd, background.preempted
     done = wait_for_status(kd, name, {"COMPLETED", "FAILED"}, timeout=300)
     assert done["status"] == "COMPLETED", done
-    log = log_of(kd, name)
+    log = wait_for_line(kd, name, r"^0: rank 0 saved step 300, done$", 15)
     saved = saved_on_signal(log, 0)
     assert saved >= 20
     assert "DUE TO PREEMPTION" in log
     assert f"0: rank 0 attempt 1 starts at step {saved}" in log, log
-    assert "0: rank 0 saved step 300, done" in log
     # While it was requeued and the high-priority job ran, status said why it waited.
     assert ("SUSPENDED (by system)", "preempted, awaiting reschedule (restart 1)") in (
         background.seen
