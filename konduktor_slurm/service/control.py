@@ -382,8 +382,9 @@ def apply_stop(
                 stopped_mode=None,
                 checkpoint=job.checkpoint is not None,
             )
-            assert running.action is not None
-            action = run_stop(job, running.action, step.foreign)
+            # (--mode checkpoint for a task that declares none: it only just started, so
+            # there is nothing to save; requeue it.)
+            action = run_stop(job, running.action or Action.REQUEUE_HOLD, step.foreign)
         if not step.foreign and action is not Action.CHECKPOINT:  # that one is recorded
             job.user_stop = UserStop(caller, time.time(), STOP_RECORD_MODE[action])
             session.store.save(job)
