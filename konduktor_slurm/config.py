@@ -21,7 +21,7 @@
     account: research
     qos: normal
     gres_map: {A100-80GB: a100_80g}   # accelerator name -> Slurm GRES type
-    stop_mode: auto               # auto | suspend | requeue | signal
+    stop_mode: auto               # auto | suspend | requeue | signal | checkpoint
     slurm_bin_dir: /opt/slurm/bin
     slurm_timeout: 30             # seconds per Slurm call, 1-3600
     retention: 30d                # finished jobs' snapshots and node workdirs (or: never)

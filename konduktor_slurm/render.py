@@ -154,6 +154,10 @@ def sbatch_directives(task: Task, plan: JobPlan) -> list[str]:
     ):
         if value is not None:
             directives.append(_directive(option, value))
+    checkpoint = resources.checkpoint
+    if checkpoint is not None and not any(o == "signal" for o, _ in slurm.sbatch_options):
+        # Without "B:": to the job steps (the ranks), the grace period before the time limit.
+        directives.append(_directive("signal", f"{checkpoint.signal}@{checkpoint.grace}"))
     directives.extend(_directive(option, value) for option, value in slurm.sbatch_options)
     if plan.array is not None:
         directives.append(_directive("array", f"0-{len(plan.array.elements) - 1}"))
@@ -183,6 +187,7 @@ def render_node_script(task: Task, plan: JobPlan) -> str:
             has_secrets=bool(task.secrets),
             secrets_path=f"{plan.job_dir}/secrets.env",
             array=plan.array,
+            checkpoint=task.resources.checkpoint,
         )
     )
 
@@ -213,6 +218,7 @@ def render_sbatch(task: Task, plan: JobPlan) -> str:
             accelerator_type=accelerator.name if accelerator else "",
             node_script=render_node_script(task, plan),
             max_attempts=task.resources.max_restarts + 1,
+            checkpoint=task.resources.checkpoint,
             comment=konduktor_comment(task.resources_summary()),
         )
     )

@@ -652,6 +652,40 @@ def parse_max_array_size(config: str) -> int:
     return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
 
 
+@dataclass(frozen=True)
+class CheckpointSupport:
+    """How this cluster signals a checkpointing task (from ``scontrol show config``)."""
+
+    proctrack: str  # "proctrack/cgroup": only srun's process is signalled; konduktor passes on
+    user_signal_at_preemption: bool  # else a preempted job's ranks get SIGTERM, not --signal
+
+    def describe(self) -> str:
+        if self.proctrack == "proctrack/cgroup":
+            reach = f"{self.proctrack}: konduktor passes the signal on to the ranks' processes"
+        else:
+            reach = f"{self.proctrack or 'unknown'}: Slurm signals every process of the ranks"
+        preempt = (
+            "a preemption with a GraceTime sends the task's checkpoint signal"
+            if self.user_signal_at_preemption
+            else "a preemption with a GraceTime sends SIGTERM (no preempt_send_user_signal / "
+            "send_user_signal): save on SIGTERM too"
+        )
+        return f"{reach}; {preempt}"
+
+
+def parse_checkpoint_support(config: str) -> CheckpointSupport:
+    """``SlurmctldParameters=preempt_send_user_signal`` (22.05) or ``PreemptParameters=
+    send_user_signal`` (23.02 on) make a preemption send the job's own --signal."""
+    proctrack = re.search(r"^ProctrackType\s*=\s*(\S+)", config, re.MULTILINE)
+    flags = re.findall(r"^(?:SlurmctldParameters|PreemptParameters)\s*=\s*(.*)$", config, re.M)
+    user_signal = any(
+        word.strip() in ("preempt_send_user_signal", "send_user_signal")
+        for line in flags
+        for word in line.split(",")
+    )
+    return CheckpointSupport(proctrack.group(1) if proctrack else "", user_signal)
+
+
 def accounting_command() -> list[str]:
     """A cheap sacct call: it fails when accounting (slurmdbd) is missing or down."""
     return [
@@ -745,6 +779,9 @@ class Slurm:
     def max_array_size(self) -> int:
         """How many elements one job array may have here (the cluster's MaxArraySize)."""
         return parse_max_array_size(self._run(["scontrol", "show", "config"]).stdout)
+
+    def checkpoint_support(self) -> CheckpointSupport:
+        return parse_checkpoint_support(self._run(["scontrol", "show", "config"]).stdout)
 
     def check_accounting(self) -> None:
         """Raise SlurmError unless sacct (slurmdbd) answers."""
@@ -902,6 +939,12 @@ class Slurm:
     def signal(self, job_id: str, signal: str) -> None:
         """Send ``signal`` to the batch shell and every step of the job (all nodes)."""
         self._control(["scancel", "--full", f"--signal={signal}", job_id])
+
+    def signal_steps(self, job_id: str, signal: str) -> None:
+        """Send ``signal`` to the job's steps on every node (the ranks), not to the batch
+        shell. Observed on 22.05: with ``--full`` the batch step's ``srun`` gets it too, and
+        srun ends its step on SIGHUP ("forcing job termination"), killing the ranks."""
+        self._control(["scancel", f"--signal={signal}", job_id])
 
     def _control(self, argv: list[str]) -> None:
         result = self.transport.run(argv, timeout=self.timeout)

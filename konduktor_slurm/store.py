@@ -45,6 +45,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from konduktor_slurm.checkpoint import Checkpoint
 from konduktor_slurm.lifecycle import State, UserStop
 from konduktor_slurm.service.errors import EXIT_STORE, EXIT_STORE_LOCKED, KonduktorError
 
@@ -162,6 +163,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         "find a job by its Slurm job id without reading every row (logs/status/stop <id>)",
         ("CREATE INDEX IF NOT EXISTS jobs_by_slurm_id ON jobs (slurm_job_id)",),
     ),
+    Migration(
+        3,
+        "how a task checkpoints (stop --mode checkpoint) and its event_callback, run once per "
+        "state change: a transition is claimed by setting notified (0 = its callback is due)",
+        (
+            "ALTER TABLE jobs ADD COLUMN checkpoint TEXT",
+            "ALTER TABLE jobs ADD COLUMN event_callback TEXT",
+            # Earlier changes are not due: their jobs had no callback konduktor kept.
+            "ALTER TABLE transitions ADD COLUMN notified INTEGER NOT NULL DEFAULT 1",
+            "CREATE INDEX IF NOT EXISTS transitions_due ON transitions (id) WHERE notified = 0",
+        ),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
@@ -211,6 +224,10 @@ class JobRecord:
     hidden: bool = False
     user_stop: UserStop | None = None
     extra: dict = field(default_factory=dict)
+    # How the task saves its work (None: it does not say); set at launch.
+    checkpoint: Checkpoint | None = None
+    # The task's event_callback: a command run here at each state change (None: none).
+    event_callback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +236,20 @@ class Transition:
     state: str
     detail: str
     at: float
+
+
+@dataclass(frozen=True)
+class DueEvent:
+    """A state change whose event_callback is due, claimed by one process (see
+    ``Store.claim_due_events``): it runs the callback, and no other process will."""
+
+    id: int
+    job_name: str
+    old_state: str  # "" for the job's first state
+    state: str
+    detail: str
+    at: float
+    command: str
 
 
 _COLUMNS = (
@@ -242,12 +273,14 @@ _COLUMNS = (
     "hidden",
     "user_stop",
     "extra",
+    "checkpoint",
+    "event_callback",
 )
 _SELECT_JOBS = f"SELECT {','.join(_COLUMNS)} FROM jobs"
 # The tables konduktor reads and their columns: a store without them is damaged.
 _REQUIRED_TABLES: Final = {
     "jobs": frozenset(_COLUMNS),
-    "transitions": frozenset({"id", "job_name", "state", "detail", "at"}),
+    "transitions": frozenset({"id", "job_name", "state", "detail", "at", "notified"}),
     "meta": frozenset({"key", "value"}),
 }
 
@@ -259,7 +292,7 @@ def _to_row(job: JobRecord) -> tuple:
     values = []
     for column in _COLUMNS:
         value = getattr(job, column)
-        if column == "user_stop":
+        if column in ("user_stop", "checkpoint"):
             value = None if value is None else json.dumps(value.to_json())
         elif column == "extra":
             value = json.dumps(value)
@@ -429,6 +462,17 @@ def _decode_job(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]]:
         if user_stop is None:
             problems.append(f"user_stop is {wrong or 'not a stop record'}")
 
+    checkpoint = None
+    if row["checkpoint"] is not None:
+        data, wrong = _decode_json(row["checkpoint"])
+        checkpoint = None if wrong else Checkpoint.from_json(data)
+        if checkpoint is None:
+            problems.append(f"checkpoint is {wrong or 'not a checkpoint setting'}")
+    event_callback = row["event_callback"]
+    if event_callback is not None and not _is_text(event_callback):
+        problems.append(f"event_callback is {_describe(event_callback)}")
+        event_callback = None
+
     extra: dict[str, Any] = {}
     data, wrong = _decode_json(row["extra"])
     if wrong:
@@ -465,6 +509,8 @@ def _decode_job(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]]:
         hidden=flag("hidden"),
         user_stop=user_stop,
         extra=extra,
+        checkpoint=checkpoint,
+        event_callback=event_callback or None,
     )
     return job, problems
 
@@ -1185,10 +1231,62 @@ class Store:
                 )
 
     def _record_transition(self, name: str, state: str, detail: str, at: float) -> None:
+        # Due (notified = 0) only for a job with an event_callback: the partial index of
+        # due changes stays as small as the callbacks not yet run.
         self._execute(
-            "INSERT INTO transitions (job_name, state, detail, at) VALUES (?,?,?,?)",
-            (name, state, detail, at),
+            "INSERT INTO transitions (job_name, state, detail, at, notified) VALUES "
+            "(?, ?, ?, ?, COALESCE((SELECT event_callback IS NULL OR event_callback = '' "
+            "FROM jobs WHERE name = ?), 1))",
+            (name, state, detail, at, name),
         )
+
+    def claim_due_events(self, names: Iterable[str] | None = None) -> list[DueEvent]:
+        """The state changes whose event_callback has not run (of the jobs ``names``, or of
+        every job), in order, now marked as this process's to run.
+
+        One write transaction reads and marks them, so two processes (a ``logs --follow``
+        and a ``report`` at the same moment) never claim the same change: each change's
+        callback runs once.
+        """
+        wanted = None if names is None else list(names)
+        if wanted == []:
+            return []
+        where = "t.notified = 0"
+        params: list[Any] = []
+        if wanted is not None:
+            where += f" AND t.job_name IN ({','.join('?' for _ in wanted)})"
+            params = wanted
+        query = (
+            "SELECT t.id, t.job_name, t.state, t.detail, t.at, j.event_callback, "
+            "(SELECT p.state FROM transitions p WHERE p.job_name = t.job_name AND p.id < t.id "
+            "ORDER BY p.id DESC LIMIT 1) AS old_state "
+            f"FROM transitions t JOIN jobs j ON j.name = t.job_name WHERE {where} ORDER BY t.id"
+        )
+        with self.transaction():
+            rows = self._rows(query, params)
+            if rows:
+                ids = [row["id"] for row in rows]
+                marks = ",".join("?" for _ in ids)
+                self._execute(f"UPDATE transitions SET notified = 1 WHERE id IN ({marks})", ids)
+        events = []
+        for row in rows:
+            command, state, at = row["event_callback"], row["state"], row["at"]
+            if not (_is_text(command) and command and _is_text(state) and _is_number(at)):
+                continue  # a damaged row: its callback cannot run as it was meant
+            old = row["old_state"]
+            detail = row["detail"]
+            events.append(
+                DueEvent(
+                    id=row["id"],
+                    job_name=row["job_name"],
+                    old_state=old if _is_text(old) else "",
+                    state=state,
+                    detail=detail if _is_text(detail) else "",
+                    at=float(at),
+                    command=command,
+                )
+            )
+        return events
 
     def get(self, name: str) -> JobRecord | None:
         jobs = self._decode_jobs(self._rows(f"{_SELECT_JOBS} WHERE name=?", (name,)))

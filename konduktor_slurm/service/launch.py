@@ -286,6 +286,8 @@ def _new_records(session: Session, prepared: Prepared) -> list[JobRecord]:
                     job_dir=batch.job_dirs[index],
                     log_path=batch.log_paths[index],
                     max_restarts=task.resources.max_restarts,
+                    checkpoint=task.resources.checkpoint,
+                    event_callback=task.event_callback,
                     state=State.CREATED.value,
                     detail="staging workdir",
                     created_at=now,
@@ -381,6 +383,9 @@ def submit_all(
                 job.submitted_at = now
                 store.save(job)
                 store.set_state(job, State.PENDING.value, "submitted")
+    from konduktor_slurm.service.notify import run_due
+
+    run_due(store, records)  # event_callback: CREATED, then PENDING
     return records
 
 

@@ -122,6 +122,7 @@ def report_run(session: Session, options: ReportOptions) -> Iterator[ReportRun |
 
 def _build(session: Session, options: ReportOptions) -> ReportRun:
     from konduktor_slurm.report import build_report, failing_rank
+    from konduktor_slurm.service.notify import run_due
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.tracker import refresh
     from konduktor_slurm.transport import TransportError
@@ -131,6 +132,7 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
         now = time.time()
         jobs = store.jobs(include_hidden=True)
         result = refresh(store, slurm, jobs, all_users=options.all_users)
+        run_due(store)  # every job's event_callback not yet run, once per change
         stale = result.stale_reason
         if not stale and not options.all_users and all(job.terminal for job in jobs):
             # Nothing to ask squeue about; a cron report must still notice a dead cluster.

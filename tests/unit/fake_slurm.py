@@ -11,6 +11,7 @@ for real on this machine, in the test's temporary directory.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,8 @@ class FakeSlurm(LocalTransport):
         self.operator = operator
         self._user = user
         self._next_id = 100
+        # What the job does when its ranks get a signal (scancel --signal without --full).
+        self.on_rank_signal: Callable[[FakeJob, str], None] | None = None
 
     @property
     def user(self) -> str:
@@ -210,6 +213,15 @@ class FakeSlurm(LocalTransport):
         return 0, "", ""
 
     def _scancel(self, argv: list[str]) -> tuple[int, str, str]:
+        signal = next((a.removeprefix("--signal=") for a in argv if a.startswith("--signal=")), "")
+        if signal and "--full" not in argv:  # to the steps only: the ranks get it
+            job = self.jobs.get(argv[-1])
+            if job is None:
+                error = f"Kill job error on job id {argv[-1]}: Invalid job id specified"
+                return 1, "", f"scancel: error: {error}\n"
+            if self.on_rank_signal is not None:
+                self.on_rank_signal(job, signal)
+            return 0, "", ""
         for job_id in argv[1:]:
             job = self.jobs[job_id]
             job.queue, job.reason = "CANCELLED", "None"

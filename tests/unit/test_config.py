@@ -212,7 +212,7 @@ NOT_ABSOLUTE = (
     "must be an absolute path or start with ~/ (your home directory on the cluster), got "
 )
 GRES = "expected a Slurm GRES type name (letters, digits, '_', '.', '-'), got "
-MODES = "expected one of auto, suspend, requeue, signal, got "
+MODES = "expected one of auto, suspend, requeue, signal, checkpoint, got "
 RETENTION = "expected a duration like 30d, 12h or 0s, or never, got "
 
 BAD_CONFIGS = [

@@ -8,8 +8,10 @@ import pytest
 
 from konduktor_slurm.slurm import (
     QUEUE_FIELDS,
+    CheckpointSupport,
     SlurmError,
     owners_may_suspend,
+    parse_checkpoint_support,
     parse_release,
     parse_sacct,
     parse_sbatch,
@@ -180,3 +182,31 @@ def test_job_owners_may_suspend_from_26_05_on(
 ) -> None:
     assert parse_release(version) == release
     assert owners_may_suspend(release) is owners_suspend
+
+
+@pytest.mark.parametrize(
+    ("release", "proctrack"),
+    [
+        ("22.05", "proctrack/cgroup"),
+        ("24.11", "proctrack/linuxproc"),
+        ("26.05", "proctrack/linuxproc"),
+    ],
+)
+def test_how_each_release_signals_a_checkpointing_task(release: str, proctrack: str) -> None:
+    config = (FIXTURES / f"scontrol-config-{release}.txt").read_text()
+    support = parse_checkpoint_support(config)
+    assert support == CheckpointSupport(proctrack, user_signal_at_preemption=False)
+    assert "save on SIGTERM too" in support.describe()
+    # The flag's spelling: 22.05's SlurmctldParameters, PreemptParameters from 23.02 on.
+    flag = {
+        "22.05": (
+            "SlurmctldParameters     = (null)",
+            "SlurmctldParameters     = enable_configless,preempt_send_user_signal",
+        ),
+        "24.11": ("PreemptParameters       = (null)", "PreemptParameters       = send_user_signal"),
+        "26.05": ("PreemptParameters       = (null)", "PreemptParameters       = send_user_signal"),
+    }[release]
+    assert flag[0] in config
+    with_flag = parse_checkpoint_support(config.replace(*flag))
+    assert with_flag.user_signal_at_preemption
+    assert "sends the task's checkpoint signal" in with_flag.describe()
