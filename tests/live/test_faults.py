@@ -38,6 +38,21 @@ def kill_daemon(name: str, how: signal.Signals = signal.SIGKILL) -> None:
         time.sleep(0.1)
 
 
+def wait_for_node_settled(node: str, timeout: float = 90) -> None:
+    """Until ``node`` is up and done cleaning up (idle, mixed or allocated)."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        shown = subprocess.run(
+            ["sinfo", "--noheader", "--nodes", node, "--format=%T"], capture_output=True, text=True
+        )
+        state = shown.stdout.split("\n", 1)[0].strip()
+        if state in {"idle", "mixed", "allocated"}:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{node} is still {state!r} after {timeout:.0f}s")
+
+
 def cluster_up() -> None:
     subprocess.run(["bash", str(ROOT / "docker" / "cluster-up.sh")], check=True, timeout=180)
 
@@ -129,10 +144,23 @@ def test_slurmd_killed_under_a_two_node_job_names_the_node_then_runs_again(
     assert job["detail"].startswith("node failure (node2); requeued"), job
     assert "preempt" not in job["detail"]
     cluster_up()  # node2 returns (ReturnToService=2) and the job runs again
+    # Slurm requeues with a begin time a while ahead; the test brings the rerun forward, but
+    # not into the second node2 re-registered in: slurmctld then kills the first run's step
+    # node2 still reports, which revokes the job's credential as of that second, and a rerun
+    # whose credential is from the same second is refused on node2 ("Job credential
+    # revoked", exit 168; credential times are whole seconds). Slurm's own begin time keeps
+    # real reruns clear of that race.
+    wait_for_node_settled("node2")
+    time.sleep(2)
     subprocess.run(["scontrol", "update", f"jobname={name}", "starttime=now"], check=False)
     job = wait_for_status(kd, name, {"ACTIVE"}, timeout=150)
+    # ACTIVE from the allocation on; each rank prints its line when its task starts.
+    deadline = time.monotonic() + 30
     logs = kd("logs", name).stdout
-    assert "run 1 on rank 0" in logs, logs
+    while not ("run 1 on rank 0" in logs and "run 1 on rank 1" in logs):
+        assert time.monotonic() < deadline, logs
+        time.sleep(1)
+        logs = kd("logs", name).stdout
     kd("down", "-y", name)
 
 

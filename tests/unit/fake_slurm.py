@@ -145,9 +145,12 @@ class FakeSlurm(LocalTransport):
         if "--duplicates" in argv:
             return 0, self._runs(argv), ""
         out = []
-        for job_id in self._ids(argv):
-            job = self.jobs.get(job_id)
-            if job is None or job.acct is None:
+        asked = set(self._ids(argv))
+        # As sacct does, an array's id answers for each of its elements ("889" -> "889_0"...).
+        for job_id, job in self.jobs.items():
+            if job_id not in asked and job_id.partition("_")[0] not in asked:
+                continue
+            if job.acct is None:
                 continue
             fields = list(_SACCT[job.acct.split()[0]])
             fields[0], fields[1], fields[2], fields[7] = job_id, job.acct, job.exit_code, job.user
