@@ -190,6 +190,16 @@ if [[ -f /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes || -f /sys/fs/cgroup/
   CONSTRAIN_SWAP=yes
 fi
 
+# A job preempted from a partition with a GraceTime gets its own --signal (konduktor's
+# checkpoint signal) at once instead of SIGTERM: a SlurmctldParameters flag in 22.05,
+# PreemptParameters=send_user_signal from 23.02 on (24.11 and 26.05: the chroot clusters).
+slurm_release=$(slurmctld -V 2>/dev/null | awk '{print $2}')
+if [[ ${slurm_release%%.*} =~ ^[0-9]+$ ]] && ((${slurm_release%%.*} >= 23)); then
+  PREEMPT_USER_SIGNAL=PreemptParameters=send_user_signal
+else
+  PREEMPT_USER_SIGNAL=SlurmctldParameters=preempt_send_user_signal
+fi
+
 # Password of the accounting DB user (socket-only DB); made once, kept.
 if [[ ! -s $KC_STATE_DIR/db_pass ]]; then
   (umask 077 && od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$KC_STATE_DIR/db_pass")
@@ -215,6 +225,7 @@ render() {
     -e "s|@NODE1_PORT@|$KC_NODE1_PORT|g" \
     -e "s|@NODE2_PORT@|$KC_NODE2_PORT|g" \
     -e "s|@CGROUP_PLUGIN@|$KC_CGROUP_PLUGIN|g" \
+    -e "s|@PREEMPT_USER_SIGNAL@|$PREEMPT_USER_SIGNAL|g" \
     "$CONF_SRC/$1"
 }
 

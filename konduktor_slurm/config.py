@@ -21,9 +21,10 @@
     account: research
     qos: normal
     gres_map: {A100-80GB: a100_80g}   # accelerator name -> Slurm GRES type
-    stop_mode: auto               # auto | suspend | requeue | signal
+    stop_mode: auto               # auto | suspend | requeue | signal | checkpoint
     slurm_bin_dir: /opt/slurm/bin
     slurm_timeout: 30             # seconds per Slurm call, 1-3600
+    retention: 30d                # finished jobs' snapshots and node workdirs (or: never)
 
 ``~/.ssh/config`` fills in what is not set here (HostName, User, Port, IdentityFile, ProxyJump,
 ProxyCommand); ``jump_host`` and ``proxy_command`` exclude each other, as in ssh_config.
@@ -65,6 +66,9 @@ DEFAULT_REMOTE_JOBS_DIR = "~/.konduktor/jobs"
 DEFAULT_NODE_WORKDIR = "~/konduktor_workdir"
 DEFAULT_SLURM_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 15.0
+# How long a finished job's staged snapshot and node workdirs are kept (config ``retention``):
+# a month is what people look back on; logs, results and the store's record stay forever.
+DEFAULT_RETENTION = 30 * 86400.0
 
 CACHE_NAME = "config-cache.json"
 # Bump when the cached values change shape or meaning.
@@ -130,6 +134,8 @@ class Settings:
     account: str | None = None
     qos: str | None = None
     stop_mode: StopMode = StopMode.AUTO
+    # Seconds a finished job's snapshot and node workdirs are kept; None: never pruned.
+    retention: float | None = DEFAULT_RETENTION
 
     @property
     def store_path(self) -> Path:
@@ -285,6 +291,9 @@ def build_settings(values: Mapping[str, Any], home: Path, config_path: Path) -> 
     else:
         jobs_dir = (jobs_dir or DEFAULT_REMOTE_JOBS_DIR).rstrip("/") or "/"
     node_workdir = (values.get("node_workdir") or DEFAULT_NODE_WORKDIR).rstrip("/") or "/"
+    retention = values.get("retention")
+    if retention is None:
+        retention = DEFAULT_RETENTION
     return Settings(
         home=home,
         config_path=config_path,
@@ -298,6 +307,7 @@ def build_settings(values: Mapping[str, Any], home: Path, config_path: Path) -> 
         account=values.get("account"),
         qos=values.get("qos"),
         stop_mode=StopMode(values.get("stop_mode") or StopMode.AUTO),
+        retention=None if retention == "never" else float(retention),
     )
 
 
@@ -317,6 +327,7 @@ _VALUE_TYPES: dict[str, tuple[type, ...]] = {
     "stop_mode": _OPTIONAL_TEXT,
     "slurm_bin_dir": _OPTIONAL_TEXT,
     "slurm_timeout": (*_NUMBER, type(None)),
+    "retention": (*_NUMBER, str, type(None)),  # seconds, or "never"
 }
 _SSH_TYPES: dict[str, tuple[type, ...]] = {
     "host": (str,),
@@ -394,6 +405,11 @@ def _well_formed(values: Any) -> bool:
     ):
         return False
     if values["stop_mode"] is not None and values["stop_mode"] not in STOP_MODES:
+        return False
+    retention = values["retention"]
+    if isinstance(retention, str) and retention != "never":
+        return False
+    if isinstance(retention, int | float) and not 0 <= retention < float("inf"):
         return False
     gres_map = values["gres_map"]
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in gres_map.items()):

@@ -149,6 +149,21 @@ def _stop_mode(value: Any) -> StopMode:
     )
 
 
+def _retention(value: Any) -> float | str:
+    """``30d``, ``12h``, ``0s`` -> seconds; ``never`` stays "never" (None means unset)."""
+    from konduktor_slurm.durations import RETENTION_EXPECTED, DurationError, parse_retention
+
+    text = as_text(value)
+    if isinstance(text, str) and not isinstance(value, bool):
+        try:
+            seconds = parse_retention(text)
+        except DurationError as exc:
+            hint = " (give a unit: 30d, 12h, 90m, 0s)" if NUMBER_RE.fullmatch(text.strip()) else ""
+            rules.fail(f"{exc}{hint}")
+        return "never" if seconds is None else seconds
+    rules.fail(f"expected {RETENTION_EXPECTED}, got {rules.describe(value)}")
+
+
 def _ssh_value(value: Any) -> Any:
     """``ssh: login`` is ``ssh: {host: login}``; ``ssh: false`` (or null) means local."""
     if value is False:
@@ -217,6 +232,7 @@ GresMap = Annotated[
     mapping_of("accelerator name: Slurm GRES type, like {A100-80GB: a100_80g}"),
 ]
 StopModeValue = Annotated[StopMode, Plain(_stop_mode)]
+Retention = Annotated[float | str, Plain(_retention)]
 SlurmBinDir = Annotated[
     str, must(bool), Text, expect("a directory like '/opt/slurm/bin'"), After(_bin_dir)
 ]
@@ -259,6 +275,7 @@ class ConfigSchema(Section):
     stop_mode: StopModeValue | None = None
     slurm_bin_dir: SlurmBinDir | None = None
     slurm_timeout: Seconds | None = None
+    retention: Retention | None = None
 
 
 TOP_LEVEL = field_names(ConfigSchema)
@@ -363,4 +380,5 @@ def values_of(model: ConfigSchema) -> dict[str, Any]:
         "stop_mode": None if model.stop_mode is None else model.stop_mode.value,
         "slurm_bin_dir": model.slurm_bin_dir,
         "slurm_timeout": model.slurm_timeout,
+        "retention": model.retention,
     }

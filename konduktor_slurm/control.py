@@ -13,8 +13,13 @@ Stop modes (``--mode`` / ``stop_mode`` in config.yaml):
   restarts from the top on start); pending jobs get ``scontrol hold``.
 - ``signal``: ``scancel --full --signal=STOP`` (and CONT on start); like suspend, but any user
   may do it. Processes are frozen; GPUs stay allocated.
-- ``auto``: suspend where Slurm allows the caller, else requeue (the CLI retries on
-  ``PermissionDenied``).
+- ``checkpoint``: for a task that declares how it checkpoints (``job_config``'s
+  ``checkpoint_signal`` / ``checkpoint_grace``): every rank gets the signal, has up to the
+  grace period to save and exit, then the job is requeued and held (GPUs released); on start
+  it restarts with ``KONDUKTOR_RESTART_ATTEMPT`` + 1 and resumes from its checkpoint.
+- ``auto``: suspend where Slurm allows the caller, else checkpoint when the task declares a
+  checkpoint, else requeue (the service retries on ``PermissionDenied``:
+  :func:`instead_of_refused_suspend`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class StopMode(StrEnum):
     SUSPEND = "suspend"
     REQUEUE = "requeue"
     SIGNAL = "signal"
+    CHECKPOINT = "checkpoint"
 
 
 STOP_MODES: Final = tuple(mode.value for mode in StopMode)
@@ -43,9 +49,11 @@ class Action(Enum):
     REQUEUE_HOLD = "requeue"
     HOLD = "hold"
     SIGNAL_STOP = "signal"
+    CHECKPOINT = "checkpoint"  # the checkpoint signal, the grace period, then requeue-hold
     RESUME = "resume"
     RELEASE = "release"
     RELEASE_REQUEUED = "release-requeued"
+    RELEASE_CHECKPOINTED = "release-checkpointed"  # the same in Slurm; it resumes, though
     SIGNAL_CONT = "continue"
     CANCEL = "cancel"
 
@@ -56,10 +64,12 @@ STOP_RECORD_MODE: Final = {
     Action.REQUEUE_HOLD: "requeue",
     Action.HOLD: "hold",
     Action.SIGNAL_STOP: "signal",
+    Action.CHECKPOINT: "checkpoint",
 }
 _UNDO: Final = {
     "suspend": Action.RESUME,
     "requeue": Action.RELEASE_REQUEUED,
+    "checkpoint": Action.RELEASE_CHECKPOINTED,
     "hold": Action.RELEASE,
     "signal": Action.SIGNAL_CONT,
 }
@@ -75,6 +85,11 @@ COSTS: Final = {
         "On `konduktor start` the run restarts from the beginning "
         "(KONDUKTOR_RESTART_ATTEMPT goes up by one)."
     ),
+    Action.CHECKPOINT: (
+        "every rank got the task's checkpoint signal and time to save (checkpoint_grace); "
+        "then it was requeued and held, its GPUs released. On `konduktor start` the run "
+        "restarts (KONDUKTOR_RESTART_ATTEMPT goes up by one) and resumes from its checkpoint."
+    ),
     Action.HOLD: (
         "held in the queue; it had no GPUs yet and will not start until `konduktor start`."
     ),
@@ -87,11 +102,24 @@ COSTS: Final = {
     Action.RELEASE_REQUEUED: (
         "released and eligible at once (Slurm's requeue delay lifted); the run begins from the top."
     ),
+    Action.RELEASE_CHECKPOINTED: (
+        "released and eligible at once (Slurm's requeue delay lifted); the run starts again "
+        "and resumes from its checkpoint."
+    ),
     Action.SIGNAL_CONT: "every process got SIGCONT and runs again.",
     Action.CANCEL: "cancelled (scancel); its history is kept.",
 }
 
 _RUNNING: Final = frozenset({"RUNNING", "CONFIGURING"})
+_NO_CHECKPOINT: Final = (
+    "declares no checkpoint (resources.job_config.checkpoint_signal / checkpoint_grace), so "
+    "--mode checkpoint cannot save its work; use --mode requeue (restarts from the beginning) "
+    "or --mode signal (keeps its GPUs)"
+)
+_STILL_CHECKPOINTING: Final = (
+    "is checkpointing for an earlier `konduktor stop` (its ranks have the signal); it is "
+    "requeued and held when they exit or its grace period ends"
+)
 _WAITING: Final = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
 
 
@@ -123,12 +151,16 @@ def plan_stop(
     slurm_state: str | None,
     mode: str,
     stopped_mode: str | None,
+    checkpoint: bool = False,
+    checkpointing: bool = False,
 ) -> Plan:
     """How to stop a job.
 
     ``lifecycle`` is the job's current lifecycle state ("ACTIVE", ...), ``slurm_state`` its
     Slurm state (any spelling), ``mode`` one of :data:`STOP_MODES`, ``stopped_mode`` the
-    mode of an earlier ``konduktor stop`` still in force (None if none).
+    mode of an earlier ``konduktor stop`` still in force (None if none). ``checkpoint``: the
+    task declares how it checkpoints; ``checkpointing``: a checkpoint stop is in its grace
+    period (the ranks have the signal and are saving).
     """
     if mode not in STOP_MODES:
         raise ValueError(f"unknown stop mode {mode!r}")
@@ -136,6 +168,8 @@ def plan_stop(
     if refused:
         return refused
     state = normalise_state(slurm_state or "")
+    if checkpointing and state in _RUNNING:
+        return Plan(note=_STILL_CHECKPOINTING)
     if stopped_mode is not None and state not in _RUNNING:
         return Plan(note="is already stopped")
     if state == "STOPPED":
@@ -157,7 +191,10 @@ def plan_stop(
             return Plan(Action.SIGNAL_STOP)
         if mode == "requeue":
             return Plan(Action.REQUEUE_HOLD)
-        return Plan(Action.SUSPEND)  # suspend, or auto (the CLI falls back on refusal)
+        if mode == "checkpoint":
+            return Plan(Action.CHECKPOINT) if checkpoint else Plan(error=_NO_CHECKPOINT)
+        # suspend, or auto (the service falls back on refusal: instead_of_refused_suspend)
+        return Plan(Action.SUSPEND)
     return Plan(error=f"is in Slurm state {state or 'unknown'}; konduktor cannot stop it")
 
 
@@ -169,6 +206,7 @@ def plan_start(
     reason: str | None,
     priority: int | None,
     stopped_mode: str | None,
+    checkpointing: bool = False,
 ) -> Plan:
     """How to start a stopped job again (undo exactly what stopped it)."""
     refused = _refuse_unsubmitted_or_finished("start", lifecycle, terminal)
@@ -176,6 +214,8 @@ def plan_start(
         return refused
     state = normalise_state(slurm_state or "")
     if state in _RUNNING and state != "CONFIGURING":
+        if checkpointing:
+            return Plan(note=f"{_STILL_CHECKPOINTING}; start it once it has stopped")
         return Plan(note="is already running")
     if stopped_mode is not None and stopped_mode in _UNDO:
         return Plan(_UNDO[stopped_mode])
@@ -190,4 +230,14 @@ def plan_start(
         return Plan(Action.RELEASE_REQUEUED)
     if state == "PENDING" and (reason or "").startswith("JobHeldUser"):
         return Plan(Action.RELEASE)
+    if state == "PENDING" and (reason or "").lower().startswith("launch failed requeued held"):
+        # A cluster fault (slurmctld or the node died as the job was launched): Slurm held it
+        # so it would not fail again at once; releasing it is what the user asks for.
+        return Plan(Action.RELEASE)
     return Plan(note=f"is not stopped ({lifecycle})")
+
+
+def instead_of_refused_suspend(checkpoint: bool) -> Action:
+    """What ``auto`` does when Slurm refuses the caller ``scontrol suspend`` (only operators
+    may): a task that declares a checkpoint saves its work first; any other is requeued."""
+    return Action.CHECKPOINT if checkpoint else Action.REQUEUE_HOLD

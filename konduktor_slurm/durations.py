@@ -20,15 +20,18 @@ from typing import Final
 __all__ = [
     "AGE_UNITS",
     "MAX_AGE_SECONDS",
+    "RETENTION_EXPECTED",
     "SLURM_MAX_TIME_MINUTES",
     "SLURM_TIME_EXPECTED",
     "DurationError",
     "clock",
+    "format_age",
     "format_duration",
     "humanize_ago",
     "iso",
     "parse_age",
     "parse_elapsed",
+    "parse_retention",
     "parse_when",
     "slurm_time_parts",
     "slurm_time_seconds",
@@ -65,6 +68,24 @@ def parse_age(text: str) -> float:
     if seconds > MAX_AGE_SECONDS:
         raise DurationError(f"{stripped!r} is more than 100 years; give a shorter age or a date")
     return seconds
+
+
+RETENTION_EXPECTED: Final = "a duration like 30d, 12h or 0s, or never"
+
+
+def parse_retention(text: str) -> float | None:
+    """How long finished jobs' snapshots are kept (config.yaml ``retention``, ``konduktor
+    prune --older-than``): an age (``30d``, ``12h``, ``0s``) -> seconds; ``never`` -> None."""
+    if text.strip().lower() == "never":
+        return None
+    try:
+        return parse_age(text)
+    except DurationError:
+        if _AGE.fullmatch(text.strip()):  # an age, but too long
+            raise DurationError(
+                f"{text.strip()!r} is more than 100 years; give a shorter duration, or never"
+            ) from None
+        raise DurationError(f"expected {RETENTION_EXPECTED}, got {text!r}") from None
 
 
 def parse_when(text: str, now: float) -> float:
@@ -221,6 +242,16 @@ def format_duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m {secs}s"
     return f"{secs}s"
+
+
+def format_age(seconds: float) -> str:
+    """An age as ``parse_age`` reads it, in its largest whole unit: ``30d``, ``12h``,
+    ``90m``, ``45s``, ``1.5s``; ``0s``."""
+    for unit in ("w", "d", "h", "m"):
+        count = seconds / AGE_UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
 
 
 # Konduktor's status column style ("22 mins"): one unit, floored, plural with "s".

@@ -74,15 +74,21 @@ class UserStop:
     """Recorded by ``konduktor stop``: who stopped the job, when (epoch seconds), and how.
 
     ``mode`` is what was done, so ``start`` can undo exactly that: "suspend", "requeue",
-    "hold" (a pending job) or "signal".
+    "hold" (a pending job), "signal" or "checkpoint". A checkpoint stop gives the ranks
+    until ``until`` (epoch seconds: the signal's time plus the task's grace period) to save
+    and exit before the job is requeued and held; until then status says "checkpointing".
     """
 
     user: str
     at: float
     mode: str
+    until: float | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"user": self.user, "at": self.at, "mode": self.mode}
+        data: dict[str, object] = {"user": self.user, "at": self.at, "mode": self.mode}
+        if self.until is not None:
+            data["until"] = self.until
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> UserStop | None:
@@ -92,9 +98,18 @@ class UserStop:
         user, at, mode = data.get("user"), data.get("at"), data.get("mode")
         if not isinstance(user, str) or not isinstance(mode, str):
             return None
-        if not isinstance(at, int | float) or isinstance(at, bool):
+        if not _is_time(at):
             return None
-        return cls(user, float(at), mode)
+        until = data.get("until")
+        return cls(user, float(at), mode, float(until) if _is_time(until) else None)
+
+    def checkpointing(self, now: float) -> bool:
+        """A checkpoint stop whose grace period still runs at ``now``."""
+        return self.mode == "checkpoint" and self.until is not None and now < self.until
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -422,7 +437,11 @@ REASON_OUTCOMES: Final[Mapping[str, tuple[State, str]]] = MappingProxyType(
         "limit": (State.SUSPENDED_SYSTEM, "awaiting quota: {c.reason}"),
         "blocked": (State.SUSPENDED_SYSTEM, "blocked: {c.reason}"),
         "admin_hold": (State.SUSPENDED_SYSTEM, "held by an administrator"),
-        "launch_failed_hold": (State.SUSPENDED_SYSTEM, "launch failed; requeued and held"),
+        "launch_failed_hold": (
+            State.SUSPENDED_SYSTEM,
+            "its launch failed (a node or slurmctld fault); Slurm requeued and held it: "
+            "`konduktor start` releases it",
+        ),
         "max_requeue": (State.SUSPENDED_SYSTEM, "held: requeued too many times"),
         "user_hold": (State.SUSPENDED_USER, "held by user"),
         "requeue_hold": (State.SUSPENDED_USER, "requeued and held"),
@@ -433,7 +452,7 @@ REASON_OUTCOMES: Final[Mapping[str, tuple[State, str]]] = MappingProxyType(
 # Classes that only say "not yet": for a job that already ran (restarts > 0) they mean it
 # was preempted / node-failed / retried and awaits rescheduling, which is the system's doing.
 # Holds, quotas and blocks keep their own, more specific outcome.
-_WAITING_CLASSES: Final[frozenset[str]] = frozenset(
+WAITING_CLASSES: Final[frozenset[str]] = frozenset(
     {
         "none",
         "resources",
@@ -662,7 +681,7 @@ def _exit_failed(c: _Ctx) -> bool:
 
 
 def _requeued_and_waiting(c: _Ctx) -> bool:
-    return c.requeued and c.reason_class in _WAITING_CLASSES
+    return c.requeued and c.reason_class in WAITING_CLASSES
 
 
 def _reason_is(cls: str) -> Callable[[_Ctx], bool]:
@@ -768,6 +787,8 @@ def _pick_state(slurm: SlurmFacts) -> str:
 
 def _stop_detail(stop: UserStop, now: float) -> str:
     who = f"stopped by {stop.user}" if stop.user else "stopped"
+    if stop.mode == "checkpoint":
+        who = f"checkpointed and {who}"
     # now/at default to 0 when the caller has no clock; an age from 1970 would mislead.
     if not now or not stop.at or not math.isfinite(now) or not math.isfinite(stop.at):
         return who
@@ -791,10 +812,23 @@ def classify(slurm: SlurmFacts, local: LocalFacts) -> Lifecycle:
         rule = next((r for r in rules if r.when(ctx)), _UNKNOWN_STATE_RULE)
         outcome = rule.render(ctx)
 
-    if local.user_stop is not None and outcome.state in _USER_STOP_OVERRIDES:
-        return Lifecycle(State.SUSPENDED_USER, _stop_detail(local.user_stop, local.now))
-    if local.user_stop is not None and local.user_stop.mode == "requeue" and state == "COMPLETING":
+    stop = local.user_stop
+    if stop is not None and outcome.state in _USER_STOP_OVERRIDES:
+        return Lifecycle(State.SUSPENDED_USER, _stop_detail(stop, local.now))
+    if stop is not None and stop.mode in ("requeue", "checkpoint") and state == "COMPLETING":
         # `stop` by requeue kills the run; Slurm shows CG for a few seconds before PD.
-        detail = f"{_stop_detail(local.user_stop, local.now)}; releasing its nodes"
+        detail = f"{_stop_detail(stop, local.now)}; releasing its nodes"
         return Lifecycle(State.SUSPENDED_USER, detail)
+    if stop is not None and outcome.state is State.ACTIVE and stop.checkpointing(local.now):
+        # It still runs: the ranks have the checkpoint signal and are saving.
+        return Lifecycle(State.ACTIVE, _checkpointing_detail(stop, local.now))
     return outcome
+
+
+def _checkpointing_detail(stop: UserStop, now: float) -> str:
+    who = f" by {stop.user}" if stop.user else ""
+    left = max(0, math.ceil((stop.until or now) - now))
+    return (
+        f"checkpointing: stop asked{who}; requeued and held when its ranks exit, "
+        f"at the latest in {left}s"
+    )

@@ -102,6 +102,7 @@ def follow(
     on_stale: Callable[[str], None] | None = None,
     node_rank: int | None = None,
     last_lines: int | None = None,
+    on_refresh: Callable[[], None] | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -112,6 +113,7 @@ def follow(
     The log is read every ``POLL_SECONDS`` (a file read, not a Slurm call); Slurm is asked
     with the shared backoff of ``konduktor_slurm.polling``, and soon after the job's script
     prints that an attempt finished, so the end is seen within seconds, not at the next 30 s.
+    ``on_refresh`` runs after each look at Slurm (the job's event callbacks).
     """
     lines = LineFilter(node_rank)
     existing = slurm.transport.read_bytes(job.log_path)
@@ -137,6 +139,8 @@ def follow(
         if clock() >= next_look:
             started = wall()
             result = refresh_shared(store, slurm, [job], max_age, now=started)
+            if on_refresh is not None:
+                on_refresh()
             if result.stale and on_stale:
                 on_stale(result.stale_reason or "")
             if job.terminal:

@@ -72,6 +72,9 @@ class JobPlan:
     # Where each node runs the job: the workdir snapshot is copied to <node_workdir>/<job>.
     node_workdir: str = "~/konduktor_workdir"
     array: ArrayPlan | None = None
+    # Seconds after which a finished job's node workdir is removed by the next job a node
+    # starts (config.yaml `retention`); None: never.
+    node_retention: int | None = None
 
 
 def shell_quote(value: object) -> str:
@@ -155,6 +158,10 @@ def sbatch_directives(task: Task, plan: JobPlan) -> list[str]:
     ):
         if value is not None:
             directives.append(_directive(option, value))
+    checkpoint = resources.checkpoint
+    if checkpoint is not None and not any(o == "signal" for o, _ in slurm.sbatch_options):
+        # Without "B:": to the job steps (the ranks), the grace period before the time limit.
+        directives.append(_directive("signal", f"{checkpoint.signal}@{checkpoint.grace}"))
     directives.extend(_directive(option, value) for option, value in slurm.sbatch_options)
     if plan.array is not None:
         directives.append(_directive("array", f"0-{len(plan.array.elements) - 1}"))
@@ -178,11 +185,13 @@ def render_node_script(task: Task, plan: JobPlan) -> str:
             ],
             workdir=plan.workdir,
             node_workdir=plan.node_workdir,
+            node_retention=plan.node_retention,
             setup=task.setup,
             run=task.run,
             has_secrets=bool(task.secrets),
             secrets_path=f"{plan.job_dir}/secrets.env",
             array=plan.array,
+            checkpoint=task.resources.checkpoint,
         )
     )
 
@@ -213,6 +222,7 @@ def render_sbatch(task: Task, plan: JobPlan) -> str:
             accelerator_type=accelerator.name if accelerator else "",
             node_script=render_node_script(task, plan),
             max_attempts=task.resources.max_restarts + 1,
+            checkpoint=task.resources.checkpoint,
             comment=konduktor_comment(task.resources_summary()),
         )
     )

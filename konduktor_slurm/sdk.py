@@ -95,9 +95,9 @@ class Resources:
 
 class Task:
     """A task as in Konduktor: ``Task(name, run=..., setup=..., envs=..., workdir=...,
-    num_nodes=...)`` plus ``set_resources``/``set_file_mounts``/``update_envs``, or
-    ``Task.from_yaml(path)``. Validated (every issue at once) when launched, or by
-    ``validate()``."""
+    num_nodes=..., event_callback=...)`` plus ``set_resources``/``set_file_mounts``/
+    ``update_envs``, or ``Task.from_yaml(path)``. Validated (every issue at once) when
+    launched, or by ``validate()``."""
 
     def __init__(
         self,
@@ -110,6 +110,7 @@ class Task:
         num_nodes: int | None = None,
         secrets: dict[str, str] | None = None,
         file_mounts: dict[str, str] | None = None,
+        event_callback: str | None = None,
     ) -> None:
         config: dict[str, Any] = {
             "name": name,
@@ -120,6 +121,7 @@ class Task:
             "num_nodes": num_nodes,
             "secrets": secrets,
             "file_mounts": file_mounts,
+            "event_callback": event_callback,
         }
         self._config = {key: value for key, value in config.items() if value is not None}
         self._valid: ValidTask | None = None

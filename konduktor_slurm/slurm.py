@@ -312,6 +312,37 @@ def parse_squeue(output: str, fields: Sequence[str] = QUEUE_FIELDS) -> dict[str,
     return rows
 
 
+# A job array's elements that never started have no record of their own in accounting: sacct
+# keeps them in the array's one record, "4305_[0,2-5%4]" (ranges, a ":step", a "%" limit of
+# elements running at once), and `sacct --jobs=4305_0` prints nothing for them. So elements
+# are asked for by their array's id and that record stands for each element it lists.
+_ARRAY_RECORD = re.compile(r"^(\d+)_\[([^\]]*)\]$")
+
+
+def array_base(job_id: str) -> str:
+    """The array's id for an element ("4305_0" -> "4305"); any other id unchanged."""
+    base, underscore, index = job_id.partition("_")
+    return base if underscore and index.isdigit() else job_id
+
+
+def expand_array_record(job_id: str) -> list[str]:
+    """["4305_0", "4305_2"] for sacct's "4305_[0,2]"; ``[job_id]`` for any other id."""
+    match = _ARRAY_RECORD.match(job_id)
+    if not match:
+        return [job_id]
+    base, spec = match.groups()
+    elements: list[str] = []
+    for part in spec.split("%", 1)[0].split(","):
+        bounds, _colon, step = part.partition(":")
+        first, _dash, last = bounds.partition("-")
+        if not first.isdigit() or not (last or first).isdigit() or not (step or "1").isdigit():
+            return [job_id]  # a spelling this parser does not know: keep the record as is
+        elements += [
+            f"{base}_{index}" for index in range(int(first), int(last or first) + 1, int(step or 1))
+        ]
+    return elements
+
+
 def sacct_command(job_ids: Iterable[str]) -> list[str]:
     # Allocations and their steps (one call); -j implies a start time of the epoch.
     return [
@@ -332,10 +363,7 @@ def parse_sacct(output: str) -> dict[str, AcctRow]:
         if dot:
             steps.setdefault(job_id, []).append(values["State"])
             continue
-        # A requeued job has one row per run; the last one printed is the current run, and
-        # the steps printed after it are that run's.
-        steps[job_id] = []
-        rows[job_id] = AcctRow(
+        row = AcctRow(
             job_id=job_id,
             state=values["State"],
             exit_code=_text_or_none(values["ExitCode"]),
@@ -345,6 +373,17 @@ def parse_sacct(output: str) -> dict[str, AcctRow]:
             time_limit=_text_or_none(values["Timelimit"]),
             user=values["User"],
         )
+        elements = expand_array_record(job_id)
+        if elements != [job_id]:
+            # An array's record of elements that never ran: it has no steps, and an element
+            # with a record of its own is not listed in it.
+            for element in elements:
+                rows.setdefault(element, dataclasses.replace(row, job_id=element))
+            continue
+        # A requeued job has one row per run; the last one printed is the current run, and
+        # the steps printed after it are that run's.
+        steps[job_id] = []
+        rows[job_id] = row
     return {
         job_id: dataclasses.replace(row, step_states=tuple(steps.get(job_id, ())))
         for job_id, row in rows.items()
@@ -521,9 +560,9 @@ def parse_history(output: str) -> list[HistoryRow]:
         tres = values["AllocTRES"]
         gpus = _GPU_TRES.search(tres)
         typed = _TYPED_GPU_TRES.search(tres)
-        rows.append(
+        rows.extend(
             HistoryRow(
-                job_id=values["JobID"],
+                job_id=job_id,
                 name=values["JobName"],
                 user=values["User"],
                 state=values["State"],
@@ -536,6 +575,7 @@ def parse_history(output: str) -> list[HistoryRow]:
                 gpu_type=typed.group(1) if typed else None,
                 comment=_text_or_none(values["Comment"]),
             )
+            for job_id in expand_array_record(values["JobID"])
         )
     return rows
 
@@ -657,6 +697,40 @@ def parse_max_array_size(config: str) -> int:
     return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
 
 
+@dataclass(frozen=True)
+class CheckpointSupport:
+    """How this cluster signals a checkpointing task (from ``scontrol show config``)."""
+
+    proctrack: str  # "proctrack/cgroup": only srun's process is signalled; konduktor passes on
+    user_signal_at_preemption: bool  # else a preempted job's ranks get SIGTERM, not --signal
+
+    def describe(self) -> str:
+        if self.proctrack == "proctrack/cgroup":
+            reach = f"{self.proctrack}: konduktor passes the signal on to the ranks' processes"
+        else:
+            reach = f"{self.proctrack or 'unknown'}: Slurm signals every process of the ranks"
+        preempt = (
+            "a preemption with a GraceTime sends the task's checkpoint signal"
+            if self.user_signal_at_preemption
+            else "a preemption with a GraceTime sends SIGTERM (no preempt_send_user_signal / "
+            "send_user_signal): save on SIGTERM too"
+        )
+        return f"{reach}; {preempt}"
+
+
+def parse_checkpoint_support(config: str) -> CheckpointSupport:
+    """``SlurmctldParameters=preempt_send_user_signal`` (22.05) or ``PreemptParameters=
+    send_user_signal`` (23.02 on) make a preemption send the job's own --signal."""
+    proctrack = re.search(r"^ProctrackType\s*=\s*(\S+)", config, re.MULTILINE)
+    flags = re.findall(r"^(?:SlurmctldParameters|PreemptParameters)\s*=\s*(.*)$", config, re.M)
+    user_signal = any(
+        word.strip() in ("preempt_send_user_signal", "send_user_signal")
+        for line in flags
+        for word in line.split(",")
+    )
+    return CheckpointSupport(proctrack.group(1) if proctrack else "", user_signal)
+
+
 def accounting_command() -> list[str]:
     """A cheap sacct call: it fails when accounting (slurmdbd) is missing or down."""
     return [
@@ -750,6 +824,9 @@ class Slurm:
     def max_array_size(self) -> int:
         """How many elements one job array may have here (the cluster's MaxArraySize)."""
         return parse_max_array_size(self._run(["scontrol", "show", "config"]).stdout)
+
+    def checkpoint_support(self) -> CheckpointSupport:
+        return parse_checkpoint_support(self._run(["scontrol", "show", "config"]).stdout)
 
     def check_accounting(self) -> None:
         """Raise SlurmError unless sacct (slurmdbd) answers."""
@@ -851,8 +928,11 @@ class Slurm:
         return self.transport.run(argv, timeout=self.timeout)
 
     def accounting(self, job_ids: Iterable[str]) -> dict[str, AcctRow]:
+        """Accounting's record of each job; an element of an array is asked for by the
+        array's id (see expand_array_record), so the answer may hold its siblings too."""
+        wanted = list(dict.fromkeys(array_base(job_id) for job_id in job_ids))
         rows: dict[str, AcctRow] = {}
-        for chunk in _chunks(list(job_ids)):
+        for chunk in _chunks(wanted):
             rows.update(parse_sacct(self._run(sacct_command(chunk)).stdout))
         return rows
 
@@ -912,6 +992,12 @@ class Slurm:
     def signal(self, job_id: str, signal: str) -> None:
         """Send ``signal`` to the batch shell and every step of the job (all nodes)."""
         self._control(["scancel", "--full", f"--signal={signal}", job_id])
+
+    def signal_steps(self, job_id: str, signal: str) -> None:
+        """Send ``signal`` to the job's steps on every node (the ranks), not to the batch
+        shell. Observed on 22.05: with ``--full`` the batch step's ``srun`` gets it too, and
+        srun ends its step on SIGHUP ("forcing job termination"), killing the ranks."""
+        self._control(["scancel", f"--signal={signal}", job_id])
 
     def _control(self, argv: list[str]) -> None:
         result = self.transport.run(argv, timeout=self.timeout)

@@ -44,6 +44,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from konduktor_slurm.checkpoint import Checkpoint
 from konduktor_slurm.lifecycle import State, UserStop
 from konduktor_slurm.service.errors import EXIT_STORE, EXIT_STORE_LOCKED, KonduktorError
 
@@ -167,6 +168,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(
         3,
+        "how a task checkpoints (stop --mode checkpoint) and its event_callback, run once per "
+        "state change: a transition is claimed by setting notified (0 = its callback is due)",
+        (
+            "ALTER TABLE jobs ADD COLUMN checkpoint TEXT",
+            "ALTER TABLE jobs ADD COLUMN event_callback TEXT",
+            # Earlier changes are not due: their jobs had no callback konduktor kept.
+            "ALTER TABLE transitions ADD COLUMN notified INTEGER NOT NULL DEFAULT 1",
+            "CREATE INDEX IF NOT EXISTS transitions_due ON transitions (id) WHERE notified = 0",
+        ),
+    ),
+    Migration(
+        4,
         "a report reads the changes and the runs of its window, not every row of a big store",
         (
             "CREATE INDEX IF NOT EXISTS transitions_by_time ON transitions (at)",
@@ -228,6 +241,10 @@ class JobRecord:
     hidden: bool = False
     user_stop: UserStop | None = None
     extra: dict = field(default_factory=dict)
+    # How the task saves its work (None: it does not say); set at launch.
+    checkpoint: Checkpoint | None = None
+    # The task's event_callback: a command run here at each state change (None: none).
+    event_callback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +253,20 @@ class Transition:
     state: str
     detail: str
     at: float
+
+
+@dataclass(frozen=True)
+class DueEvent:
+    """A state change whose event_callback is due, claimed by one process (see
+    ``Store.claim_due_events``): it runs the callback, and no other process will."""
+
+    id: int
+    job_name: str
+    old_state: str  # "" for the job's first state
+    state: str
+    detail: str
+    at: float
+    command: str
 
 
 _COLUMNS = (
@@ -259,12 +290,14 @@ _COLUMNS = (
     "hidden",
     "user_stop",
     "extra",
+    "checkpoint",
+    "event_callback",
 )
 _SELECT_JOBS = f"SELECT {','.join(_COLUMNS)} FROM jobs"
 # The tables konduktor reads and their columns: a store without them is damaged.
 _REQUIRED_TABLES: Final = {
     "jobs": frozenset(_COLUMNS),
-    "transitions": frozenset({"id", "job_name", "state", "detail", "at"}),
+    "transitions": frozenset({"id", "job_name", "state", "detail", "at", "notified"}),
     "meta": frozenset({"key", "value"}),
 }
 
@@ -276,7 +309,7 @@ def _to_row(job: JobRecord) -> tuple:
     values = []
     for column in _COLUMNS:
         value = getattr(job, column)
-        if column == "user_stop":
+        if column in ("user_stop", "checkpoint"):
             value = None if value is None else json.dumps(value.to_json())
         elif column == "extra":
             value = json.dumps(value)
@@ -358,6 +391,7 @@ _EXTRA_SHAPES: Final[dict[str, Callable[[object], bool]]] = {
     "rank_exit_codes": _rank_codes,
     "restarts": _int_or_none,
     "attempt": _attempt,
+    "pruned_at": lambda value: _is_number(value),  # when the job's snapshot was removed
 }
 
 
@@ -402,13 +436,15 @@ def _sound_job(row: sqlite3.Row) -> JobRecord | None:
     record for a sound row."""
     (name, task_name, user, slurm_job_id, resources, num_nodes, gpus_per_node, job_dir,
      log_path, max_restarts, created_at, submitted_at, start_time, end_time, state_text,
-     detail, terminal, hidden, user_stop_text, extra_text) = row  # fmt: skip
+     detail, terminal, hidden, user_stop_text, extra_text, checkpoint_text,
+     event_callback) = row  # fmt: skip
     str_ = str
     if not (
         type(name) is str_ and name and type(task_name) is str_ and type(user) is str_
         and type(resources) is str_ and type(job_dir) is str_ and type(log_path) is str_
         and type(detail) is str_ and type(extra_text) is str_
         and (slurm_job_id is None or type(slurm_job_id) is str_)
+        and (event_callback is None or type(event_callback) is str_)
         and type(num_nodes) is int and num_nodes >= 1
         and type(gpus_per_node) is int and gpus_per_node >= 0
         and type(max_restarts) is int and max_restarts >= 0
@@ -436,6 +472,12 @@ def _sound_job(row: sqlite3.Row) -> JobRecord | None:
         shape = _EXTRA_SHAPES.get(key)
         if shape is not None and not shape(value):
             return None
+    checkpoint = None
+    if checkpoint_text is not None:
+        data, wrong = _decode_json(checkpoint_text)
+        checkpoint = None if wrong else Checkpoint.from_json(data)
+        if checkpoint is None:
+            return None
     return JobRecord(
         name=name,
         task_name=task_name,
@@ -457,6 +499,8 @@ def _sound_job(row: sqlite3.Row) -> JobRecord | None:
         hidden=hidden == 1,
         user_stop=user_stop,
         extra=extra,
+        checkpoint=checkpoint,
+        event_callback=event_callback or None,
     )
 
 
@@ -538,6 +582,17 @@ def _decode_job_carefully(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]
         if user_stop is None:
             problems.append(f"user_stop is {wrong or 'not a stop record'}")
 
+    checkpoint = None
+    if row["checkpoint"] is not None:
+        data, wrong = _decode_json(row["checkpoint"])
+        checkpoint = None if wrong else Checkpoint.from_json(data)
+        if checkpoint is None:
+            problems.append(f"checkpoint is {wrong or 'not a checkpoint setting'}")
+    event_callback = row["event_callback"]
+    if event_callback is not None and not _is_text(event_callback):
+        problems.append(f"event_callback is {_describe(event_callback)}")
+        event_callback = None
+
     extra: dict[str, Any] = {}
     data, wrong = _decode_json(row["extra"])
     if wrong:
@@ -574,6 +629,8 @@ def _decode_job_carefully(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]
         hidden=flag("hidden"),
         user_stop=user_stop,
         extra=extra,
+        checkpoint=checkpoint,
+        event_callback=event_callback or None,
     )
     return job, problems
 
@@ -884,6 +941,48 @@ def _tables(db: sqlite3.Connection) -> list[str]:
             "ORDER BY name"
         )
     ]
+
+
+# ---- pruning (service/prune.py) ---------------------------------------------------------------
+
+# SQLite allows 999 parameters per statement in older builds.
+_MARKS_PER_STATEMENT: Final = 500
+
+# When a job ended: its end time from Slurm, else (cancelled before it ran, a failed
+# submission) its last transition. Pruned rows are told by a substring test, not by parsing
+# their JSON: after a while nearly every row of a large store is pruned, and this query runs
+# after launches and reports (100,000 rows: ~40 ms instead of ~180 ms). Damaged values (text
+# where a number belongs, extra that is not JSON) make a row no candidate or a job of its
+# own, never an error.
+_PRUNE_CANDIDATES: Final = """
+WITH j AS (
+    SELECT name, task_name, job_dir, terminal,
+        CASE WHEN typeof(end_time) IN ('integer', 'real') THEN end_time
+             ELSE (SELECT max(at) FROM transitions t WHERE t.job_name = jobs.name) END AS ended,
+        CASE WHEN instr(extra, '"sweep"') AND json_valid(extra)
+             THEN json_extract(extra, '$.sweep') END AS sweep
+    FROM jobs
+    WHERE typeof(extra) = 'text' AND instr(extra, '"pruned_at"') = 0
+)
+SELECT name, task_name, job_dir, ended, sweep FROM j
+WHERE (sweep IS NULL AND terminal = 1 AND ended < ?1)
+    OR sweep IN (
+        SELECT sweep FROM j WHERE sweep IS NOT NULL GROUP BY sweep
+        HAVING min(coalesce(terminal = 1 AND ended < ?1, 0)) = 1
+    )
+ORDER BY ended, name
+"""
+
+
+@dataclass(frozen=True)
+class PruneCandidate:
+    """A finished job whose snapshot may go (what ``Store.prune_candidates`` finds)."""
+
+    name: str
+    task_name: str
+    job_dir: str
+    ended: float  # when it ended (epoch seconds)
+    sweep: str | None  # the grid sweep it is a variant of
 
 
 # ---- the store --------------------------------------------------------------------------------
@@ -1234,11 +1333,119 @@ class Store:
         """What the claimed poll met, for the waiters that share it."""
         self.set_meta(key, json.dumps({"at": at, "error": error}))
 
+    def prune_candidates(self, cutoff: float) -> list[PruneCandidate]:
+        """Finished jobs whose snapshot may be pruned: not pruned yet, ended (by end_time,
+        else their last transition) before ``cutoff``, oldest first. A grid sweep's variants
+        share one snapshot: they come only once every variant of the sweep qualifies.
+
+        One query over light columns, never every record: stores reach 100,000 jobs. A row
+        whose ``extra`` is not JSON counts as a job of its own, not pruned.
+        """
+        rows = self._rows(_PRUNE_CANDIDATES, (cutoff,))
+        return [
+            PruneCandidate(
+                name=row["name"],
+                task_name=row["task_name"],
+                job_dir=row["job_dir"],
+                ended=float(row["ended"]),
+                sweep=row["sweep"],
+            )
+            for row in rows
+            if _is_text(row["name"])
+            and _is_text(row["task_name"])
+            and _is_text(row["job_dir"])
+            and _is_number(row["ended"])
+            and (row["sweep"] is None or _is_text(row["sweep"]))
+        ]
+
+    def newest_of_tasks(self, task_names: Iterable[str]) -> dict[str, str]:
+        """The newest job (by creation) of each of ``task_names``, finished or not."""
+        wanted = sorted(set(task_names))
+        newest: dict[str, str] = {}
+        for start in range(0, len(wanted), _MARKS_PER_STATEMENT):
+            chunk = wanted[start : start + _MARKS_PER_STATEMENT]
+            marks = ",".join("?" for _ in chunk)
+            # SQLite: with max(), the bare column comes from the row holding the maximum.
+            for row in self._rows(
+                f"SELECT task_name, name, max(created_at) FROM jobs WHERE task_name IN ({marks}) "
+                "GROUP BY task_name",
+                chunk,
+            ):
+                if _is_text(row[0]) and _is_text(row[1]):
+                    newest[row[0]] = row[1]
+        return newest
+
+    def mark_pruned(self, names: Iterable[str], at: float) -> None:
+        """Record in each job's ``extra`` that its snapshot was removed at ``at`` (only that
+        key is written: a concurrent `down` or refresh loses nothing)."""
+        wanted = list(names)
+        with self.transaction():
+            for start in range(0, len(wanted), _MARKS_PER_STATEMENT):
+                chunk = wanted[start : start + _MARKS_PER_STATEMENT]
+                marks = ",".join("?" for _ in chunk)
+                self._execute(
+                    "UPDATE jobs SET extra=json_set(extra, '$.pruned_at', ?) "
+                    f"WHERE json_valid(extra) AND name IN ({marks})",
+                    (at, *chunk),
+                )
+
     def _record_transition(self, name: str, state: str, detail: str, at: float) -> None:
+        # Due (notified = 0) only for a job with an event_callback: the partial index of
+        # due changes stays as small as the callbacks not yet run.
         self._execute(
-            "INSERT INTO transitions (job_name, state, detail, at) VALUES (?,?,?,?)",
-            (name, state, detail, at),
+            "INSERT INTO transitions (job_name, state, detail, at, notified) VALUES "
+            "(?, ?, ?, ?, COALESCE((SELECT event_callback IS NULL OR event_callback = '' "
+            "FROM jobs WHERE name = ?), 1))",
+            (name, state, detail, at, name),
         )
+
+    def claim_due_events(self, names: Iterable[str] | None = None) -> list[DueEvent]:
+        """The state changes whose event_callback has not run (of the jobs ``names``, or of
+        every job), in order, now marked as this process's to run.
+
+        One write transaction reads and marks them, so two processes (a ``logs --follow``
+        and a ``report`` at the same moment) never claim the same change: each change's
+        callback runs once.
+        """
+        wanted = None if names is None else list(names)
+        if wanted == []:
+            return []
+        where = "t.notified = 0"
+        params: list[Any] = []
+        if wanted is not None:
+            where += f" AND t.job_name IN ({','.join('?' for _ in wanted)})"
+            params = wanted
+        query = (
+            "SELECT t.id, t.job_name, t.state, t.detail, t.at, j.event_callback, "
+            "(SELECT p.state FROM transitions p WHERE p.job_name = t.job_name AND p.id < t.id "
+            "ORDER BY p.id DESC LIMIT 1) AS old_state "
+            f"FROM transitions t JOIN jobs j ON j.name = t.job_name WHERE {where} ORDER BY t.id"
+        )
+        with self.transaction():
+            rows = self._rows(query, params)
+            if rows:
+                ids = [row["id"] for row in rows]
+                marks = ",".join("?" for _ in ids)
+                self._execute(f"UPDATE transitions SET notified = 1 WHERE id IN ({marks})", ids)
+        events = []
+        for row in rows:
+            command, state, at = row["event_callback"], row["state"], row["at"]
+            if not (_is_text(command) and command and _is_text(state) and _is_number(at)):
+                continue  # a damaged row: its callback cannot run as it was meant
+            old = row["old_state"]
+            detail = row["detail"]
+            events.append(
+                DueEvent(
+                    id=row["id"],
+                    job_name=row["job_name"],
+                    old_state=old if _is_text(old) else "",
+                    state=state,
+                    detail=detail if _is_text(detail) else "",
+                    at=float(at),
+                    command=command,
+                )
+            )
+        return events
 
     def get(self, name: str) -> JobRecord | None:
         jobs = self._decode_jobs(self._rows(f"{_SELECT_JOBS} WHERE name=?", (name,)))

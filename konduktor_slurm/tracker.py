@@ -184,6 +184,10 @@ def refresh(
     return RefreshResult(others=others)
 
 
+# For how long (seconds) later looks ask the accounting database again which node failed
+# under a requeued job, when it did not know yet.
+NODE_EVENT_WAIT = 120.0
+
 # The store's record of the last shared poll: {"at": epoch seconds, "error": str | None}.
 SHARED_POLL_KEY = "shared_poll"
 
@@ -272,7 +276,7 @@ def _requeue_causes(
     """Why each requeued job waits again, as its detail: a node failure names the node; a
     preemption says so. One sacct (every run of those jobs) when a job was requeued since
     the last look; the answer is kept in the job's record until it is requeued again."""
-    from konduktor_slurm.lifecycle import reason_class
+    from konduktor_slurm.lifecycle import WAITING_CLASSES, reason_class
 
     asked: list[JobRecord] = []
     causes: dict[str, str] = {}
@@ -280,13 +284,16 @@ def _requeue_causes(
         row = queue.get(job.slurm_job_id or "")
         if row is None or row.restarts <= 0 or normalise_state(row.state) != "PENDING":
             continue
-        if reason_class(row.reason) not in ("none", "resources", "priority", "begin_time"):
-            continue
+        if reason_class(row.reason) not in WAITING_CLASSES:
+            continue  # held or limited: that reason is the news, not why it was requeued
         known = job.extra.get("requeue_cause")
         if isinstance(known, dict) and known.get("restarts") == row.restarts:
             if known.get("detail"):
                 causes[job.slurm_job_id or ""] = str(known["detail"])
-            continue
+            first = known.get("first_asked_at")
+            recent = isinstance(first, int | float) and time.time() - first < NODE_EVENT_WAIT
+            if not (known.get("node_unknown") and recent):
+                continue
         asked.append(job)
     if not asked:
         return causes
@@ -298,27 +305,39 @@ def _requeue_causes(
         ended = [run for run in runs if run.job_id == job.slurm_job_id and run.end_time]
         last = normalise_state(ended[-1].state) if ended else ""
         row = queue[job.slurm_job_id or ""]
-        detail = None
+        known = job.extra.get("requeue_cause")
+        same_requeue = isinstance(known, dict) and known.get("restarts") == row.restarts
+        run_nodes = job.extra.get("run_nodes") or job.extra.get("node_list")
+        # The failed run's start, from accounting: the record's start_time is by now
+        # Slurm's expected start of the next run.
+        since = ended[-1].start_time if ended else None
+        detail, nodes = None, ""
         if last == "NODE_FAIL":
-            nodes = _down_nodes(slurm, job)
+            nodes = _down_nodes(slurm, run_nodes, since)
             on = f" ({nodes})" if nodes else ""
             detail = f"node failure{on}; requeued, awaiting reschedule (restart {row.restarts})"
         elif last == "REQUEUED":
             detail = f"requeued, awaiting reschedule (restart {row.restarts})"
-        job.extra["requeue_cause"] = {"restarts": row.restarts, "detail": detail}
+        job.extra["requeue_cause"] = {
+            "restarts": row.restarts,
+            "detail": detail,
+            # slurmctld hands the node's DOWN event to slurmdbd a little after it requeues
+            # the job: the first looks may not find it yet, so later looks ask again, for a
+            # while (NODE_EVENT_WAIT), not forever.
+            "node_unknown": last == "NODE_FAIL" and not nodes,
+            "first_asked_at": known.get("first_asked_at") if same_requeue else time.time(),
+        }
         if detail:
             causes[job.slurm_job_id or ""] = detail
     return causes
 
 
-def _down_nodes(slurm: Slurm, job: JobRecord) -> str:
-    """The nodes of the job's last run that went down since it started."""
-    node_list = job.extra.get("node_list")
-    if not node_list:
+def _down_nodes(slurm: Slurm, node_list: object, since: object) -> str:
+    """The nodes of ``node_list`` (a run's) that went down since ``since`` (its start)."""
+    if not isinstance(node_list, str) or not node_list or not isinstance(since, int | float):
         return ""
     try:
         names = slurm.expand_hostlists([node_list]).get(node_list, [])
-        since = job.start_time or job.submitted_at or job.created_at
         down = slurm.nodes_that_went_down(names, since)
     except (SlurmError, TransportError):
         return ""
@@ -378,6 +397,11 @@ def _remember_slurm_details(job: JobRecord, facts: SlurmFacts, row: QueueRow | N
             "rank_exit_codes": dict(sorted(facts.rank_exit_codes.items())),
         }
     )
+    if facts.node_list and facts.squeue_state in ("RUNNING", "SUSPENDED"):
+        # The nodes of the run in progress, kept when a requeue empties node_list: a node
+        # failure names one of them (see _requeue_causes). Not COMPLETING's: after a node
+        # failure that lists only the nodes still cleaning up, without the failed one.
+        job.extra["run_nodes"] = facts.node_list
     if row is not None:
         job.extra["restarts"] = row.restarts
         if row.attempt:

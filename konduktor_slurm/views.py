@@ -107,6 +107,37 @@ def status_row(job: JobRecord, now: float) -> tuple[str, ...]:
     )
 
 
+def detail_fields(job: JobRecord, now: float, stale: bool) -> list[tuple[str, str]]:
+    """``status JOB``'s labelled lines (the dashboard shows the same, plus GPU-hours)."""
+    extra = job.extra
+    ranks = rank_exit_codes(job)
+    attempt = extra.get("attempt")
+    status_text = job.state + (f" ({job.detail})" if job.detail else "")
+    fields = [
+        ("Name", job.name),
+        ("Status", status_text + (" [stale]" if stale else "")),
+        ("User", job.user),
+        ("Slurm job id", job.slurm_job_id or "-"),
+        ("Slurm state", extra.get("slurm_state") or "-"),
+        ("Reason", extra.get("reason") or "-"),
+        ("Resources", job.resources),
+        ("Nodes", extra.get("node_list") or "-"),
+        ("Exit codes", ", ".join(f"rank {r}: {c}" for r, c in ranks.items()) or "-"),
+        ("Restarts", str(extra.get("restarts", 0))),
+        ("Attempt", f"{attempt[0]} of {attempt[1]}" if attempt else "-"),
+        ("Submitted", clock(job.submitted_at or job.created_at)),
+        ("Start time", clock(job.start_time)),
+        ("End time", clock(job.end_time) if job.terminal else "-"),
+        ("Duration", format_duration(duration_seconds(job, now))),
+        ("Log", job.log_path or "-"),
+        ("Job dir", job.job_dir or "-"),
+    ]
+    pruned_at = extra.get("pruned_at")
+    if isinstance(pruned_at, int | float):
+        fields.append(("Snapshot", f"pruned {clock(pruned_at)} (logs and results kept)"))
+    return fields
+
+
 def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
     """The documented ``--json`` fields (README: "status --json")."""
     now = time.time() if now is None else now
@@ -135,6 +166,8 @@ def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
         "rank_exit_codes": rank_exit_codes(job),
         "restarts": job.extra.get("restarts", 0),
         "attempt": job.extra.get("attempt"),
+        # When its staged snapshot was removed (retention, `konduktor prune`); logs stay.
+        "snapshot_pruned_at": iso(job.extra.get("pruned_at")),
     }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian's headless Chromium, for the test that opens `konduktor report --format html` and
-# screenshots its timeline, and for tests/live/test_dashboard.py (driven by the playwright pip
+# screenshots its timeline, and for tests/live/test_dashboard_live.py (driven by the playwright pip
 # package, which is told to use this browser: nothing is downloaded). Test-only: konduktor
 # itself never needs a browser. Idempotent.
 set -euo pipefail

@@ -178,6 +178,53 @@ def write_user_file(directory: Path, name: str, text: str) -> Path:
     return path
 
 
+# ---- a job that ends at once, launched when the session starts, so that slurmctld forgets it
+# (MinJobAge) while the other tests run; tests/live/test_store_live.py rebuilds a store from
+# accounting alone with it, at the end, instead of waiting ten idle minutes for it.
+
+
+class Launched:
+    def __init__(self, home: Path, name: str, job_id: str, launched_at: float) -> None:
+        self.home, self.name, self.job_id, self.launched_at = home, name, job_id, launched_at
+
+    def run(self, *args: str) -> Run:
+        env = {**os.environ, "KONDUKTOR_HOME": str(self.home)}
+        env.pop("KONDUKTOR_CONFIG", None)
+        proc = subprocess.run(
+            [KONDUKTOR, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def finished_early(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Launched:
+    import re
+    import uuid
+
+    directory = tmp_path_factory.mktemp("early")
+    name = f"early{uuid.uuid4().hex[:6]}"
+    task = write_task(directory, f"name: {name}\nrun: |\n  echo 'long ago on rank '$RANK\n")
+    launched = Launched(directory / "kdhome", name, "", time.monotonic())
+    result = launched.run("launch", "-y", "-d", str(task))
+    assert result.returncode == 0, result.output
+    match = re.search(r"Submitted (\S+) \(Slurm job (\d+)\)", result.stdout)
+    assert match, result.stdout
+    launched.name, launched.job_id = match.group(1), match.group(2)
+    return launched
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _launch_the_early_job_first(request: pytest.FixtureRequest) -> None:
+    """When a collected test uses ``finished_early``, launch it before the first test runs."""
+    if any("finished_early" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("finished_early")
+
+
 def submit_held_jobs(home: Path, count: int, prefix: str) -> list[str]:
     """``count`` real Slurm jobs, held (so they stay PENDING), known to the store in ``home``.
 

@@ -60,6 +60,7 @@ COMMAND_MODULES: dict[str, str] = {
     "down": "control",
     "launch": "launch",
     "logs": "logs",
+    "prune": "prune",
     "report": "report",
     "result": "result",
     "start": "control",

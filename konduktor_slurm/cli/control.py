@@ -88,13 +88,18 @@ def stop(
       requeue  scontrol requeuehold: killed, GPUs released; on start the run
                restarts from the beginning with KONDUKTOR_RESTART_ATTEMPT + 1
       signal   SIGSTOP to every process; frozen, GPUs stay allocated
-      auto     suspend if Slurm allows you, else requeue (the default)
+      checkpoint  for a task with job_config checkpoint_signal/checkpoint_grace:
+               every rank gets the signal and the grace period to save and
+               exit, then requeue-hold; on start it resumes from its checkpoint
+      auto     suspend if Slurm allows you, else checkpoint if the task
+               declares one, else requeue (the default)
     A pending job is simply held (scontrol hold) whatever the mode.
 
     \b
     Examples:
       konduktor stop my-job-1a2b
       konduktor stop -y --mode requeue 'sweep-*'
+      konduktor stop -y --mode checkpoint train-1a2b
     """
     from konduktor_slurm.service import control
     from konduktor_slurm.service.session import open_session

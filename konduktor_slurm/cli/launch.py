@@ -169,9 +169,11 @@ def launch(
 
         if grid is not None:
             jobs = launching.submit_all(session, prepared, default_reporter())
+            _prune_old_snapshots(session)
             _sweep_submitted(jobs, wait, wait_timeout, session)
             return
         job = launching.submit(session, prepared, default_reporter())
+        _prune_old_snapshots(session)
         click.echo(f"Submitted {job.name} (Slurm job {job.slurm_job_id}).")
         click.echo("Useful commands:")
         click.echo(f"  konduktor status {job.name}     # state and details")
@@ -182,6 +184,14 @@ def launch(
         if wait:
             _wait_and_exit(session, job, wait_timeout)
         follow_and_exit(session, job)
+
+
+def _prune_old_snapshots(session) -> None:
+    """Finished jobs' snapshots past the retention go now, a bounded amount, quietly: a
+    failure is one warning line, never a failed launch (`konduktor prune` retries)."""
+    from konduktor_slurm.service.prune import auto_prune
+
+    auto_prune(session, lambda line: click.echo(line, err=True))
 
 
 def _sweep_submitted(jobs, wait: bool, timeout: float | None, session) -> None:

@@ -48,6 +48,14 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _prune_old_snapshots(session) -> None:  # session: service.session.Session
+    """Finished jobs' snapshots past the retention, a bounded amount, once the report is
+    out. Quiet: a failure is one warning line, never a failed report."""
+    from konduktor_slurm.service.prune import auto_prune
+
+    auto_prune(session, lambda line: click.echo(line, err=True))
+
+
 @main.command()
 @click.option(
     "--format",
@@ -94,6 +102,15 @@ def write_atomically(path: Path, text: str) -> None:
     help="Lines of the failing rank's log shown per failed job.",
 )
 @click.option(
+    "--notify",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="Also post new failures and state changes to this webhook (Slack-compatible JSON; "
+    "repeatable). Sent after the report, with a timeout and a few retries (10 s at most); "
+    "a failure is a warning on stderr.",
+)
+@click.option(
     "--lock-timeout",
     default=60.0,
     show_default=True,
@@ -109,6 +126,7 @@ def report(
     all_users: bool,
     log_lines: int,
     lock_timeout: float,
+    notify_urls: tuple[str, ...],
 ) -> None:
     """What changed since the last report, what failed, and what the GPUs cost. For cron.
 
@@ -128,6 +146,11 @@ def report(
     reported, marked stale).
 
     \b
+    --notify URL also posts what is new (failures, state changes) to a Slack-
+    compatible webhook, after the report; a webhook that is down or slow delays
+    the run by 10 s at most and is named in a warning.
+
+    \b
     Crontab examples:
       MAILTO=team@example.org
       0 * * * *  konduktor report --fail-on-failure
@@ -135,9 +158,14 @@ def report(
       * * * * *  konduktor report --format prometheus -o /var/lib/node_exporter/konduktor.prom
     """
     from konduktor_slurm.report_formats import RENDERERS
+    from konduktor_slurm.service import webhook
     from konduktor_slurm.service.report import ReportOptions, report_run
     from konduktor_slurm.service.session import open_session
 
+    try:
+        urls = [webhook.check_url(url) for url in notify_urls]
+    except webhook.NotifyError as exc:
+        fail(str(exc), EXIT_USAGE)
     now = time.time()
     options = ReportOptions(
         since=parse_since(since, now) if since is not None else None,
@@ -146,24 +174,32 @@ def report(
         log_lines=log_lines,
         lock_timeout=lock_timeout,
     )
-    with service_errors(), open_session() as session, report_run(session, options) as run:
-        if run is None:
-            lock = session.config.home / "report.lock"
-            click.echo(
-                f"Another `konduktor report` still holds {lock} after {lock_timeout:g}s; "
-                "this run reports nothing (the next one will).",
-                err=True,
-            )
-            return
-        text = RENDERERS[fmt](run.report)
-        if output is not None:
-            write_atomically(output, text)
-        else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        # Only once the report is out: a crash before this reports the same things again,
-        # never loses them.
-        run.commit()
+    with service_errors(), open_session() as session:
+        with report_run(session, options) as run:
+            if run is None:
+                lock = session.config.home / "report.lock"
+                click.echo(
+                    f"Another `konduktor report` still holds {lock} after {lock_timeout:g}s; "
+                    "this run reports nothing (the next one will).",
+                    err=True,
+                )
+                return
+            text = RENDERERS[fmt](run.report)
+            if output is not None:
+                write_atomically(output, text)
+            else:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            # Only once the report is out: a crash before this reports the same things again,
+            # never loses them.
+            run.commit()
+        if not run.report.stale:
+            # On the report's connection, after its lock is released: a slow removal
+            # never holds up the next cron run.
+            _prune_old_snapshots(session)
+    if urls:
+        # After the report and its cursor: a slow or dead webhook delays nothing before it.
+        webhook.notify(urls, run.report, warn=lambda line: click.echo(line, err=True))
     if run.report.stale:
         click.echo(f"Warning: Slurm could not be reached ({run.report.stale_reason}).", err=True)
         sys.exit(EXIT_STALE)

@@ -138,33 +138,10 @@ def _print_table(view: StatusView, all_users: bool, now: float) -> None:
 
 
 def _print_job_detail(view: StatusView, now: float) -> None:
-    from konduktor_slurm.views import clock, duration_seconds, format_duration, rank_exit_codes
+    from konduktor_slurm.views import clock, detail_fields
 
     job: JobRecord = view.jobs[0]
-    extra = job.extra
-    ranks = rank_exit_codes(job)
-    rank_text = ", ".join(f"rank {rank}: {code}" for rank, code in ranks.items()) or "-"
-    attempt = extra.get("attempt")
-    status_text = job.state + (f" ({job.detail})" if job.detail else "")
-    lines = [
-        ("Name", job.name),
-        ("Status", status_text + (" [stale]" if view.is_stale(job) else "")),
-        ("User", job.user),
-        ("Slurm job id", job.slurm_job_id or "-"),
-        ("Slurm state", extra.get("slurm_state") or "-"),
-        ("Reason", extra.get("reason") or "-"),
-        ("Resources", job.resources),
-        ("Nodes", extra.get("node_list") or "-"),
-        ("Exit codes", rank_text),
-        ("Restarts", str(extra.get("restarts", 0))),
-        ("Attempt", f"{attempt[0]} of {attempt[1]}" if attempt else "-"),
-        ("Submitted", clock(job.submitted_at or job.created_at)),
-        ("Start time", clock(job.start_time)),
-        ("End time", clock(job.end_time) if job.terminal else "-"),
-        ("Duration", format_duration(duration_seconds(job, now))),
-        ("Log", job.log_path),
-        ("Job dir", job.job_dir),
-    ]
+    lines = detail_fields(job, now, view.is_stale(job))
     for label, value in lines:
         click.echo(f"{label + ':':<14}{value}")
     click.echo("History:")

@@ -18,12 +18,10 @@ from konduktor_slurm.service.status import STATE_FILTERS, StatusQuery, select
 from konduktor_slurm.views import (
     STATUS_COLUMNS,
     clock,
-    duration_seconds,
-    format_duration,
     job_json,
-    rank_exit_codes,
     status_row,
 )
+from konduktor_slurm.views import detail_fields as status_fields
 
 if TYPE_CHECKING:
     from konduktor_slurm.dashboard.hub import Snapshot
@@ -201,10 +199,6 @@ def timeline_payload(
 
 def detail_fields(snapshot: Snapshot, job: JobRecord, now: float) -> list[tuple[str, str]]:
     """The fields of ``konduktor status JOB``, in its order and words, plus GPU-hours."""
-    extra = job.extra
-    ranks = rank_exit_codes(job)
-    attempt = extra.get("attempt")
-    status_text = job.state + (f" ({job.detail})" if job.detail else "")
     used, estimate = gpu_hours(snapshot, job, now)
     usage = snapshot.usage.get(job.name)
     gpu = gpu_text(used, estimate)
@@ -212,26 +206,9 @@ def detail_fields(snapshot: Snapshot, job: JobRecord, now: float) -> list[tuple[
         gpu += " (its time ACTIVE x its GPUs, until accounting has it)"
     if usage is not None and usage.lost_gpu_hours:
         gpu += f"; {usage.lost_gpu_hours:.3f} lost to requeues (not billed)"
-    return [
-        ("Name", job.name),
-        ("Status", status_text + (" [stale]" if snapshot.is_stale(job) else "")),
-        ("User", job.user),
-        ("Slurm job id", job.slurm_job_id or "-"),
-        ("Slurm state", extra.get("slurm_state") or "-"),
-        ("Reason", extra.get("reason") or "-"),
-        ("Resources", job.resources),
-        ("Nodes", extra.get("node_list") or "-"),
-        ("Exit codes", ", ".join(f"rank {r}: {c}" for r, c in ranks.items()) or "-"),
-        ("Restarts", str(extra.get("restarts", 0))),
-        ("Attempt", f"{attempt[0]} of {attempt[1]}" if attempt else "-"),
-        ("Submitted", clock(job.submitted_at or job.created_at)),
-        ("Start time", clock(job.start_time)),
-        ("End time", clock(job.end_time) if job.terminal else "-"),
-        ("Duration", format_duration(duration_seconds(job, now))),
-        ("GPU-hours", gpu),
-        ("Log", job.log_path or "-"),
-        ("Job dir", job.job_dir or "-"),
-    ]
+    fields = status_fields(job, now, snapshot.is_stale(job))
+    after_duration = [label for label, _ in fields].index("Duration") + 1
+    return [*fields[:after_duration], ("GPU-hours", gpu), *fields[after_duration:]]
 
 
 def history_rows(history: Sequence[Transition]) -> list[dict[str, str]]:

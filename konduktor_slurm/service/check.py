@@ -113,7 +113,7 @@ def run_checks(session: Session) -> CheckReport:
     except TransportError as exc:
         checks.append(Check("transport", False, str(exc)))
         user = None
-    names = ("slurm", "partitions", "accounting", "stop mode", "jobs dir")
+    names = ("slurm", "partitions", "accounting", "stop mode", "checkpoints", "jobs dir")
     if user is None:
         checks += [Check(name, False, "transport unreachable", skipped=True) for name in names]
         return CheckReport(checks, info)
@@ -182,6 +182,15 @@ def _cluster_checks(session: Session, user: str, info: dict[str, Any]) -> list[C
     checks.append(
         Check("stop mode", True, f"{mode} ({why}; scontrol suspend {allowed})", required=False)
     )
+
+    try:
+        support = slurm.checkpoint_support()
+    except SlurmError as exc:
+        checks.append(Check("checkpoints", False, exc.slurm_message, required=False))
+    else:
+        info["proctrack"] = support.proctrack
+        info["preemption_sends_user_signal"] = support.user_signal_at_preemption
+        checks.append(Check("checkpoints", True, support.describe(), required=False))
 
     jobs_dir = config.resolve_jobs_dir(transport)
     info["jobs_dir"] = jobs_dir

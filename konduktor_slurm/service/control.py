@@ -220,6 +220,11 @@ def _stopped_mode(job: JobRecord) -> str | None:
     return job.user_stop.mode if job.user_stop else None
 
 
+def _checkpointing(job: JobRecord) -> bool:
+    """A checkpoint stop of this job is in its grace period (its ranks are saving)."""
+    return job.user_stop is not None and job.user_stop.checkpointing(time.time())
+
+
 def plan_stop(
     session: Session,
     patterns: tuple[str, ...],
@@ -243,6 +248,8 @@ def plan_stop(
             slurm_state=job.extra.get("slurm_state"),
             mode=mode,
             stopped_mode=_stopped_mode(job),
+            checkpoint=job.checkpoint is not None,
+            checkpointing=_checkpointing(job),
         ),
     )
 
@@ -256,7 +263,8 @@ def plan_start(
     _refresh(session, ours)
     settle(session, ours)  # a stop by requeue may still be under way
     for job in ours:
-        if job.user_stop and job.state == "ACTIVE":  # released outside konduktor
+        # Released outside konduktor (but not a checkpoint stop still in its grace period).
+        if job.user_stop and job.state == "ACTIVE" and not _checkpointing(job):
             job.user_stop = None
             session.store.save(job)
     return _decide(
@@ -270,6 +278,7 @@ def plan_start(
             reason=job.extra.get("reason"),
             priority=job.extra.get("priority"),
             stopped_mode=_stopped_mode(job),
+            checkpointing=_checkpointing(job),
         ),
     )
 
@@ -304,6 +313,7 @@ def _run_action(session: Session, job_id: str, action: Action) -> None:
         Action.RESUME: slurm.resume,
         Action.RELEASE: slurm.release,
         Action.RELEASE_REQUEUED: lambda job: slurm.release(job, now=True),
+        Action.RELEASE_CHECKPOINTED: lambda job: slurm.release(job, now=True),
         Action.SIGNAL_CONT: lambda job: slurm.signal(job, "CONT"),
     }
     commands[action](job_id)
@@ -316,8 +326,12 @@ def apply_stop(
     notify: Callable[[str], None] = lambda text: None,
 ) -> ControlResult:
     """Stop every job of the plan. In auto mode a suspend Slurm refuses (only operators may)
-    becomes a requeue, once said through ``notify``, for this and the following jobs."""
-    from konduktor_slurm.control import STOP_RECORD_MODE, Action
+    becomes a checkpoint stop for a task that declares one and a requeue for any other,
+    said once through ``notify``, for this and the following jobs.
+
+    A checkpoint stop signals every job first, then waits for all of them together (each up
+    to its own grace period): a stop of ten jobs costs one grace period, not ten."""
+    from konduktor_slurm.control import STOP_RECORD_MODE, Action, instead_of_refused_suspend
     from konduktor_slurm.control import plan_stop as decide_stop
     from konduktor_slurm.lifecycle import UserStop
     from konduktor_slurm.slurm import PermissionDenied, SlurmError
@@ -325,11 +339,26 @@ def apply_stop(
     mode = mode or session.config.stop_mode
     caller = session.slurm.transport.user
     suspend_refused = False
+    told: set[Action] = set()
+    saving: list[JobRecord] = []
 
-    def run_stop(job_id: str, action: Action) -> Action:
+    def fallback(job: JobRecord) -> Action:
+        action = instead_of_refused_suspend(job.checkpoint is not None)
+        if action not in told:
+            told.add(action)
+            notify(_fallback_note(action))
+        return action
+
+    def run_stop(job: JobRecord, action: Action, foreign: bool) -> Action:
         nonlocal suspend_refused
+        job_id = job.slurm_job_id
+        assert job_id is not None
         if action is Action.SUSPEND and suspend_refused:
-            action = Action.REQUEUE_HOLD
+            action = fallback(job)
+        if action is Action.CHECKPOINT:
+            _signal_for_checkpoint(session, job, caller, foreign)
+            saving.append(job)
+            return action
         try:
             _run_action(session, job_id, action)
         except PermissionDenied as exc:
@@ -339,21 +368,17 @@ def apply_stop(
                 raise SlurmError(
                     exc.command,
                     f"{exc.slurm_message}. Only Slurm operators may suspend; use "
-                    "--mode requeue (frees the GPUs) or --mode signal (keeps them)",
+                    "--mode requeue (frees the GPUs), --mode checkpoint (saves first, if "
+                    "the task declares how) or --mode signal (keeps them)",
                 ) from None
             suspend_refused = True
-            notify(
-                "Slurm lets only operators suspend jobs, so stopping by requeue instead "
-                "(--mode signal keeps the GPUs instead)."
-            )
-            action = Action.REQUEUE_HOLD
-            _run_action(session, job_id, action)
+            return run_stop(job, fallback(job), foreign)
         return action
 
     def stop_one(step: Step) -> Action:
         job = step.job
         assert job.slurm_job_id is not None
-        action = run_stop(job.slurm_job_id, step.action)
+        action = run_stop(job, step.action, step.foreign)
         if action is Action.HOLD and _started_meanwhile(session, job.slurm_job_id):
             # It was pending when planned and started before the hold reached slurmctld: a
             # hold does nothing to a running job, so stop it as a running one.
@@ -363,15 +388,153 @@ def apply_stop(
                 slurm_state="RUNNING",
                 mode=mode,
                 stopped_mode=None,
+                checkpoint=job.checkpoint is not None,
             )
-            assert running.action is not None
-            action = run_stop(job.slurm_job_id, running.action)
-        if not step.foreign:
+            # (--mode checkpoint for a task that declares none: it only just started, so
+            # there is nothing to save; requeue it.)
+            action = run_stop(job, running.action or Action.REQUEUE_HOLD, step.foreign)
+        if not step.foreign and action is not Action.CHECKPOINT:  # that one is recorded
             job.user_stop = UserStop(caller, time.time(), STOP_RECORD_MODE[action])
             session.store.save(job)
         return action
 
-    return _apply(session, plan, "stopped", stop_one)
+    def finish(result: ControlResult) -> None:
+        failed = _wait_for_checkpoints(session, saving, notify)
+        for name, why in failed.items():
+            result.failures.append(f"{name} was not stopped: {why}")
+            result.done = [done for done in result.done if done.job.name != name]
+
+    return _apply(session, plan, "stopped", stop_one, finish)
+
+
+def _fallback_note(action: Action) -> str:
+    """Said once when auto meets a refused suspend, by what it does instead."""
+    from konduktor_slurm.control import Action
+
+    return {
+        Action.REQUEUE_HOLD: (
+            "Slurm lets only operators suspend jobs, so stopping by requeue instead "
+            "(--mode signal keeps the GPUs instead)."
+        ),
+        Action.CHECKPOINT: (
+            "Slurm lets only operators suspend jobs, so a job whose task declares a "
+            "checkpoint saves its work first and is then requeued (--mode checkpoint)."
+        ),
+    }[action]
+
+
+# ---- a checkpoint stop: the signal, the grace period, then requeue-hold -------------------
+
+STOP_REQUEST = "stop-request"  # beside the job's rank exit files; the batch script reads it
+CHECKPOINT_POLL_SECONDS = (1.0, 1.0, 1.0, 2.0)  # then every 2 s until the grace period ends
+
+
+def _signal_for_checkpoint(session: Session, job: JobRecord, caller: str, foreign: bool) -> None:
+    """Ask the job to stop after saving: a stop request beside it (the batch script requeues
+    and holds the job as soon as every rank has exited), then the task's checkpoint signal
+    to every rank. The stop is recorded with its deadline, so status says "checkpointing"."""
+    from konduktor_slurm.lifecycle import UserStop
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    checkpoint = job.checkpoint
+    job_id = job.slurm_job_id
+    assert checkpoint is not None and job_id is not None
+    now = time.time()
+    until = now + checkpoint.grace
+    request = f"{job.job_dir}/{STOP_REQUEST}"
+    try:
+        session.slurm.transport.write_file(
+            request, f"stopped by {caller} at {now:.0f}; requeue-hold by {until:.0f}\n", 0o600
+        )
+    except (TransportError, OSError) as exc:
+        raise SlurmError("stop", f"cannot write the stop request {request}: {exc}") from None
+    if not foreign:
+        job.user_stop = UserStop(caller, now, "checkpoint", until=until)
+        session.store.save(job)
+    try:
+        session.slurm.signal_steps(job_id, checkpoint.signal)
+    except (SlurmError, TransportError):
+        if not foreign:
+            job.user_stop = None
+            session.store.save(job)
+        session.slurm.transport.run(["rm", "-f", "--", request])
+        raise
+
+
+def _wait_for_checkpoints(
+    session: Session, jobs: list[JobRecord], notify: Callable[[str], None]
+) -> dict[str, str]:
+    """Wait until every job's ranks have saved and exited (the batch script then requeues
+    and holds it) or its grace period ends (then it is requeued and held here: what it did
+    not save is lost). Ctrl-C stops the waiting, not the stop: every job still running is
+    requeued and held at once. The jobs that could not be stopped, with why."""
+    from konduktor_slurm.lifecycle import normalise_state
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    if not jobs:
+        return {}
+    for job in jobs:
+        assert job.checkpoint is not None
+        notify(
+            f"{job.name}: every rank got SIG{job.checkpoint.signal}; waiting up to "
+            f"{job.checkpoint.grace}s for them to save their work and exit..."
+        )
+    started = time.monotonic()
+    deadline = {job.name: started + (job.checkpoint.grace if job.checkpoint else 0) for job in jobs}
+    waiting = {job.name: job for job in jobs}
+    failed: dict[str, str] = {}
+
+    def requeue(job: JobRecord, why: str) -> None:
+        assert job.slurm_job_id is not None
+        try:
+            session.slurm.requeue_hold(job.slurm_job_id)
+            notify(f"{job.name}: {why}; requeued and held now.")
+        except (SlurmError, TransportError) as exc:
+            if _still_running(session, job.slurm_job_id):
+                failed[job.name] = str(exc)
+
+    polls = iter(CHECKPOINT_POLL_SECONDS)
+    try:
+        while waiting:
+            time.sleep(min(next(polls, CHECKPOINT_POLL_SECONDS[-1]), _time_left(deadline, waiting)))
+            ids = [job.slurm_job_id for job in waiting.values() if job.slurm_job_id]
+            try:
+                rows = session.slurm.queue(ids)
+            except (SlurmError, TransportError):
+                rows = None  # asked again at the next poll; the deadline still holds
+            now = time.monotonic()
+            for name, job in list(waiting.items()):
+                row = rows.get(job.slurm_job_id or "") if rows is not None else None
+                if rows is not None and (
+                    row is None or normalise_state(row.state) not in ("RUNNING", "CONFIGURING")
+                ):
+                    del waiting[name]  # requeued by its batch script (or it ended)
+                elif now >= deadline[name]:
+                    del waiting[name]
+                    requeue(job, "its ranks did not all exit within the grace period")
+    except KeyboardInterrupt:
+        for job in waiting.values():
+            requeue(job, "interrupted while its ranks were saving")
+        raise
+    return failed
+
+
+def _time_left(deadline: dict[str, float], waiting: dict[str, JobRecord]) -> float:
+    return max(0.0, min(deadline[name] for name in waiting) - time.monotonic())
+
+
+def _still_running(session: Session, job_id: str) -> bool:
+    from konduktor_slurm.lifecycle import normalise_state
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    try:
+        row = session.slurm.queue([job_id]).get(job_id)
+    except (SlurmError, TransportError):
+        return True
+    return row is not None and normalise_state(row.state) in ("RUNNING", "CONFIGURING")
 
 
 def _started_meanwhile(session: Session, job_id: str) -> bool:
@@ -421,8 +584,13 @@ def apply_down(session: Session, plan: ControlPlan) -> ControlResult:
 
 
 def _apply(
-    session: Session, plan: ControlPlan, done_word: str, act: Callable[[Step], Action]
+    session: Session,
+    plan: ControlPlan,
+    done_word: str,
+    act: Callable[[Step], Action],
+    finish: Callable[[ControlResult], None] | None = None,
 ) -> ControlResult:
+    """``act`` on every step; then ``finish`` (what must wait for all of them)."""
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.transport import TransportError
 
@@ -441,6 +609,9 @@ def _apply(
         result.done.append(Done(step.job, action, step.foreign))
         if step.foreign:
             foreign.append(step.job)
+    if finish is not None:
+        finish(result)
+        foreign = [job for job in foreign if any(done.job is job for done in result.done)]
     ours = [done.job for done in result.done if done.job not in foreign]
     if ours:
         show_states(session, ours)

@@ -166,6 +166,7 @@ def prepare(
         ),
         gres_map=session.config.gres_map,
         node_workdir=session.config.node_workdir,
+        node_retention=_whole_seconds(session.config.retention),
     )
     plans: list[tuple[JobPlan, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
     if grid is None:
@@ -194,6 +195,13 @@ def prepare(
         source = task.source or "the task"
         raise InputError(f"{source}: {exc}; nothing was submitted.") from None
     return Prepared(task, batches, grid)
+
+
+def _whole_seconds(retention: float | None) -> int | None:
+    """The retention as the node script's arithmetic takes it (whole seconds, rounded up)."""
+    import math
+
+    return None if retention is None else math.ceil(retention)
 
 
 def _array_size(session: Session) -> int:
@@ -278,6 +286,8 @@ def _new_records(session: Session, prepared: Prepared) -> list[JobRecord]:
                     job_dir=batch.job_dirs[index],
                     log_path=batch.log_paths[index],
                     max_restarts=task.resources.max_restarts,
+                    checkpoint=task.resources.checkpoint,
+                    event_callback=task.event_callback,
                     state=State.CREATED.value,
                     detail="staging workdir",
                     created_at=now,
@@ -373,6 +383,9 @@ def submit_all(
                 job.submitted_at = now
                 store.save(job)
                 store.set_state(job, State.PENDING.value, "submitted")
+    from konduktor_slurm.service.notify import run_due
+
+    run_due(store, records)  # event_callback: CREATED, then PENDING
     return records
 
 

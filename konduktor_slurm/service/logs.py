@@ -56,6 +56,7 @@ def follow(
 ) -> JobRecord:
     """Stream the output to ``write`` until the job is COMPLETED or FAILED; return it."""
     from konduktor_slurm import logs
+    from konduktor_slurm.service.notify import run_due
 
     check_rank(job, node_rank)
     return logs.follow(
@@ -66,4 +67,5 @@ def follow(
         on_stale,
         node_rank=node_rank,
         last_lines=last_lines,
+        on_refresh=lambda: run_due(session.store, [job]),  # its event_callback, once per change
     )

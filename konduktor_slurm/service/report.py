@@ -129,6 +129,7 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
     jobs' histories. Jobs per state are counted by SQLite.
     """
     from konduktor_slurm.report import build_report, failing_rank
+    from konduktor_slurm.service.notify import run_due
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.tracker import refresh
     from konduktor_slurm.transport import TransportError
@@ -138,6 +139,7 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
         now = time.time()
         open_jobs = store.open_jobs()
         result = refresh(store, slurm, open_jobs, all_users=options.all_users)
+        run_due(store)  # every job's event_callback not yet run, once per change
         stale = result.stale_reason
         if not stale and not options.all_users and all(job.terminal for job in open_jobs):
             # Nothing to ask squeue about; a cron report must still notice a dead cluster.

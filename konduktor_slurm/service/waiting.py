@@ -114,12 +114,15 @@ def _wait(
     clock: Callable[[], float],
     wall: Callable[[], float],
 ) -> None:
+    from konduktor_slurm.service.notify import run_due
+
     deadline = None if timeout is None else clock() + timeout
     backoff = Backoff()
     seen = [job.state for job in jobs]
     max_age = 0.0  # the first look is our own; later, another waiter's recent one will do
     while True:
         result, took = poll_once(session, [job for job in jobs if not job.terminal], max_age, wall)
+        run_due(session.store, jobs)  # the jobs' event_callback, once per change
         if result.stale and on_stale is not None:
             on_stale(result.stale_reason or "")
         changed = [job for job, state in zip(jobs, seen, strict=True) if job.state != state]

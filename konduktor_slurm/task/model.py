@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# How a task checkpoints lives outside this package: the job store reads it, and
+# `konduktor status` must not import the task package.
+from konduktor_slurm.checkpoint import Checkpoint
+
 
 @dataclass(frozen=True)
 class Accelerator:
@@ -37,6 +41,8 @@ class Resources:
     memory_gib: float | None = None
     accelerator: Accelerator | None = None
     max_restarts: int = 0
+    # None: the task does not say how it checkpoints (no signal, no grace period).
+    checkpoint: Checkpoint | None = None
 
 
 @dataclass(frozen=True)

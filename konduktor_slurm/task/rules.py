@@ -325,6 +325,36 @@ def destination(dest: str) -> str:
     return dest
 
 
+# ---- checkpoints ---------------------------------------------------------------------
+
+# Signals a task may save its work on. Not KILL/STOP (they cannot be caught) and not CONT
+# (Slurm sends it with every stop and start).
+CHECKPOINT_SIGNALS = ("HUP", "INT", "QUIT", "USR1", "USR2", "ALRM", "TERM")
+CHECKPOINT_SIGNAL_EXPECTED = (
+    f"a signal name: one of {', '.join('SIG' + name for name in CHECKPOINT_SIGNALS)}"
+)
+CHECKPOINT_GRACE_MAX = 65535  # sbatch --signal=SIG@seconds takes at most this
+
+
+def checkpoint_signal(text: str) -> str:
+    """'SIGUSR2', 'usr2', 'USR2' -> 'USR2' (what scancel and sbatch take)."""
+    name = text.strip().upper().removeprefix("SIG")
+    if name not in CHECKPOINT_SIGNALS:
+        fail(f"expected {CHECKPOINT_SIGNAL_EXPECTED}, got {describe(text)}")
+    return name
+
+
+def checkpoint_dir(text: str) -> str:
+    """Where the task keeps its checkpoint on the nodes: absolute or under ``~/``."""
+    if not text.strip() or CONTROL_RE.search(text):
+        fail(f"expected a path on the cluster like '~/ckpt/run1', got {describe(text)}")
+    if not (text.startswith("/") or text.startswith("~/")):
+        fail(f"must be a path on the cluster, absolute or under your home ('~/ckpt'), got {text!r}")
+    if ".." in text.split("/"):
+        fail(f"must not contain '..', got {text!r}")
+    return text
+
+
 # ---- accelerators ----------------------------------------------------------------------
 
 

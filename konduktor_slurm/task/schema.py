@@ -166,6 +166,19 @@ MemoryGiB = Annotated[
     After(_memory_range),
 ]
 MaxRestarts = count(0, "")
+CheckpointSignal = Annotated[
+    str, expect(rules.CHECKPOINT_SIGNAL_EXPECTED), After(rules.checkpoint_signal)
+]
+CheckpointGrace = Annotated[
+    int,
+    Ge(1),
+    Le(rules.CHECKPOINT_GRACE_MAX),
+    Before(rules.whole_number),
+    expect(f"a number of seconds from 1 to {rules.CHECKPOINT_GRACE_MAX}"),
+]
+CheckpointDir = Annotated[
+    str, expect("a path on the cluster like '~/ckpt/run1'"), After(rules.checkpoint_dir)
+]
 Accelerators = Annotated[Accelerator, Plain(rules.accelerator)]
 TimeLimit = Annotated[
     str,
@@ -213,6 +226,10 @@ class JobConfig(Section):
 
     max_restarts: MaxRestarts | None = None
     completions: count(1, "a number of completions >= 1") | None = None
+    # How the task saves its work before a stop, a preemption or its time limit.
+    checkpoint_signal: CheckpointSignal | None = None
+    checkpoint_grace: CheckpointGrace | None = None
+    checkpoint_dir: CheckpointDir | None = None
 
 
 class JobRecovery(Section):

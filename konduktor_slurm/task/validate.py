@@ -14,6 +14,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from konduktor_slurm.checkpoint import (
+    DEFAULT_CHECKPOINT_GRACE,
+    DEFAULT_CHECKPOINT_SIGNAL,
+    Checkpoint,
+)
 from konduktor_slurm.task import compat, rules, schema
 from konduktor_slurm.task.checker import Checker, Level, close_match
 from konduktor_slurm.task.errors import TaskError, TaskIssue
@@ -22,7 +27,13 @@ from konduktor_slurm.task.overrides import apply_overrides
 from konduktor_slurm.task.source import Loc, Positions, as_text, load_yaml
 
 SLURM_FIELDS = ("partition", "account", "qos", "time_limit", "constraint", "sbatch_options")
-JOB_CONFIG_FIELDS = ("max_restarts", "completions")
+JOB_CONFIG_FIELDS = (
+    "max_restarts",
+    "completions",
+    "checkpoint_signal",
+    "checkpoint_grace",
+    "checkpoint_dir",
+)
 # What "expected one of" lists for a key with no close match: the fields people write, not
 # every cloud field accepted for compatibility.
 MAIN_TOP_LEVEL = (
@@ -256,7 +267,8 @@ def _warn(ck: Checker, data: dict[Any, Any]) -> None:
             ("resources", "cpus"),
             f"{as_text(cpus)} rounded up to {whole} (Slurm allocates whole CPUs)",
         )
-    for key in _section(data, "resources", "job_config"):
+    job_config = _section(data, "resources", "job_config")
+    for key in job_config:
         if key not in JOB_CONFIG_FIELDS:
             hint = close_match(str(key), JOB_CONFIG_FIELDS)
             also = f"; did you mean '{hint}'?" if hint else ""
@@ -271,8 +283,13 @@ def _warn(ck: Checker, data: dict[Any, Any]) -> None:
                 ("resources", "job_recovery", key),
                 f"is ignored on Slurm: {compat.JOB_RECOVERY_WHY}",
             )
-    if data.get("event_callback") is not None:
-        ck.warn(("event_callback",), "is not run yet by konduktor-slurm; ignored")
+    signal = job_config.get("checkpoint_signal")
+    if isinstance(signal, str) and signal.strip().upper().removeprefix("SIG") == "USR1":
+        ck.warn(
+            ("resources", "job_config", "checkpoint_signal"),
+            "SIGUSR1 is caught by NCCL 2.12 (and may be by other libraries), so a training "
+            f"script may never see it; the default, SIG{DEFAULT_CHECKPOINT_SIGNAL}, is safe",
+        )
 
 
 def _max_run_duration(data: dict[Any, Any]) -> str | None:
@@ -322,11 +339,25 @@ def _to_task(
             memory_gib=res.memory,
             accelerator=res.accelerators,
             max_restarts=max_restarts or 0,
+            checkpoint=_checkpoint(job_config),
         ),
         slurm=SlurmOptions(**{**slurm, "sbatch_options": slurm["sbatch_options"] or ()}),
         event_callback=model.event_callback,
         source=source_path,
         warnings=ck.warnings(),
+    )
+
+
+def _checkpoint(job_config: Any) -> Checkpoint | None:
+    """The task checkpoints when it sets any checkpoint_* key; the others take defaults."""
+    signal, grace = job_config.checkpoint_signal, job_config.checkpoint_grace
+    directory = job_config.checkpoint_dir
+    if signal is None and grace is None and directory is None:
+        return None
+    return Checkpoint(
+        signal=signal or DEFAULT_CHECKPOINT_SIGNAL,
+        grace=grace or DEFAULT_CHECKPOINT_GRACE,
+        directory=directory,
     )
 
 

@@ -233,6 +233,56 @@ def test_pending_stop_start_and_cancel(laptop: Laptop, release: Release) -> None
     assert (job["status"], job["detail"]) == ("FAILED", f"cancelled by {TEST_USER}"), job
 
 
+# A training loop in bash (the test clusters' nodes have no Python): saves its step on the
+# checkpoint signal, resumes from it. Slurm signals the steps differently by release
+# (22.05 here: proctrack/cgroup, only srun's process; 24.11/26.05: proctrack/linuxproc,
+# every process): the loop must get it exactly once either way.
+BASH_STANDIN = (
+    "run: |\n"
+    '  ckpt="$KONDUKTOR_CHECKPOINT_DIR/rank-$RANK"\n'
+    '  step=$(cat "$ckpt" 2>/dev/null || echo 0)\n'
+    '  echo "rank $RANK attempt $KONDUKTOR_RESTART_ATTEMPT starts at step $step"\n'
+    '  save() { echo "$step" > "$ckpt.tmp" && mv "$ckpt.tmp" "$ckpt"; '
+    'echo "rank $RANK saved step $step on SIGHUP"; exit 0; }\n'
+    "  trap save HUP\n"
+    '  while [ "$step" -lt 120 ]; do step=$((step + 1)); sleep 0.1; '
+    '[ $((step % 10)) = 0 ] && echo "rank $RANK step $step"; done\n'
+    '  echo "rank $RANK done at step $step"\n'
+)
+
+
+def test_checkpoint_stop_and_start_resume_every_rank_from_its_step(laptop: Laptop) -> None:
+    _, name = laptop.launch(
+        f"name: {_name('ckpt')}\nnum_nodes: 2\n"
+        "resources:\n  job_config:\n    checkpoint_grace: 30\n" + BASH_STANDIN,
+        "-d",
+    )
+    wait_until(
+        laptop.run,
+        name,
+        lambda job: all(
+            f"{r}: rank {r} step 20" in laptop.run("logs", name).stdout for r in (0, 1)
+        ),
+        "step 20 on both ranks",
+        60,
+    )
+    stopped = laptop.run("stop", "-y", "--mode", "checkpoint", name)
+    assert stopped.returncode == 0, stopped.output
+    assert laptop.status(name)["status"] == "SUSPENDED (by user)"
+    log = laptop.run("logs", name).stdout
+    saved = {
+        rank: int(re.findall(rf"^{rank}: rank {rank} saved step (\d+) on SIGHUP$", log, re.M)[0])
+        for rank in (0, 1)
+    }
+    assert all(step >= 20 for step in saved.values()), log
+    assert laptop.run("start", "-y", name).returncode == 0
+    assert laptop.wait_for(name, {"COMPLETED", "FAILED"}, timeout=90)["status"] == "COMPLETED"
+    log = laptop.run("logs", name).stdout
+    for rank in (0, 1):
+        assert f"{rank}: rank {rank} attempt 1 starts at step {saved[rank]}" in log, log
+        assert f"{rank}: rank {rank} done at step 120" in log
+
+
 def _counting_bin_dir(release: Release) -> tuple[str, Path]:
     """Wrappers on the cluster that log each Slurm call, for `slurm_bin_dir` (a site's
     /opt/slurm/bin). Returns the directory as the cluster sees it, and the log's path here."""

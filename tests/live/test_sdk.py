@@ -117,3 +117,18 @@ def test_importing_the_sdk_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_event_callback_runs_in_the_sdks_wait_once_per_change(tmp_path: Path) -> None:
+    events = tmp_path / "events.log"
+    task = konduktor.Task(
+        unique("sdkcb"),
+        run="sleep 2",
+        event_callback=f'echo "$KONDUKTOR_OLD_STATE>$KONDUKTOR_NEW_STATE" >> {events}',
+    )
+    assert task.warnings == ()
+    job = konduktor.launch(task, detach_run=True)
+    assert job.wait(timeout=120) == "succeeded"
+    lines = events.read_text().splitlines()
+    assert lines[:2] == [">CREATED", "CREATED>PENDING"]  # launch saw these
+    assert lines[-1].endswith(">COMPLETED") and len(lines) == len(set(lines))

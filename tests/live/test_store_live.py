@@ -3,15 +3,16 @@ re-records the jobs Slurm knows, so none is lost track of; status, logs and down
 again. A running job comes back from squeue, locally and over SSH; a job that ended long ago
 (slurmctld has forgotten it: MinJobAge) comes back from accounting.
 
-The last test waits until slurmctld forgets a finished job (MinJobAge, 600 s on the embedded
-cluster, counted from the start of this module): it is idle, not busy, for most of that.
+The last test needs a finished job slurmctld has forgotten (MinJobAge, 600 s on the embedded
+cluster). tests/conftest.py's ``finished_early`` launches it when the session starts, so in
+`make test` the wait overlaps the tests that run before this module; run alone, this module
+waits for it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import sqlite3
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KONDUKTOR, Run, status_json, wait_for_status, write_task
+from tests.conftest import status_json, wait_for_status, write_task
 from tests.live.test_launch import submitted_name, unique
 from tests.live.test_lifecycle_live import cleanup
 from tests.live.test_ssh import (
@@ -100,43 +101,6 @@ def forgotten_by_slurmctld(job_id: str) -> bool:
         check=False,
     )
     return job_id not in queue.stdout.split()
-
-
-# ---- a job that ends at once, launched first so that slurmctld forgets it while the other
-# tests run; the last test rebuilds a store from accounting alone.
-
-
-class Launched:
-    def __init__(self, home: Path, name: str, job_id: str, launched_at: float) -> None:
-        self.home, self.name, self.job_id, self.launched_at = home, name, job_id, launched_at
-
-    def run(self, *args: str) -> Run:
-        env = {**os.environ, "KONDUKTOR_HOME": str(self.home)}
-        env.pop("KONDUKTOR_CONFIG", None)
-        proc = subprocess.run(
-            [KONDUKTOR, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            stdin=subprocess.DEVNULL,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-
-@pytest.fixture(scope="module")
-def finished_early(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Launched:
-    directory = tmp_path_factory.mktemp("early")
-    name = unique("early")
-    task = write_task(directory, f"name: {name}\nrun: |\n  echo 'long ago on rank '$RANK\n")
-    launched = Launched(directory / "kdhome", name, "", time.monotonic())
-    result = launched.run("launch", "-y", "-d", str(task))
-    assert result.returncode == 0, result.output
-    launched.name = submitted_name(result.stdout)
-    match = re.search(r"Slurm job (\d+)", result.stdout)
-    assert match, result.stdout
-    launched.job_id = match.group(1)
-    return launched
 
 
 # ---- a running job, on the login node ----------------------------------------------------------

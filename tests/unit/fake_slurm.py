@@ -11,6 +11,7 @@ for real on this machine, in the test's temporary directory.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +74,12 @@ class FakeSlurm(LocalTransport):
         self.controller = "up"
         self.accounting_down = False  # slurmdbd down: sacct fails, squeue answers
         self.max_array_size: int | None = None  # the cluster's MaxArraySize (else recorded)
+        self.node_events = True  # False: slurmdbd has not recorded the node's DOWN event yet
         self.operator = operator
         self._user = user
         self._next_id = 100
+        # What the job does when its ranks get a signal (scancel --signal without --full).
+        self.on_rank_signal: Callable[[FakeJob, str], None] | None = None
 
     @property
     def user(self) -> str:
@@ -127,12 +131,12 @@ class FakeSlurm(LocalTransport):
         return 0, "".join(self._squeue_row(job) for job in rows), ""
 
     def _squeue_row(self, job: FakeJob) -> str:
-        fields = list(_SQUEUE["RUNNING" if job.queue == "SUSPENDED" else job.queue])
+        fields = list(_SQUEUE["RUNNING" if job.queue in ("SUSPENDED", "COMPLETING") else job.queue])
         fields[0], fields[1], fields[2] = job.job_id, job.queue, job.reason
         fields[3] = "0" if job.reason.startswith(("JobHeld", "job requeued")) else job.priority
         fields[11], fields[12], fields[13] = job.user, job.name, job.comment
         fields[4] = str(len(job.runs))  # RestartCnt
-        fields[6] = job.node_list if job.queue in ("RUNNING", "SUSPENDED") else ""
+        fields[6] = job.node_list if job.queue in ("RUNNING", "SUSPENDED", "COMPLETING") else ""
         return SEP.join(fields) + f"{SEP}\n"  # every record ends with the separator
 
     def _sacct(self, argv: list[str]) -> tuple[int, str, str]:
@@ -141,9 +145,12 @@ class FakeSlurm(LocalTransport):
         if "--duplicates" in argv:
             return 0, self._runs(argv), ""
         out = []
-        for job_id in self._ids(argv):
-            job = self.jobs.get(job_id)
-            if job is None or job.acct is None:
+        asked = set(self._ids(argv))
+        # As sacct does, an array's id answers for each of its elements ("889" -> "889_0"...).
+        for job_id, job in self.jobs.items():
+            if job_id not in asked and job_id.partition("_")[0] not in asked:
+                continue
+            if job.acct is None:
                 continue
             fields = list(_SACCT[job.acct.split()[0]])
             fields[0], fields[1], fields[2], fields[7] = job_id, job.acct, job.exit_code, job.user
@@ -213,6 +220,15 @@ class FakeSlurm(LocalTransport):
         return 0, "", ""
 
     def _scancel(self, argv: list[str]) -> tuple[int, str, str]:
+        signal = next((a.removeprefix("--signal=") for a in argv if a.startswith("--signal=")), "")
+        if signal and "--full" not in argv:  # to the steps only: the ranks get it
+            job = self.jobs.get(argv[-1])
+            if job is None:
+                error = f"Kill job error on job id {argv[-1]}: Invalid job id specified"
+                return 1, "", f"scancel: error: {error}\n"
+            if self.on_rank_signal is not None:
+                self.on_rank_signal(job, signal)
+            return 0, "", ""
         for job_id in argv[1:]:
             job = self.jobs[job_id]
             job.queue, job.reason = "CANCELLED", "None"
@@ -221,6 +237,8 @@ class FakeSlurm(LocalTransport):
 
     def _sacctmgr(self, argv: list[str]) -> tuple[int, str, str]:
         if "event" in argv:
+            if not self.node_events:
+                return 0, "", ""
             return 0, (FIXTURES / "sacctmgr-events-22.05.txt").read_text(), ""
         level = "root" if self.operator else "kdtest"
         return 0, (FIXTURES / f"sacctmgr-adminlevel-{level}-22.05.txt").read_text(), ""

@@ -67,6 +67,7 @@ def test_without_a_file_everything_is_local_with_defaults(config_file: Path, tmp
     assert settings.stop_mode == StopMode.AUTO
     assert (settings.partition, settings.account, settings.qos) == (None, None, None)
     assert settings.slurm_timeout == 30.0
+    assert settings.retention == 30 * 86400.0  # finished jobs' snapshots kept a month
     assert settings.store_path == tmp_path / "home" / "state.db"
 
 
@@ -148,6 +149,13 @@ def test_ssh_proxy_command_and_jump_chains(config_file: Path) -> None:
         ("ssh: login\njobs_dir: '~'\n", "jobs_dir", "~"),
         ("node_workdir: /scratch/kd/\n", "node_workdir", "/scratch/kd"),
         ("node_workdir: ~/work.dir-1\n", "node_workdir", "~/work.dir-1"),
+        ("retention: 12h\n", "retention", 43200.0),
+        ("retention: 1.5d\n", "retention", 1.5 * 86400),
+        ("retention: 0s\n", "retention", 0.0),  # pruned as soon as a job ends
+        ("retention: ' 2W '\n", "retention", 14 * 86400.0),
+        ("retention: never\n", "retention", None),
+        ("retention: Never\n", "retention", None),
+        ("retention: null\n", "retention", 30 * 86400.0),  # unset: the default
     ],
 )
 def test_accepted_values(config_file: Path, text: str, attribute: str, expected) -> None:
@@ -204,7 +212,8 @@ NOT_ABSOLUTE = (
     "must be an absolute path or start with ~/ (your home directory on the cluster), got "
 )
 GRES = "expected a Slurm GRES type name (letters, digits, '_', '.', '-'), got "
-MODES = "expected one of auto, suspend, requeue, signal, got "
+MODES = "expected one of auto, suspend, requeue, signal, checkpoint, got "
+RETENTION = "expected a duration like 30d, 12h or 0s, or never, got "
 
 BAD_CONFIGS = [
     # unknown and repeated keys
@@ -214,7 +223,7 @@ BAD_CONFIGS = [
         2,
         "colour",
         "unknown field; expected one of: ssh, jobs_dir, node_workdir, partition, account, qos, "
-        "gres_map, stop_mode, slurm_bin_dir, slurm_timeout",
+        "gres_map, stop_mode, slurm_bin_dir, slurm_timeout, retention",
     ),
     ("port: 2222\n", 1, "port", "unknown field; did you mean 'ssh.port'?"),
     (
@@ -412,6 +421,23 @@ BAD_CONFIGS = [
         1,
         "gres_map['8 H100']",
         "expected an accelerator name like 'A100-80GB', got '8 H100'",
+    ),
+    # retention
+    (
+        "retention: 30\n",
+        1,
+        "retention",
+        RETENTION + "'30' (give a unit: 30d, 12h, 90m, 0s)",
+    ),
+    ("retention: soon\n", 1, "retention", RETENTION + "'soon'"),
+    ("retention: -1d\n", 1, "retention", RETENTION + "'-1d'"),
+    ("retention: false\n", 1, "retention", RETENTION + "false"),
+    ("retention: [30d]\n", 1, "retention", RETENTION + "a list"),
+    (
+        "retention: 99999999999d\n",
+        1,
+        "retention",
+        "'99999999999d' is more than 100 years; give a shorter duration, or never",
     ),
     # stop_mode, slurm_bin_dir
     ("stop_mode: suspnd\n", 1, "stop_mode", MODES + "'suspnd'; did you mean 'suspend'?"),
@@ -679,6 +705,16 @@ def test_validated_settings_are_cached_0600_and_read_back(config_file: Path) -> 
     assert load_settings().partition == "from-the-cache"
 
 
+def test_retention_never_survives_the_cache(config_file: Path) -> None:
+    write_settled(config_file, "retention: never\n")
+    assert load_settings().retention is None
+    cache = cache_of(config_file)
+    assert json.loads(cache.read_text())["values"]["retention"] == "never"
+    assert load_settings().retention is None  # read back from the cache
+    tamper(cache, retention=60)
+    assert load_settings().retention == 60.0
+
+
 def test_a_changed_config_is_validated_again_and_the_cache_rewritten(config_file: Path) -> None:
     write_settled(config_file, "partition: gpu\n")
     load_settings()
@@ -748,6 +784,8 @@ DAMAGE = {
     "no values": lambda good: json.dumps({"key": json.loads(good)["key"]}),
     "wrong type": lambda good: good.replace('"partition": "gpu"', '"partition": 5'),
     "bad stop_mode": lambda good: good.replace('"stop_mode": null', '"stop_mode": "evil"'),
+    "bad retention": lambda good: good.replace('"retention": null', '"retention": "soon"'),
+    "negative retention": lambda good: good.replace('"retention": null', '"retention": -1'),
     "extra value": lambda good: good.replace('"qos": null', '"qos": null, "evil": 1'),
     "other version": lambda good: good.replace('"version": "', '"version": "0.0.0-'),
     "over 64 KiB": lambda good: good[:-1] + ', "pad": "' + "x" * 70_000 + '"}',

@@ -12,6 +12,7 @@ from konduktor_slurm.control import (
     STOP_RECORD_MODE,
     Action,
     Plan,
+    instead_of_refused_suspend,
     plan_start,
     plan_stop,
 )
@@ -25,6 +26,8 @@ def stop(lifecycle: str, slurm_state: str | None, mode: str = "auto", **kw: obje
         slurm_state=slurm_state,
         mode=mode,
         stopped_mode=kw.get("stopped_mode"),  # type: ignore[arg-type]
+        checkpoint=bool(kw.get("checkpoint")),
+        checkpointing=bool(kw.get("checkpointing")),
     )
 
 
@@ -36,6 +39,7 @@ def start(lifecycle: str, slurm_state: str | None, **kw: object) -> Plan:
         reason=kw.get("reason"),  # type: ignore[arg-type]
         priority=kw.get("priority"),  # type: ignore[arg-type]
         stopped_mode=kw.get("stopped_mode"),  # type: ignore[arg-type]
+        checkpointing=bool(kw.get("checkpointing")),
     )
 
 
@@ -157,6 +161,15 @@ def test_start_undoes_a_stop_made_outside_konduktor(
     assert plan == Plan(action)
 
 
+def test_start_releases_a_job_slurm_held_after_a_failed_launch() -> None:
+    """slurmctld or the node died while the job was being launched: Slurm requeued it and
+    held it; nobody stopped it, but `start` is how the user gets it going again."""
+    plan = start(
+        "SUSPENDED (by system)", "PENDING", reason="launch failed requeued held", priority=0
+    )
+    assert plan == Plan(Action.RELEASE)
+
+
 @pytest.mark.parametrize(
     ("lifecycle", "slurm_state", "reason", "priority"),
     [
@@ -203,11 +216,80 @@ def test_every_state_and_mode_gives_exactly_one_outcome() -> None:
         "COMPLETED",
         "FAILED",
     ]
-    stopped = [None, "suspend", "requeue", "hold", "signal"]
-    for lifecycle, state, mode, was in itertools.product(lifecycles, states, STOP_MODES, stopped):
+    stopped = [None, "suspend", "requeue", "hold", "signal", "checkpoint"]
+    flags = [(False, False), (True, False), (True, True)]  # (checkpoint, checkpointing)
+    for lifecycle, state, mode, was, (declared, saving) in itertools.product(
+        lifecycles, states, STOP_MODES, stopped, flags
+    ):
         for plan in (
-            stop(lifecycle, state, mode, stopped_mode=was),
-            start(lifecycle, state, stopped_mode=was, reason=None, priority=1),
+            stop(
+                lifecycle,
+                state,
+                mode,
+                stopped_mode=was,
+                checkpoint=declared,
+                checkpointing=saving,
+            ),
+            start(
+                lifecycle, state, stopped_mode=was, reason=None, priority=1, checkpointing=saving
+            ),
         ):
             outcomes = [plan.action is not None, plan.error is not None, plan.note is not None]
             assert outcomes.count(True) == 1, (lifecycle, state, mode, was, plan)
+
+
+# ---- checkpoint: the signal, the grace period, then requeue-hold -------------------------
+
+
+@pytest.mark.parametrize("slurm_state", ["RUNNING", "R", "CONFIGURING"])
+def test_checkpoint_mode_checkpoints_a_running_job_that_declares_how(slurm_state: str) -> None:
+    assert stop("ACTIVE", slurm_state, "checkpoint", checkpoint=True) == Plan(Action.CHECKPOINT)
+
+
+def test_checkpoint_mode_refuses_a_job_that_declares_no_checkpoint_and_says_what_instead() -> None:
+    plan = stop("ACTIVE", "RUNNING", "checkpoint", checkpoint=False)
+    assert plan.action is None and plan.error
+    assert "checkpoint_signal" in plan.error and "--mode requeue" in plan.error
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_checkpoint_mode_holds_a_pending_job_like_every_mode(declared: bool) -> None:
+    # No processes yet, so nothing to save: a hold is the whole stop.
+    assert stop("PENDING", "PENDING", "checkpoint", checkpoint=declared) == Plan(Action.HOLD)
+
+
+@pytest.mark.parametrize(
+    ("declared", "action"), [(True, Action.CHECKPOINT), (False, Action.REQUEUE_HOLD)]
+)
+def test_auto_saves_the_work_when_suspend_is_refused_and_the_task_checkpoints(
+    declared: bool, action: Action
+) -> None:
+    # auto first asks for a suspend (frozen in place beats any restart) ...
+    assert stop("ACTIVE", "RUNNING", "auto", checkpoint=declared) == Plan(Action.SUSPEND)
+    # ... and when Slurm refuses it, a task that checkpoints saves first, others are requeued.
+    assert instead_of_refused_suspend(declared) is action
+
+
+def test_a_second_stop_during_the_grace_period_waits_for_the_first() -> None:
+    plan = stop("ACTIVE", "RUNNING", "checkpoint", checkpoint=True, checkpointing=True)
+    assert plan.action is None and plan.error is None
+    assert plan.note and "checkpointing" in plan.note
+
+
+def test_a_checkpoint_stop_whose_grace_period_passed_may_be_stopped_again() -> None:
+    # `stop` was interrupted after the signal and the job still runs: act again.
+    plan = stop("ACTIVE", "RUNNING", "checkpoint", stopped_mode="checkpoint", checkpoint=True)
+    assert plan == Plan(Action.CHECKPOINT)
+
+
+def test_start_after_a_checkpoint_stop_releases_the_requeued_job() -> None:
+    plan = start("SUSPENDED (by user)", "PENDING", stopped_mode="checkpoint")
+    assert plan == Plan(Action.RELEASE_CHECKPOINTED)
+    assert "resumes from its checkpoint" in COSTS[Action.RELEASE_CHECKPOINTED]
+    assert STOP_RECORD_MODE[Action.CHECKPOINT] == "checkpoint"
+    assert "resumes from its checkpoint" in COSTS[Action.CHECKPOINT]
+
+
+def test_start_during_the_grace_period_says_to_wait() -> None:
+    plan = start("ACTIVE", "RUNNING", stopped_mode="checkpoint", checkpointing=True)
+    assert plan.action is None and plan.note and "once it has stopped" in plan.note

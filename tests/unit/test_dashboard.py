@@ -3,7 +3,7 @@ service layer on the fake transport that replays recorded Slurm output (fake_slu
 
 What a user (or an attacker on the same machine) sees over HTTP: the token and Origin checks,
 the filters of `status`, the log stream, the actions' messages, and one refresh loop shared
-by every open page. tests/live/test_dashboard.py drives the same page in Chromium against
+by every open page. tests/live/test_dashboard_live.py drives the same page in Chromium against
 the real cluster.
 """
 

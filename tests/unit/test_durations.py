@@ -14,11 +14,13 @@ from konduktor_slurm.durations import (
     SLURM_MAX_TIME_MINUTES,
     DurationError,
     clock,
+    format_age,
     format_duration,
     humanize_ago,
     iso,
     parse_age,
     parse_elapsed,
+    parse_retention,
     parse_when,
     slurm_time_parts,
     slurm_time_seconds,
@@ -100,6 +102,41 @@ def test_a_duration_error_is_a_value_error() -> None:
 
 
 # ---- WHEN: an age ago, or an ISO date/time
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30d", 30 * 86400.0), ("0s", 0.0), ("12H", 43200.0), (" never ", None), ("NEVER", None)],
+)
+def test_retentions(text: str, seconds: float | None) -> None:
+    assert parse_retention(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("30", "expected a duration like 30d, 12h or 0s, or never, got '30'"),
+        ("forever", "expected a duration like 30d, 12h or 0s, or never, got 'forever'"),
+        (
+            "99999999999d",
+            "'99999999999d' is more than 100 years; give a shorter duration, or never",
+        ),
+    ],
+)
+def test_not_a_retention(text: str, message: str) -> None:
+    with pytest.raises(DurationError) as excinfo:
+        parse_retention(text)
+    assert str(excinfo.value) == message
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (1.5, "1.5s"), (45, "45s"), (5400, "90m"), (43200, "12h"), (30 * 86400, "30d"),
+     (14 * 86400, "2w"), (100, "100s")],
+)  # fmt: skip
+def test_format_age_reads_back_as_the_same_age(seconds: float, text: str) -> None:
+    assert format_age(seconds) == text
+    assert parse_age(text) == seconds
 
 
 @pytest.mark.parametrize(

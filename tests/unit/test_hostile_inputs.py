@@ -81,6 +81,9 @@ FIELDS = [
     "resources.accelerators",
     "resources.job_config.max_restarts",
     "resources.job_config.completions",
+    "resources.job_config.checkpoint_signal",
+    "resources.job_config.checkpoint_grace",
+    "resources.job_config.checkpoint_dir",
     "slurm.partition",
     "slurm.account",
     "slurm.qos",
@@ -128,7 +131,8 @@ TEXT_CASES = [
     pytest.param(field, text, id=f"{field}:{index}")
     for field, (index, text) in itertools.product(
         ["name", "run", "setup", "envs.V", "secrets.S", "slurm.partition", "slurm.constraint",
-         "event_callback", "file_mounts./data/x", "slurm.sbatch_options.mail-user"],
+         "event_callback", "file_mounts./data/x", "slurm.sbatch_options.mail-user",
+         "resources.job_config.checkpoint_dir"],
         enumerate(HOSTILE_TEXT),
     )
 ]  # fmt: skip

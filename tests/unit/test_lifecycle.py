@@ -270,7 +270,7 @@ REASON_CASES: list[tuple[str | None, State, str]] = [
     # Holds.
     ("JobHeldAdmin", SYS, "held by an administrator"),
     ("JobHoldMaxRequeue", SYS, "held: requeued too many times"),
-    ("launch failed requeued held", SYS, "launch failed; requeued and held"),
+    ("launch failed requeued held", SYS, "its launch failed (a node or slurmctld fault)"),
     ("JobHeldUser", USR, "held by user"),
     ("job requeued in held state", USR, "requeued and held"),
     ("(job requeued in held state)", USR, "requeued and held"),
@@ -719,6 +719,69 @@ def test_user_stop_does_not_hide_running_or_finished_jobs(slurm: SlurmFacts, sta
 def test_user_stop_detail(stop: UserStop, now: float, detail: str) -> None:
     slurm = SlurmFacts(squeue_state="PD", reason="JobHeldUser", priority=0)
     assert classify(slurm, LocalFacts(user_stop=stop, now=now)).detail == detail
+
+
+# ---- a checkpoint stop: the grace period, then requeue-hold ----------------------------
+
+
+def checkpoint_stop(signalled_ago: float, grace: float = 90) -> UserStop:
+    at = NOW - signalled_ago
+    return UserStop("alice", at, "checkpoint", until=at + grace)
+
+
+def test_a_job_in_its_checkpoint_grace_period_is_active_and_checkpointing() -> None:
+    slurm = SlurmFacts(squeue_state="R", node_list="node1")
+    got = classify(slurm, LocalFacts(user_stop=checkpoint_stop(30), now=NOW))
+    assert got == Lifecycle(
+        State.ACTIVE,
+        "checkpointing: stop asked by alice; requeued and held when its ranks exit, "
+        "at the latest in 60s",
+    )
+
+
+def test_after_the_grace_period_a_running_job_is_shown_as_slurm_says() -> None:
+    # The stop was interrupted and nobody requeued it: it just runs.
+    slurm = SlurmFacts(squeue_state="R", node_list="node1")
+    got = classify(slurm, LocalFacts(user_stop=checkpoint_stop(100), now=NOW))
+    assert got == Lifecycle(State.ACTIVE, "running on node1")
+
+
+@pytest.mark.parametrize(
+    ("slurm", "detail"),
+    [
+        (
+            SlurmFacts(squeue_state="CG", reason="job requeued in held state", node_list="node1"),
+            "checkpointed and stopped by alice just now; releasing its nodes",
+        ),
+        (
+            SlurmFacts(squeue_state="PD", reason="job requeued in held state", priority=0),
+            "checkpointed and stopped by alice just now",
+        ),
+    ],
+)
+def test_a_checkpointed_job_that_was_requeued_is_suspended_by_user(
+    slurm: SlurmFacts, detail: str
+) -> None:
+    got = classify(slurm, LocalFacts(user_stop=checkpoint_stop(5), now=NOW))
+    assert got == Lifecycle(State.SUSPENDED_USER, detail)
+
+
+@pytest.mark.parametrize("sacct_state", ["TIMEOUT", "COMPLETED", "CANCELLED by 1001"])
+def test_a_checkpointing_job_that_ended_is_shown_as_it_ended(sacct_state: str) -> None:
+    got = classify(SlurmFacts(sacct_state=sacct_state), LocalFacts(user_stop=checkpoint_stop(5)))
+    assert got.state.terminal
+
+
+def test_the_stop_record_keeps_its_deadline_and_reads_older_records() -> None:
+    stop = checkpoint_stop(10)
+    assert UserStop.from_json(stop.to_json()) == stop
+    assert UserStop.from_json({"user": "a", "at": 1.0, "mode": "requeue"}) == UserStop(
+        "a", 1.0, "requeue", None
+    )
+    assert UserStop.from_json({"user": "a", "at": 1.0, "mode": "checkpoint", "until": "x"}) == (
+        UserStop("a", 1.0, "checkpoint", None)
+    )
+    assert not UserStop("a", NOW, "requeue", NOW + 50).checkpointing(NOW)
 
 
 # ======================================================================================

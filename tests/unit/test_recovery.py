@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from konduktor_slurm.checkpoint import Checkpoint
 from konduktor_slurm.lifecycle import State
 from konduktor_slurm.render import JobPlan, render_sbatch
 from konduktor_slurm.service.recovery import (
@@ -227,6 +228,19 @@ def test_a_rendered_sbatch_script_gives_back_what_launch_recorded(tmp_path: Path
         gpus_per_node=8,
         max_restarts=2,
     )
+
+
+def test_how_a_task_checkpoints_comes_back_from_its_script(tmp_path: Path) -> None:
+    task = parse_task(
+        "name: ck\nresources:\n  job_config:\n    checkpoint_signal: usr2\n"
+        "    checkpoint_grace: 45\n    checkpoint_dir: ~/ck\nrun: x\n",
+        source="task.yaml",
+    )
+    plan = JobPlan(job_name="ck-1a2b", job_dir=str(tmp_path), log_path=str(tmp_path / "log"))
+    facts = parse_job_script(render_sbatch(task, plan).splitlines())
+    # Enough for `stop --mode checkpoint`; the directory stays in the script, for the job.
+    assert facts.checkpoint == Checkpoint(signal="USR2", grace=45)
+    assert parse_job_script(rendered(tmp_path)[1].splitlines()).checkpoint is None
 
 
 def test_job_scripts_are_read_with_one_command_and_missing_ones_left_out(tmp_path: Path) -> None:

@@ -105,3 +105,27 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> 
         write_atomically(target, "half a report")
     assert target.read_text() == "previous report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["konduktor.html"]
+
+
+def test_a_notify_value_that_is_no_webhook_url_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+
+    from tests.conftest import KONDUKTOR
+
+    env = {**os.environ, "KONDUKTOR_HOME": str(tmp_path / "home")}
+    env.pop("KONDUKTOR_CONFIG", None)
+    done = subprocess.run(
+        [KONDUKTOR, "report", "--notify", "hooks.slack.com/services/T/B/x"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr == (
+        "Error: --notify: expected an http:// or https:// webhook URL, got "
+        "'hooks.slack.com/services/T/B/x'\n"
+    )
+    assert done.stdout == "" and not (tmp_path / "home" / "state.db").exists()

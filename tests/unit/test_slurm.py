@@ -8,8 +8,12 @@ import pytest
 
 from konduktor_slurm.slurm import (
     QUEUE_FIELDS,
+    CheckpointSupport,
+    Slurm,
     SlurmError,
+    expand_array_record,
     owners_may_suspend,
+    parse_checkpoint_support,
     parse_release,
     parse_sacct,
     parse_sbatch,
@@ -18,6 +22,7 @@ from konduktor_slurm.slurm import (
     sacct_command,
     squeue_command,
 )
+from konduktor_slurm.transport import CommandResult
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "slurm"
 
@@ -76,6 +81,56 @@ def test_sacct_keeps_the_latest_run_of_a_requeued_job() -> None:
         "9\x1fRUNNING\x1f0:0\x1f2026-11-28T10:03:00\x1fUnknown\x1fnode2\x1fUNLIMITED\x1fbob\x1f\n"
     )
     assert parse_sacct(output)["9"].state == "RUNNING"
+
+
+@pytest.mark.parametrize("release", ["22.05", "24.11", "26.05"])
+def test_elements_of_a_sweep_cancelled_before_they_ran_each_have_a_record(release: str) -> None:
+    # A three- (five-) element array cancelled while pending, element 1 held and released
+    # first: accounting keeps 0, 2.. in the array's one record "900_[0,2-4]".
+    rows = parse_sacct((FIXTURES / f"sacct-array-{release}.txt").read_text())
+    last = 2 if release == "22.05" else 4
+    assert set(rows) == {f"900_{index}" for index in range(last + 1)}
+    assert all(row.state == "CANCELLED by 0" for row in rows.values())
+    assert rows["900_0"].job_id == "900_0" and rows["900_0"].node_list is None
+
+
+@pytest.mark.parametrize(
+    ("record", "elements"),
+    [
+        ("7_[0,2]", ["7_0", "7_2"]),
+        ("7_[3-5%2]", ["7_3", "7_4", "7_5"]),
+        ("7_[0-6:3]", ["7_0", "7_3", "7_6"]),
+        ("7_4", ["7_4"]),
+        ("7", ["7"]),
+        ("7_[x]", ["7_[x]"]),
+    ],
+)
+def test_array_records_expand_to_their_elements(record: str, elements: list[str]) -> None:
+    assert expand_array_record(record) == elements
+
+
+def test_an_element_record_of_its_own_wins_over_the_arrays_record() -> None:
+    own = (
+        "7_1\x1fRUNNING\x1f0:0\x1f2026-11-28T10:00:00\x1fUnknown\x1fnode1\x1fUNLIMITED\x1fbob\x1f\n"
+    )
+    meta = (
+        "7_[0-2]\x1fPENDING\x1f0:0\x1fUnknown\x1fUnknown\x1fNone assigned\x1fUNLIMITED\x1fbob\x1f\n"
+    )
+    for output in (own + meta, meta + own):
+        rows = parse_sacct(output)
+        assert rows["7_1"].state == "RUNNING" and rows["7_0"].state == "PENDING", output
+
+
+def test_elements_are_asked_for_by_their_arrays_id() -> None:
+    asked: list[list[str]] = []
+
+    class Recorder:
+        def run(self, argv: list[str], timeout: float | None = None) -> CommandResult:
+            asked.append(argv)
+            return CommandResult(tuple(argv), 0, "", "")
+
+    Slurm(Recorder()).accounting(["900_0", "900_7", "41"])  # type: ignore[arg-type]
+    assert asked[0][-1] == "--jobs=900,41"
 
 
 @pytest.mark.parametrize(("output", "job_id"), [("42\n", "42"), ("42;cluster\n", "42")])
@@ -180,3 +235,31 @@ def test_job_owners_may_suspend_from_26_05_on(
 ) -> None:
     assert parse_release(version) == release
     assert owners_may_suspend(release) is owners_suspend
+
+
+@pytest.mark.parametrize(
+    ("release", "proctrack"),
+    [
+        ("22.05", "proctrack/cgroup"),
+        ("24.11", "proctrack/linuxproc"),
+        ("26.05", "proctrack/linuxproc"),
+    ],
+)
+def test_how_each_release_signals_a_checkpointing_task(release: str, proctrack: str) -> None:
+    config = (FIXTURES / f"scontrol-config-{release}.txt").read_text()
+    support = parse_checkpoint_support(config)
+    assert support == CheckpointSupport(proctrack, user_signal_at_preemption=False)
+    assert "save on SIGTERM too" in support.describe()
+    # The flag's spelling: 22.05's SlurmctldParameters, PreemptParameters from 23.02 on.
+    flag = {
+        "22.05": (
+            "SlurmctldParameters     = (null)",
+            "SlurmctldParameters     = enable_configless,preempt_send_user_signal",
+        ),
+        "24.11": ("PreemptParameters       = (null)", "PreemptParameters       = send_user_signal"),
+        "26.05": ("PreemptParameters       = (null)", "PreemptParameters       = send_user_signal"),
+    }[release]
+    assert flag[0] in config
+    with_flag = parse_checkpoint_support(config.replace(*flag))
+    assert with_flag.user_signal_at_preemption
+    assert "sends the task's checkpoint signal" in with_flag.describe()

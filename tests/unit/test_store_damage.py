@@ -90,13 +90,13 @@ def konduktor_style_table(nullable: bool) -> str:
         f" gpus_per_node INTEGER, job_dir TEXT{not_null}, log_path TEXT{not_null},"
         f" max_restarts INTEGER, created_at REAL{not_null}, submitted_at REAL, start_time REAL,"
         f" end_time REAL, state TEXT{not_null}, detail TEXT, terminal INTEGER, hidden INTEGER,"
-        " user_stop TEXT, extra TEXT)"
+        " user_stop TEXT, extra TEXT, checkpoint TEXT, event_callback TEXT)"
     )
 
 
 KONDUKTOR_SIDE_TABLES = (
     "CREATE TABLE transitions (id INTEGER PRIMARY KEY AUTOINCREMENT, job_name TEXT, "
-    "state TEXT, detail TEXT, at REAL)",
+    "state TEXT, detail TEXT, at REAL, notified INTEGER)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
 )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from konduktor_slurm.checkpoint import Checkpoint
 from konduktor_slurm.lifecycle import State, UserStop
 from konduktor_slurm.store import (
     JobRecord,
@@ -66,6 +67,13 @@ SOUND = [
         user_stop=UserStop("alice", 1005.0, "requeue"),
         created_at=0.5,
     ),
+    record(
+        "checkpointing-1",
+        slurm_job_id="45",
+        state="ACTIVE",
+        checkpoint=Checkpoint(signal="USR1", grace=90, directory="~/ckpt"),
+        event_callback="notify-send $KONDUKTOR_JOB_STATE",
+    ),
 ]
 
 # Each row is damaged in one way: the careful decoder must read it (and say so).
@@ -85,6 +93,8 @@ DAMAGE = [
     "UPDATE jobs SET user_stop='{\"user\": 1}'",
     "UPDATE jobs SET resources=x'00ff10'",
     "UPDATE jobs SET detail=CAST(x'fffe41' AS TEXT)",
+    "UPDATE jobs SET checkpoint='{\"signal\": 9}'",
+    "UPDATE jobs SET event_callback=x'07'",
 ]
 
 

@@ -22,6 +22,7 @@ from konduktor_slurm.task import (
     load_task,
     parse_task,
 )
+from konduktor_slurm.task.model import Checkpoint
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tasks"
 SOURCE = "task.yaml"
@@ -689,15 +690,18 @@ def test_job_config_completions_above_one_is_refused_with_why() -> None:
     check(issue, 4, "resources.job_config.completions", "runs it once (1)", "launch it 4 times")
 
 
+KNOWN_JOB_CONFIG = "max_restarts, completions, checkpoint_signal, checkpoint_grace, checkpoint_dir"
+
+
 def test_unknown_job_config_keys_are_accepted_with_a_warning_as_konduktor_does() -> None:
     task = parse("run: x\nresources:\n  job_config:\n    max_restart: 1\n    owner: me\n")
     assert task.resources.max_restarts == 0
     assert task.warnings == (
         "task.yaml:4: resources.job_config.max_restart is not a job_config setting "
-        "konduktor-slurm knows (max_restarts, completions); ignored; did you mean "
+        f"konduktor-slurm knows ({KNOWN_JOB_CONFIG}); ignored; did you mean "
         "'max_restarts'?",
         "task.yaml:5: resources.job_config.owner is not a job_config setting konduktor-slurm "
-        "knows (max_restarts, completions); ignored",
+        f"knows ({KNOWN_JOB_CONFIG}); ignored",
     )
 
 
@@ -1439,3 +1443,67 @@ def test_odd_keys_keep_their_yaml_identity(text: str, field: str) -> None:
 def test_unknown_keys_come_first_on_a_shared_line() -> None:
     issues = issues_of("{run: x, num_nodes: 0, zz: 1, resources: {cpus: 0, yy: 1}}\n")
     assert [i.field for i in issues] == ["zz", "num_nodes", "resources.yy", "resources.cpus"]
+
+
+# ---- how a task checkpoints (resources.job_config.checkpoint_*) -------------------------
+
+
+def test_a_task_without_checkpoint_keys_declares_no_checkpoint() -> None:
+    assert (
+        parse("run: x\nresources:\n  job_config:\n    max_restarts: 1\n").resources.checkpoint
+        is None
+    )
+
+
+def test_any_checkpoint_key_declares_a_checkpoint_with_safe_defaults() -> None:
+    task = parse("run: x\nresources:\n  job_config:\n    checkpoint_grace: 30\n")
+    assert task.resources.checkpoint == Checkpoint(signal="HUP", grace=30, directory=None)
+    task = parse("run: x\nresources:\n  job_config:\n    checkpoint_dir: ~/ckpt/run1\n")
+    assert task.resources.checkpoint == Checkpoint(signal="HUP", grace=90, directory="~/ckpt/run1")
+    assert task.warnings == ()
+
+
+@pytest.mark.parametrize("written", ["SIGUSR2", "USR2", "sigusr2", "usr2"])
+def test_the_checkpoint_signal_is_taken_however_it_is_spelled(written: str) -> None:
+    task = parse(f"run: x\nresources:\n  job_config:\n    checkpoint_signal: {written}\n")
+    assert task.resources.checkpoint is not None
+    assert task.resources.checkpoint.signal == "USR2"
+
+
+def test_sigusr1_is_accepted_with_a_warning_naming_nccl() -> None:
+    task = parse("run: x\nresources:\n  job_config:\n    checkpoint_signal: SIGUSR1\n")
+    assert task.resources.checkpoint is not None and task.resources.checkpoint.signal == "USR1"
+    (warning,) = task.warnings
+    assert "task.yaml:4: resources.job_config.checkpoint_signal" in warning
+    assert "NCCL" in warning and "SIGHUP" in warning
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("checkpoint_signal", "KILL", "expected a signal name: one of SIGHUP,"),
+        ("checkpoint_signal", "SIGCONT", "got 'SIGCONT'"),
+        ("checkpoint_signal", "12", "expected a signal name"),
+        ("checkpoint_grace", "0", "from 1 to 65535, got 0"),
+        ("checkpoint_grace", "70000", "from 1 to 65535"),
+        ("checkpoint_grace", "1.5", "a number of seconds"),
+        ("checkpoint_dir", "ckpt", "absolute or under your home"),
+        ("checkpoint_dir", "~/a/../../etc", "must not contain '..'"),
+    ],
+)
+def test_bad_checkpoint_settings_are_refused_naming_the_key(
+    key: str, value: str, fragment: str
+) -> None:
+    issue = only_issue(f"run: x\nresources:\n  job_config:\n    {key}: {value}\n")
+    check(issue, 4, f"resources.job_config.{key}", fragment)
+
+
+def test_a_checkpoint_key_in_the_wrong_place_points_to_job_config() -> None:
+    issue = only_issue("run: x\ncheckpoint_signal: HUP\n")
+    check(issue, 2, "checkpoint_signal", "resources.job_config.checkpoint_signal")
+
+
+def test_event_callback_is_taken_without_a_warning() -> None:
+    task = parse("run: x\nevent_callback: echo $KONDUKTOR_NEW_STATE >> ~/events\n")
+    assert task.event_callback == "echo $KONDUKTOR_NEW_STATE >> ~/events"
+    assert task.warnings == ()

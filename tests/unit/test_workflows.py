@@ -34,7 +34,7 @@ from konduktor_slurm.slurm import Slurm
 from konduktor_slurm.staging import SilentReporter
 from konduktor_slurm.store import Store
 from konduktor_slurm.task import TaskOverrides, parse_task
-from tests.unit.fake_slurm import FakeSlurm
+from tests.unit.fake_slurm import FakeJob, FakeSlurm
 
 
 def make_session(tmp_path: Path, fake: FakeSlurm) -> Session:
@@ -394,6 +394,10 @@ def test_check_of_an_ordinary_user_says_auto_stop_requeues(
     assert by_name["partitions"].detail.startswith("gpu* (up, 2 nodes, gpu:h100:8)")
     assert "auto -> requeue" in by_name["stop mode"].detail
     assert report.info["may_act_on_others"] is False
+    # The recorded 22.05 config: proctrack/cgroup, no user signal at preemption.
+    assert by_name["checkpoints"].detail.startswith("proctrack/cgroup: konduktor passes")
+    assert by_name["checkpoints"].detail.endswith("save on SIGTERM too")
+    assert report.info["preemption_sends_user_signal"] is False
 
 
 def test_check_of_root_says_auto_stop_suspends(tmp_path: Path) -> None:
@@ -464,6 +468,32 @@ def test_a_job_missing_from_squeue_and_sacct_is_not_read_as_finished(
     assert view.is_stale(view.jobs[0])
     fake.jobs["100"].acct = "COMPLETED"
     assert status(session, StatusQuery(name=name)).jobs[0].state == State.COMPLETED
+
+
+def test_the_failed_node_is_named_once_accounting_has_recorded_it(
+    session: Session, fake: FakeSlurm
+) -> None:
+    """slurmctld requeues the job a moment before slurmdbd has the node's DOWN event: a
+    later look names the node; once named, nobody asks again."""
+    submit(session, "name: t\nnum_nodes: 2\nrun: sleep 60\n")
+    job = fake.jobs["100"]
+    job.queue, job.node_list = "RUNNING", "node[1-2]"
+    status(session)
+    # The failed node is gone from the list while the others clean up (CG) ...
+    job.queue, job.node_list = "COMPLETING", "node1"
+    status(session)
+    # ... and a look while the requeued job is briefly held: the node list empties.
+    job.queue, job.reason, job.runs = "PENDING", "JobHeldAdmin", ("NODE_FAIL",)
+    job.node_list = ""
+    status(session)
+    job.reason = "BeginTime"
+    fake.node_events = False
+    assert status(session).jobs[0].detail.startswith("node failure; requeued")
+    fake.node_events = True
+    assert status(session).jobs[0].detail.startswith("node failure (node2); requeued")
+    fake.calls.clear()
+    status(session)
+    assert not any(argv[0] == "sacctmgr" for argv in fake.calls)
 
 
 def test_a_job_requeued_after_a_node_failure_names_the_node_not_a_preemption(
@@ -617,3 +647,140 @@ def test_one_variant_can_be_stopped_or_the_whole_sweep(session: Session, fake: F
     assert len(result.done) == 3
     (scancel,) = fake.slurm_calls("scancel")
     assert sorted(scancel[1:]) == ["100_0", "100_1", "100_2"]
+
+
+# ---- stop --mode checkpoint --------------------------------------------------------------
+
+CHECKPOINTING = "name: t\nresources:\n  job_config:\n    checkpoint_grace: {grace}\nrun: train\n"
+
+
+def _ranks_save_and_the_batch_script_requeues(job: FakeJob, signal: str) -> None:
+    # What the job scripts do: the ranks exit; the batch script sees the stop request and
+    # runs `scontrol requeuehold` on itself.
+    job.signals = [*getattr(job, "signals", []), signal]
+    job.queue, job.reason = "PENDING", "job requeued in held state"
+
+
+@pytest.fixture
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control, "CHECKPOINT_POLL_SECONDS", (0.05,))
+
+
+def test_checkpoint_stop_signals_the_ranks_and_start_releases_the_job(
+    session: Session, fake: FakeSlurm, fast_polls: None
+) -> None:
+    name = submit(session, CHECKPOINTING.format(grace=60))
+    fake.jobs["100"].queue = "RUNNING"
+    fake.on_rank_signal = _ranks_save_and_the_batch_script_requeues
+    told: list[str] = []
+    plan = control.plan_stop(session, (name,), mode="checkpoint")
+    assert [step.action for step in plan.steps] == [Action.CHECKPOINT]
+    fake.calls.clear()
+    result = control.apply_stop(session, plan, "checkpoint", notify=told.append)
+    assert [done.action for done in result.done] == [Action.CHECKPOINT] and not result.failures
+    # The steps only (not --full: srun would end the step), with the task's signal.
+    assert fake.slurm_calls("scancel") == [["scancel", "--signal=HUP", "100"]]
+    assert not [argv for argv in fake.slurm_calls("scontrol") if argv[1] == "requeuehold"]
+    assert told == [f"{name}: every rank got SIGHUP; waiting up to 60s for them to save their "
+                    "work and exit..."]  # fmt: skip
+    job = session.store.get(name)
+    request = Path(job.job_dir) / "stop-request"
+    assert request.read_text().startswith("stopped by kdtest at ")
+    assert job.user_stop is not None and job.user_stop.mode == "checkpoint"
+    assert job.user_stop.until == pytest.approx(job.user_stop.at + 60)
+    assert (job.state, job.detail) == (
+        State.SUSPENDED_USER,
+        "checkpointed and stopped by kdtest just now",
+    )
+    fake.calls.clear()
+    started = control.apply_start(session, control.plan_start(session, (name,)))
+    assert [done.action for done in started.done] == [Action.RELEASE_CHECKPOINTED]
+    assert [argv[1:] for argv in fake.slurm_calls("scontrol")] == [
+        ["release", "100"],
+        ["update", "jobid=100", "starttime=now"],
+    ]
+
+
+def test_ranks_that_do_not_exit_within_the_grace_period_are_requeued_anyway(
+    session: Session, fake: FakeSlurm, fast_polls: None
+) -> None:
+    name = submit(session, CHECKPOINTING.format(grace=1))
+    fake.jobs["100"].queue = "RUNNING"  # and it stays running: the signal is ignored
+    told: list[str] = []
+    result = control.apply_stop(
+        session, control.plan_stop(session, (name,), mode="checkpoint"), "checkpoint", told.append
+    )
+    assert [done.action for done in result.done] == [Action.CHECKPOINT]
+    assert [argv[1] for argv in fake.slurm_calls("scontrol")][-1:] == ["requeuehold"]
+    assert told[-1] == (
+        f"{name}: its ranks did not all exit within the grace period; requeued and held now."
+    )
+    assert session.store.get(name).state == State.SUSPENDED_USER
+
+
+def test_a_status_during_the_grace_period_says_checkpointing(
+    session: Session, fake: FakeSlurm, fast_polls: None
+) -> None:
+    name = submit(session, CHECKPOINTING.format(grace=1))
+    fake.jobs["100"].queue = "RUNNING"
+    seen: list[tuple[str, str]] = []
+
+    def look_meanwhile(job: FakeJob, signal: str) -> None:
+        # Another terminal's `konduktor status` while the ranks save (the job still runs).
+        other = Session(session.config, Store(session.config.store_path), session.slurm)
+        record = other.store.get(name)
+        assert record is not None
+        status(other, StatusQuery())
+        record = other.store.get(name)
+        seen.append((record.state, record.detail))
+
+    fake.on_rank_signal = look_meanwhile
+    control.apply_stop(session, control.plan_stop(session, (name,), mode="checkpoint"))
+    assert seen[0][0] == State.ACTIVE
+    assert seen[0][1].startswith("checkpointing: stop asked by kdtest; requeued and held when")
+
+
+def test_auto_checkpoints_a_task_that_declares_it_when_suspend_is_refused(
+    session: Session, fake: FakeSlurm, fast_polls: None
+) -> None:
+    saving = submit(session, CHECKPOINTING.format(grace=30))
+    plain = submit(session)
+    for job_id in ("100", "101"):
+        fake.jobs[job_id].queue = "RUNNING"
+    fake.on_rank_signal = _ranks_save_and_the_batch_script_requeues
+    told: list[str] = []
+    result = control.apply_stop(
+        session, control.plan_stop(session, (saving, plain)), notify=told.append
+    )
+    assert {done.job.name: done.action for done in result.done} == {
+        saving: Action.CHECKPOINT,
+        plain: Action.REQUEUE_HOLD,
+    }
+    assert fake.slurm_calls("scancel") == [["scancel", "--signal=HUP", "100"]]
+    assert told[0].startswith("Slurm lets only operators suspend jobs, so a job whose task")
+
+
+def test_checkpoint_mode_for_a_task_without_a_checkpoint_changes_nothing(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    fake.calls.clear()
+    with pytest.raises(control.PlanError) as info:
+        control.plan_stop(session, (name,), mode="checkpoint")
+    assert "declares no checkpoint" in info.value.problems[0]
+    assert not fake.slurm_calls("scancel") and not fake.slurm_calls("scontrol")
+
+
+def test_a_refused_signal_leaves_no_stop_record(
+    session: Session, fake: FakeSlurm, fast_polls: None
+) -> None:
+    name = submit(session, CHECKPOINTING.format(grace=30))
+    fake.jobs["100"].queue = "RUNNING"
+    plan = control.plan_stop(session, (name,), mode="checkpoint")
+    del fake.jobs["100"]  # gone by the time scancel runs: Slurm says invalid job id
+    result = control.apply_stop(session, plan, "checkpoint")
+    assert result.done == [] and result.notes == [f"{name} finished meanwhile; nothing to do."]
+    job = session.store.get(name)
+    assert job.user_stop is None
+    assert not (Path(job.job_dir) / "stop-request").exists()
