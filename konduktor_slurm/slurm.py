@@ -18,6 +18,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from konduktor_slurm.durations import (
     DurationError,
@@ -341,6 +342,29 @@ def expand_array_record(job_id: str) -> list[str]:
             f"{base}_{index}" for index in range(int(first), int(last or first) + 1, int(step or 1))
         ]
     return elements
+
+
+_Row = TypeVar("_Row", "QueueRow", "AcctRow")
+
+
+def with_array_records(rows: dict[str, _Row], job_ids: Iterable[str]) -> dict[str, _Row]:
+    """The rows of ``job_ids``; an element without a row of its own takes its array's plain
+    row.
+
+    Slurm 22.05 prints an array whose elements were cancelled one by one while they waited
+    ("scancel 889_0 889_1 889_2") as plain "889" in squeue and sacct, listing no element, and
+    `squeue --jobs=889_0` then prints nothing: that row is the state of every element
+    without one of its own. (24.11 and 26.05 print "889_[0-2]" in sacct.)
+    """
+    found: dict[str, _Row] = {}
+    for job_id in job_ids:
+        row = rows.get(job_id)
+        base = array_base(job_id)
+        if row is None and base != job_id and base in rows:
+            row = dataclasses.replace(rows[base], job_id=job_id)
+        if row is not None:
+            found[job_id] = row
+    return found
 
 
 def sacct_command(job_ids: Iterable[str]) -> list[str]:
@@ -859,21 +883,19 @@ class Slurm:
         return parse_sbatch(self._run(["sbatch", "--parsable", script_path]).stdout)
 
     def queue(self, job_ids: Iterable[str]) -> dict[str, QueueRow]:
-        ids = list(job_ids)
-        if not ids:
+        """squeue's row of each job still queued or recently ended; an element of an array
+        is asked for by the array's id (see with_array_records)."""
+        asked = list(job_ids)
+        if not asked:
             return {}
+        ids = list(dict.fromkeys(array_base(job_id) for job_id in asked))
         if len(ids) > IDS_PER_CALL:
             # Many jobs: ask for all of the user's jobs and keep ours, rather than a command
             # line that grows with the number of jobs (Linux caps one argument at 128 KiB).
             result = self._ask_queue(squeue_command(user=self.transport.user))
             if not result.ok:
                 raise SlurmError("squeue", _first_line(result))
-            wanted = set(ids)
-            return {
-                job_id: row
-                for job_id, row in parse_squeue(result.stdout).items()
-                if job_id in wanted
-            }
+            return with_array_records(parse_squeue(result.stdout), asked)
         result = self._ask_queue(squeue_command(ids))
         # When every id asked for has been purged from slurmctld's memory, squeue fails with
         # "Invalid job id specified" instead of printing nothing: that means "none queued".
@@ -881,7 +903,7 @@ class Slurm:
             return {}
         if not result.ok:
             raise SlurmError("squeue", _first_line(result))
-        return parse_squeue(result.stdout)
+        return with_array_records(parse_squeue(result.stdout), asked)
 
     def find_by_name(self, name: str, user: str) -> str | None:
         """The id of the user's job called ``name`` that slurmctld knows, if any (a job name
@@ -930,11 +952,12 @@ class Slurm:
     def accounting(self, job_ids: Iterable[str]) -> dict[str, AcctRow]:
         """Accounting's record of each job; an element of an array is asked for by the
         array's id (see expand_array_record), so the answer may hold its siblings too."""
-        wanted = list(dict.fromkeys(array_base(job_id) for job_id in job_ids))
+        asked = list(job_ids)
+        wanted = list(dict.fromkeys(array_base(job_id) for job_id in asked))
         rows: dict[str, AcctRow] = {}
         for chunk in _chunks(wanted):
             rows.update(parse_sacct(self._run(sacct_command(chunk)).stdout))
-        return rows
+        return with_array_records(rows, asked)
 
     def runs(
         self,

@@ -122,8 +122,13 @@ class FakeSlurm(LocalTransport):
         if self.unreachable:
             code, err = _recorded_error("squeue-unreachable-22.05.txt")
             return code, "", err
-        ids = self._ids(argv)
-        wanted = [self.jobs[i] for i in ids if i in self.jobs] if ids else list(self.jobs.values())
+        ids = set(self._ids(argv))
+        # As squeue does, an array's id answers for each of its elements ("889" -> "889_0"...).
+        wanted = [
+            job
+            for job_id, job in self.jobs.items()
+            if not ids or job_id in ids or job_id.partition("_")[0] in ids
+        ]
         rows = [job for job in wanted if job.queue is not None]
         if ids and not rows:
             code, err = _recorded_error("squeue-invalid-id-22.05.txt")

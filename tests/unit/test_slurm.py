@@ -21,6 +21,7 @@ from konduktor_slurm.slurm import (
     parse_time,
     sacct_command,
     squeue_command,
+    with_array_records,
 )
 from konduktor_slurm.transport import CommandResult
 
@@ -119,6 +120,17 @@ def test_an_element_record_of_its_own_wins_over_the_arrays_record() -> None:
     for output in (own + meta, meta + own):
         rows = parse_sacct(output)
         assert rows["7_1"].state == "RUNNING" and rows["7_0"].state == "PENDING", output
+
+
+def test_elements_cancelled_one_by_one_take_the_arrays_plain_record() -> None:
+    # 22.05, after `scancel 901_0 901_1 901_2` of a waiting sweep (901_1 held and released
+    # first): accounting has 901_1 and a plain "901" with no element listed.
+    rows = parse_sacct((FIXTURES / "sacct-array-emptied-22.05.txt").read_text())
+    assert set(rows) == {"901", "901_1"}
+    found = with_array_records(rows, ["901_0", "901_1", "901_2", "77_0"])
+    assert found["901_0"].state == found["901_2"].state == "CANCELLED by 0"
+    assert found["901_0"].job_id == "901_0"
+    assert "77_0" not in found  # no record at all stays unknown
 
 
 def test_elements_are_asked_for_by_their_arrays_id() -> None:
