@@ -7,6 +7,7 @@ values are checked instead and rejected with a clear error if they contain white
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Mapping
@@ -90,8 +91,11 @@ def shell_quote_path(value: object) -> str:
     return shlex.quote(text)
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
     # jinja2 costs ~45 ms to import: only launch pays for it, never `konduktor status`.
+    # One environment per process: each keeps the templates it compiled (the node script's
+    # is rendered for the sbatch script and again on its own).
     import jinja2
 
     env = jinja2.Environment(

@@ -203,11 +203,15 @@ def build_report(
     stale_reason: str | None = None,
     accounting_error: str | None = None,
     users: Sequence[str] = (),
+    counts: Mapping[str, int] | None = None,
 ) -> Report:
     """Everything a report says, from what the CLI gathered.
 
     ``new_transitions`` are the ones not reported before (the cursor); ``history`` every
-    transition of ``jobs`` (for timelines and how long a job has waited).
+    transition of ``jobs`` (for timelines and how long a job has waited). ``jobs`` must hold
+    every job that is waiting, that changed state or has a run in ``runs``; ``counts`` (jobs
+    per state, those taken down left out) is counted from ``jobs`` when not given, so a
+    caller with a big store counts in SQL and passes only the jobs that matter.
     """
     by_name = {job.name: job for job in jobs}
     failures = []
@@ -247,9 +251,11 @@ def build_report(
         if job.state in _WAITING and now - last_change.get(job.name, job.created_at) >= stuck_after
     ]
 
-    counts = dict.fromkeys(STATES, 0)
-    for job in visible:
-        counts[job.state] = counts.get(job.state, 0) + 1
+    if counts is None:
+        counts = {}
+        for job in visible:
+            counts[job.state] = counts.get(job.state, 0) + 1
+    counts = {**dict.fromkeys(STATES, 0), **counts}
 
     names = {job.slurm_job_id: job.name for job in jobs if job.slurm_job_id}
     jobs_usage = sorted(bill(runs, window_start, now, names), key=lambda u: (-u.gpu_hours, u.name))

@@ -462,7 +462,10 @@ def parse_duration(text: str) -> int:
 
 
 def runs_command(
-    job_ids: Iterable[str] | None = None, since: float | None = None, all_users: bool = False
+    job_ids: Iterable[str] | None = None,
+    since: float | None = None,
+    all_users: bool = False,
+    user: str | None = None,
 ) -> list[str]:
     argv = [
         "sacct",
@@ -480,6 +483,8 @@ def runs_command(
         argv += [f"--starttime={slurm_timestamp_text(since)}", "--endtime=now"]
     if all_users:
         argv.append("--allusers")
+    elif user:
+        argv.append(f"--user={user}")
     return argv
 
 
@@ -955,14 +960,19 @@ class Slurm:
         return with_array_records(rows, asked)
 
     def runs(
-        self, job_ids: Iterable[str] = (), since: float | None = None, all_users: bool = False
+        self,
+        job_ids: Iterable[str] = (),
+        since: float | None = None,
+        all_users: bool = False,
+        user: str | None = None,
     ) -> list[AcctRun]:
-        """Every run of the given jobs, or of every job (of every user) since ``since``."""
+        """Every run of the given jobs, or of every job since ``since`` (of ``user``, or of
+        every user)."""
         ids = list(job_ids)
         if not ids:
             if since is None:
                 return []
-            return parse_runs(self._run(runs_command((), since, all_users)).stdout)
+            return parse_runs(self._run(runs_command((), since, all_users, user)).stdout)
         runs: list[AcctRun] = []
         for chunk in _chunks(ids):
             runs += parse_runs(self._run(runs_command(chunk, since, all_users)).stdout)

@@ -31,7 +31,6 @@ import contextlib
 import errno
 import functools
 import json
-import logging
 import math
 import os
 import sqlite3
@@ -144,6 +143,10 @@ _FIRST_TABLES: Final = (
 )
 
 
+# A job not known to be finished (a damaged ``terminal`` reads as not finished).
+_OPEN: Final = "terminal IS NOT 1"
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step: run ``statements`` on a store at ``version - 1`` to reach ``version``."""
@@ -175,6 +178,19 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX IF NOT EXISTS transitions_due ON transitions (id) WHERE notified = 0",
         ),
     ),
+    Migration(
+        4,
+        "a report reads the changes and the runs of its window, not every row of a big store",
+        (
+            "CREATE INDEX IF NOT EXISTS transitions_by_time ON transitions (at)",
+            "CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (end_time)",
+            # The few unfinished jobs among many finished ones, newest first (status,
+            # report, waiters): the WHERE is the one their queries use.
+            f"CREATE INDEX IF NOT EXISTS jobs_open ON jobs (created_at) WHERE {_OPEN}",
+            # Jobs per state, counted from the index alone.
+            "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, hidden)",
+        ),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
@@ -190,13 +206,14 @@ _HEADER_SIZE: Final = 100
 # SQLite keeps these beside the database; they belong to it (see recovery.keep_aside).
 COMPANION_SUFFIXES: Final = ("-wal", "-shm", "-journal")
 
-_log = logging.getLogger(__name__)
-
 
 def warn_on_stderr(message: str) -> None:
     """The default for ``Store(notify=...)``: with no logging configured (the CLI), Python's
-    last-resort handler prints the bare message on stderr."""
-    _log.warning(message)
+    last-resort handler prints the bare message on stderr. (logging is imported here, when
+    there is something to say: it costs a status' start-up several milliseconds.)"""
+    import logging
+
+    logging.getLogger(__name__).warning(message)
 
 
 # ---- records --------------------------------------------------------------------------------
@@ -378,6 +395,15 @@ _EXTRA_SHAPES: Final[dict[str, Callable[[object], bool]]] = {
 }
 
 
+def _sort_time(value: object) -> float:
+    """A time column as a sort key; a damaged one sorts first, as SQLite puts NULL."""
+    return float(value) if _is_number(value) else -math.inf  # type: ignore[arg-type]
+
+
+# Values per ``IN (...)`` of one statement (SQLite allows 999 on older builds).
+_IN_CHUNK: Final = 500
+
+
 def _decode_json(text: object) -> tuple[object, str | None]:
     """(value, None) or (None, what is wrong)."""
     if not _is_text(text):
@@ -390,11 +416,105 @@ def _decode_json(text: object) -> tuple[object, str | None]:
         return None, "JSON nested too deeply"
 
 
+_STATES: Final = {state.value: state for state in State}
+
+
+def _time_or_none(value: object) -> float | bool | None:
+    """A sound time column as a float (None for NULL); False when it is not sound."""
+    if value is None:
+        return None
+    kind = type(value)
+    if (kind is float or kind is int) and -1e13 < value < 1e13:  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    return False
+
+
+def _sound_job(row: sqlite3.Row) -> JobRecord | None:
+    """The record of a row in which every value has its expected type and shape, built
+    without ``_decode_job``'s bookkeeping (a status of 10,000 jobs reads 10,000 rows); None
+    for any other row, which ``_decode_job`` then reads value by value. Both give the same
+    record for a sound row."""
+    (name, task_name, user, slurm_job_id, resources, num_nodes, gpus_per_node, job_dir,
+     log_path, max_restarts, created_at, submitted_at, start_time, end_time, state_text,
+     detail, terminal, hidden, user_stop_text, extra_text, checkpoint_text,
+     event_callback) = row  # fmt: skip
+    str_ = str
+    if not (
+        type(name) is str_ and name and type(task_name) is str_ and type(user) is str_
+        and type(resources) is str_ and type(job_dir) is str_ and type(log_path) is str_
+        and type(detail) is str_ and type(extra_text) is str_
+        and (slurm_job_id is None or type(slurm_job_id) is str_)
+        and (event_callback is None or type(event_callback) is str_)
+        and type(num_nodes) is int and num_nodes >= 1
+        and type(gpus_per_node) is int and gpus_per_node >= 0
+        and type(max_restarts) is int and max_restarts >= 0
+        and (terminal == 0 or terminal == 1) and type(terminal) is int
+        and (hidden == 0 or hidden == 1) and type(hidden) is int
+    ):  # fmt: skip
+        return None
+    state = _STATES.get(state_text)
+    created = _time_or_none(created_at)
+    submitted, started, ended = (_time_or_none(v) for v in (submitted_at, start_time, end_time))
+    if state is None or not created or False in (submitted, started, ended):
+        return None  # created_at 0.0 too: _decode_job decides what that means
+    user_stop = None
+    if user_stop_text is not None:
+        user_stop = _user_stop(user_stop_text) if type(user_stop_text) is str_ else None
+        if user_stop is None:
+            return None
+    try:
+        extra = json.loads(extra_text)
+    except (ValueError, RecursionError):
+        return None
+    if type(extra) is not dict:
+        return None
+    for key, value in extra.items():
+        shape = _EXTRA_SHAPES.get(key)
+        if shape is not None and not shape(value):
+            return None
+    checkpoint = None
+    if checkpoint_text is not None:
+        data, wrong = _decode_json(checkpoint_text)
+        checkpoint = None if wrong else Checkpoint.from_json(data)
+        if checkpoint is None:
+            return None
+    return JobRecord(
+        name=name,
+        task_name=task_name,
+        user=user,
+        resources=resources,
+        num_nodes=num_nodes,
+        job_dir=job_dir,
+        log_path=log_path,
+        state=state,
+        created_at=created,  # type: ignore[arg-type]
+        gpus_per_node=gpus_per_node,
+        max_restarts=max_restarts,
+        slurm_job_id=slurm_job_id,
+        submitted_at=submitted,  # type: ignore[arg-type]
+        start_time=started,  # type: ignore[arg-type]
+        end_time=ended,  # type: ignore[arg-type]
+        detail=detail,
+        terminal=terminal == 1,
+        hidden=hidden == 1,
+        user_stop=user_stop,
+        extra=extra,
+        checkpoint=checkpoint,
+        event_callback=event_callback or None,
+    )
+
+
 def _decode_job(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]]:
     """A record from a row, and what was damaged in it (empty for a sound row).
 
     Damaged values are replaced by safe defaults; a row without a usable name is None.
     """
+    sound = _sound_job(row)
+    return (sound, []) if sound is not None else _decode_job_carefully(row)
+
+
+def _decode_job_carefully(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]]:
+    """``_decode_job`` value by value, naming each damaged one."""
     problems: list[str] = []
     name = row["name"]
     if not _is_text(name) or not name:
@@ -524,6 +644,8 @@ def _user_stop(text: object) -> UserStop | None:
 
 def _decode_transition(row: sqlite3.Row) -> Transition | None:
     job_name, state, detail, at = row["job_name"], row["state"], row["detail"], row["at"]
+    if type(job_name) is str and type(state) is str and type(at) is float and -1e13 < at < 1e13:
+        return Transition(job_name, state, detail if type(detail) is str else "", at)
     if not (_is_text(job_name) and _is_text(state) and _is_number(at)):
         return None
     return Transition(job_name, state, detail if _is_text(detail) else "", float(at))
@@ -914,6 +1036,7 @@ class Store:
         except BaseException:
             self._db.close()
             raise
+        self._db.text_factory = str  # from now on, see _fetch
 
     # ---- opening: recognise, refuse or upgrade, in that order, before writing anything
 
@@ -1020,7 +1143,23 @@ class Store:
         self._attempt(lambda: self._db.execute(sql, tuple(params)))
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return self._attempt(lambda: self._db.execute(sql, tuple(params)).fetchall())
+        return self._attempt(lambda: self._fetch(sql, tuple(params)))
+
+    def _fetch(self, sql: str, params: tuple) -> list[sqlite3.Row]:
+        """The rows of ``sql``, text decoded by SQLite's own (C) UTF-8 decoder; only when a
+        value is not UTF-8 (a damaged row) is the query read again with ``_text_factory``,
+        which keeps such a value readable and marks it. A Python callback for every value
+        would cost a quarter of a report's time."""
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not str(exc).startswith("Could not decode to UTF-8"):
+                raise
+        self._db.text_factory = _text_factory
+        try:
+            return self._db.execute(sql, params).fetchall()
+        finally:
+            self._db.text_factory = str
 
     def _report_damage(self, found: dict[str, list[str]]) -> None:
         """Remember damaged rows and tell the user once per store and row, in one line."""
@@ -1113,14 +1252,34 @@ class Store:
             rows = self._rows(
                 f"SELECT {','.join(REFRESH_COLUMNS)} FROM jobs WHERE name=?", (job.name,)
             )
-            changed = state != (rows[0]["state"] if rows else job.state)
-            job.state, job.detail = state, detail
-            values = dict(zip(_COLUMNS, _to_row(job), strict=True))
-            if not rows or tuple(rows[0]) != tuple(values[c] for c in REFRESH_COLUMNS):
-                # Unchanged rows are not rewritten: a poll of 10,000 pending jobs writes none.
-                self.save(job, REFRESH_COLUMNS)
-            if changed:
-                self._record_transition(job.name, state, detail, at)
+            return self._apply_state(job, state, detail, at, rows[0] if rows else None)
+
+    def set_states(
+        self, changes: Iterable[tuple[JobRecord, str, str]], at: float | None = None
+    ) -> None:
+        """``set_state`` for many jobs (a refresh), reading their stored states at once."""
+        at = time.time() if at is None else at
+        changes = list(changes)
+        with self.transaction():
+            select = f"SELECT name, {','.join(REFRESH_COLUMNS)} FROM jobs"
+            rows = self._rows_in(select, "name", (job.name for job, _, _ in changes))
+            stored = {row["name"]: tuple(row)[1:] for row in rows}
+            for job, state, detail in changes:
+                self._apply_state(job, state, detail, at, stored.get(job.name))
+
+    def _apply_state(
+        self, job: JobRecord, state: str, detail: str, at: float, stored: Iterable | None
+    ) -> bool:
+        """Write what a refresh found about ``job`` against its ``stored`` refresh columns."""
+        stored = None if stored is None else tuple(stored)
+        changed = state != (stored[REFRESH_COLUMNS.index("state")] if stored else job.state)
+        job.state, job.detail = state, detail
+        values = dict(zip(_COLUMNS, _to_row(job), strict=True))
+        if stored is None or stored != tuple(values[c] for c in REFRESH_COLUMNS):
+            # Unchanged rows are not rewritten: a poll of 10,000 pending jobs writes none.
+            self.save(job, REFRESH_COLUMNS)
+        if changed:
+            self._record_transition(job.name, state, detail, at)
         return changed
 
     def reload_user_fields(self, jobs: Iterable[JobRecord]) -> None:
@@ -1150,7 +1309,7 @@ class Store:
     def unfinished_jobs(self) -> list[JobRecord]:
         """The jobs a refresh asks Slurm about: submitted and not known to be finished."""
         return self._decode_jobs(
-            self._rows(f"{_SELECT_JOBS} WHERE terminal=0 AND slurm_job_id IS NOT NULL")
+            self._rows(f"{_SELECT_JOBS} WHERE {_OPEN} AND slurm_job_id IS NOT NULL")
         )
 
     def claim_poll(self, key: str, max_age: float, now: float) -> tuple[bool, str | None]:
@@ -1307,6 +1466,88 @@ class Store:
         query += " ORDER BY created_at DESC"
         return self._decode_jobs(self._rows(query))
 
+    # ---- what a report reads: its window's share of a store that may hold years of jobs
+
+    def open_jobs(self) -> list[JobRecord]:
+        """Every job not known to be finished, submitted or not, hidden ones too; newest
+        first. (A damaged ``terminal`` reads as not finished, as ``jobs`` reads it.)"""
+        return self._decode_jobs(
+            self._rows(f"{_SELECT_JOBS} WHERE {_OPEN} ORDER BY created_at DESC")
+        )
+
+    def jobs_named(self, names: Iterable[str]) -> list[JobRecord]:
+        """The jobs called ``names`` (hidden ones too), newest first."""
+        rows = self._rows_in(_SELECT_JOBS, "name", names, newest_first=True)
+        return self._decode_jobs(rows)
+
+    def jobs_with_slurm_ids(self, job_ids: Iterable[str]) -> list[JobRecord]:
+        """The jobs Slurm knows as ``job_ids`` (hidden ones too), newest first."""
+        rows = self._rows_in(_SELECT_JOBS, "slurm_job_id", job_ids, newest_first=True)
+        return self._decode_jobs(rows)
+
+    def known_slurm_ids(self, job_ids: Iterable[str]) -> set[str]:
+        """Which of ``job_ids`` are jobs of this store."""
+        rows = self._rows_in("SELECT slurm_job_id FROM jobs", "slurm_job_id", job_ids)
+        return {row[0] for row in rows if _is_text(row[0])}
+
+    def slurm_ids_ending_since(self, since: float) -> list[str]:
+        """The Slurm ids of the jobs that may have a run ending after ``since``: those still
+        going (no end time) and those that ended after it."""
+        rows = self._rows(
+            "SELECT slurm_job_id FROM jobs WHERE slurm_job_id IS NOT NULL "
+            "AND (end_time IS NULL OR end_time >= ?)",
+            (since,),
+        )
+        return [row[0] for row in rows if _is_text(row[0]) and row[0]]
+
+    def first_created_at(self) -> float | None:
+        """When the oldest job was created (None for an empty store)."""
+        rows = self._rows(
+            "SELECT min(created_at) FROM jobs WHERE typeof(created_at) IN ('integer', 'real')"
+        )
+        value = rows[0][0] if rows else None
+        return float(value) if _is_number(value) else None
+
+    def state_counts(self) -> dict[str, int]:
+        """How many jobs (not taken down) are in each state, counted from an index, read as
+        ``jobs()`` reads them: a state that is no lifecycle state counts as PENDING for a job
+        that reached Slurm and as FAILED for one that did not (rows too damaged to have a
+        name are counted too; ``konduktor store check`` names them)."""
+        known = {state.value for state in State}
+        counts: dict[str, int] = {}
+        rows = self._rows("SELECT state, hidden, count(*) FROM jobs GROUP BY state, hidden")
+        for state, hidden, count in rows:
+            if isinstance(hidden, int) and hidden == 1:
+                continue
+            if state in known:
+                counts[state] = counts.get(state, 0) + count
+                continue
+            for submitted, count_of in self._rows(
+                "SELECT (typeof(slurm_job_id) = 'text' AND slurm_job_id != '') "
+                "OR typeof(slurm_job_id) = 'integer', count(*) FROM jobs "
+                "WHERE state IS ? AND hidden IS ? GROUP BY 1",
+                (state, hidden),
+            ):
+                shown = State.PENDING.value if submitted else State.FAILED.value
+                counts[shown] = counts.get(shown, 0) + count_of
+        return counts
+
+    def _rows_in(
+        self, select: str, column: str, values: Iterable[str], newest_first: bool = False
+    ) -> list[sqlite3.Row]:
+        """``select WHERE column IN (values)``, in chunks: SQLite caps the number of
+        parameters of one statement (999 on older builds)."""
+        wanted = list(dict.fromkeys(values))
+        order = " ORDER BY created_at DESC" if newest_first else ""
+        rows: list[sqlite3.Row] = []
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            marks = ",".join("?" for _ in chunk)
+            rows += self._rows(f"{select} WHERE {column} IN ({marks}){order}", chunk)
+        if newest_first and len(wanted) > _IN_CHUNK:  # each chunk came back sorted on its own
+            rows.sort(key=lambda row: _sort_time(row["created_at"]), reverse=True)
+        return rows
+
     def last_user(self) -> str | None:
         """The account of the newest job: over SSH, the remote user, known without connecting."""
         rows = self._rows(
@@ -1325,15 +1566,25 @@ class Store:
         return [t for t in decoded if t is not None]
 
     def transitions(self, names: Iterable[str] | None = None) -> list[Transition]:
+        """Every transition, or those of the jobs ``names``, oldest first."""
         if names is None:
-            rows = self._rows("SELECT * FROM transitions ORDER BY at, id")
-        else:
-            wanted = list(names)
+            return self._transitions(self._rows("SELECT * FROM transitions ORDER BY at, id"))
+        wanted = list(dict.fromkeys(names))
+        if len(wanted) <= _IN_CHUNK:
             marks = ",".join("?" for _ in wanted)
-            rows = self._rows(
-                f"SELECT * FROM transitions WHERE job_name IN ({marks}) ORDER BY at, id", wanted
-            )
+            query = f"SELECT * FROM transitions WHERE job_name IN ({marks}) ORDER BY at, id"
+            return self._transitions(self._rows(query, wanted))
+        rows = self._rows_in("SELECT * FROM transitions", "job_name", wanted)
+        # In the order one query would give: by time, then as recorded (a row whose time is
+        # damaged is skipped when decoded, wherever it sorts).
+        rows.sort(key=lambda row: (_sort_time(row["at"]), row["id"]))
         return self._transitions(rows)
+
+    def transitions_since(self, since: float) -> list[Transition]:
+        """The transitions recorded at a time after ``since``, oldest first."""
+        return self._transitions(
+            self._rows("SELECT * FROM transitions WHERE at > ? ORDER BY at, id", (since,))
+        )
 
     def transitions_after(self, last_id: int) -> tuple[list[Transition], int]:
         """Transitions recorded after id ``last_id`` (a report's cursor), and the newest id.

@@ -157,6 +157,14 @@ def refresh(
     others: tuple[JobRecord, ...] = ()
     if all_users:
         known = {job.slurm_job_id for job in jobs}
+        candidates = [
+            row.job_id
+            for row in queue.values()
+            if row.launched_by_konduktor and row.job_id not in known
+        ]
+        # ``jobs`` may be only the unfinished ones (a report): a finished job of ours that
+        # squeue still lists is ours all the same, not another user's.
+        known |= store.known_slurm_ids(candidates)
         others = tuple(
             foreign_job(row, now)
             for row in queue.values()
@@ -228,6 +236,7 @@ def _record(
     whose state could not be confirmed (left as they were)."""
     store.reload_user_fields(live)  # a `stop` in another process since these were read
     unconfirmed: set[str] = set()
+    found: list[tuple[JobRecord, str, str]] = []
     for job in live:
         job_id = job.slurm_job_id or ""
         row, acct_row = queue.get(job_id), acct.get(job_id)
@@ -250,7 +259,8 @@ def _record(
         if not job.terminal:
             job.end_time = None  # a requeued run has no end yet
         detail = _with_attempt(outcome.detail, job.extra.get("attempt"))
-        store.set_state(job, outcome.state.value, detail, now)
+        found.append((job, outcome.state.value, detail))
+    store.set_states(found, now)  # one read of what is stored, writes for what changed
     return unconfirmed
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 # The time formats are durations.py's; importable from here too (report_formats, cli).
 from konduktor_slurm.durations import clock, format_duration, humanize_ago, iso
@@ -20,6 +22,7 @@ __all__ = [
     "rank_exit_codes",
     "status_row",
     "transition_json",
+    "write_json_list",
 ]
 
 STATUS_COLUMNS = ("NAME", "STATUS", "RESOURCES", "SUBMITTED", "START TIME", "END TIME", "DURATION")
@@ -166,6 +169,67 @@ def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
         # When its staged snapshot was removed (retention, `konduktor prune`); logs stay.
         "snapshot_pruned_at": iso(job.extra.get("pruned_at")),
     }
+
+
+def write_json_list(
+    out: TextIO, head: dict[str, Any], key: str, items: Iterable[dict[str, Any]]
+) -> None:
+    """Write ``json.dumps({**head, key: list(items)}, indent=2)`` and a newline, byte for
+    byte, one item at a time: ``status --json`` of 10,000 jobs never holds them all as JSON
+    (json.dumps with an indent builds the text from a million small pieces, ~100 MiB).
+
+    JSON text has no raw newline inside a value, so an item's own indented text moves one
+    level in by indenting every line of it.
+    """
+    import json
+
+    out.write("{")
+    for name, value in head.items():
+        text = json.dumps(value, indent=2).replace("\n", "\n  ")
+        out.write(f"\n  {json.dumps(name)}: {text},")
+    out.write(f"\n  {json.dumps(key)}: ")
+    first = True
+    for item in items:
+        out.write("[\n    " if first else ",\n    ")
+        out.write(_indented_object(item, "    "))
+        first = False
+    out.write("[]\n}\n" if first else "\n  ]\n}\n")
+
+
+def _indented_object(item: dict[str, Any], pad: str) -> str:
+    """``json.dumps(item, indent=2)`` with every line after the first indented by ``pad``.
+
+    json.dumps with an indent runs in Python, value by value; a job's values are mostly
+    strings, numbers and nulls, written here by the json module's C string encoder: the
+    same text in a fifth of the time (``status --json`` as fast as the table).
+    """
+    import json
+    from json.encoder import encode_basestring_ascii
+
+    if not item:
+        return "{}"
+    inner = pad + "  "
+    parts = []
+    for name, value in item.items():
+        if type(name) is not str:
+            return json.dumps(item, indent=2).replace("\n", "\n" + pad)
+        kind = type(value)
+        if isinstance(value, str):  # a State too: json writes a str subclass's text
+            text = encode_basestring_ascii(value)
+        elif value is None:
+            text = "null"
+        elif value is True:
+            text = "true"
+        elif value is False:
+            text = "false"
+        elif kind is int or (kind is float and math.isfinite(value)):
+            text = repr(value)
+        elif not value and (kind is dict or kind is list):
+            text = "{}" if kind is dict else "[]"
+        else:  # lists, objects, non-finite floats: as json.dumps writes them
+            text = json.dumps(value, indent=2).replace("\n", "\n" + inner)
+        parts.append(f"{inner}{encode_basestring_ascii(name)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n" + pad + "}"
 
 
 def transition_json(transition: Transition) -> dict[str, Any]:

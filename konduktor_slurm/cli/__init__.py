@@ -51,7 +51,45 @@ def console(stderr: bool = False):  # -> rich.console.Console
     return Console(file=stream, width=width, soft_wrap=not stream.isatty())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each command's module (konduktor_slurm.cli.<module>), imported when the command is run or
+# listed: `konduktor status` loads the status command alone, not launch's, the dashboard's
+# or the rest (a third of its start-up went into importing commands it never ran).
+COMMAND_MODULES: dict[str, str] = {
+    "check": "check",
+    "dashboard": "dashboard",
+    "down": "control",
+    "launch": "launch",
+    "logs": "logs",
+    "prune": "prune",
+    "report": "report",
+    "result": "result",
+    "start": "control",
+    "status": "status",
+    "stop": "control",
+    "store": "store_commands",
+    # Konduktor's commands that mean nothing on Slurm: hidden, refused with the reason.
+    **dict.fromkeys(
+        ("cluster", "login", "logout", "secret", "serve", "whoami", "worker"), "unavailable"
+    ),
+}
+
+
+class LazyCommands(click.Group):
+    """A group whose commands register themselves when their module is imported, on first
+    use (see COMMAND_MODULES)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            # The import statement's machinery (not importlib's), so -X importtime sees it.
+            __import__(f"konduktor_slurm.cli.{module}")
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="konduktor-slurm")
 def main() -> None:
     """Run Konduktor task YAML on a Slurm cluster and follow it through its lifecycle.
@@ -128,19 +166,3 @@ def follow_and_exit(
     suffix = f" ({job.detail})" if job.detail else ""
     click.echo(f"{job.name}: {job.state}{suffix}", err=True)
     sys.exit(0 if job.state == "COMPLETED" else EXIT_FAILED)
-
-
-# Command modules register themselves on `main`; imported last because they import `main`.
-from konduktor_slurm.cli import (  # noqa: E402, F401
-    check,
-    control,
-    dashboard,
-    launch,
-    logs,
-    prune,
-    report,
-    result,
-    status,
-    store_commands,
-    unavailable,
-)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -80,7 +79,8 @@ def status(
         limit=limit,
         include_hidden=show_all,
     )
-    with service_errors(), open_session() as session:
+    # A status only runs commands on the cluster (squeue, sacct): over SSH, OpenSSH's client.
+    with service_errors(), open_session(commands_only=True) as session:
         view = query_status(session, query)
     now = time.time()
     if as_json:
@@ -99,17 +99,17 @@ def status(
 
 
 def _print_json(view: StatusView, one_job: bool, now: float) -> None:
-    from konduktor_slurm.views import job_json, transition_json
+    from konduktor_slurm.views import job_json, transition_json, write_json_list
 
-    payload: dict = {
-        "user": view.user,
-        "stale": view.stale,
-        "stale_reason": view.stale_reason,
-        "jobs": [job_json(job, now) for job in view.jobs],
-    }
-    if one_job:
-        payload["jobs"][0]["history"] = [transition_json(t) for t in view.history]
-    click.echo(json.dumps(payload, indent=2))
+    def jobs():
+        for job in view.jobs:
+            entry = job_json(job, now)
+            if one_job:
+                entry["history"] = [transition_json(t) for t in view.history]
+            yield entry
+
+    head = {"user": view.user, "stale": view.stale, "stale_reason": view.stale_reason}
+    write_json_list(sys.stdout, head, "jobs", jobs())
 
 
 def _print_table(view: StatusView, all_users: bool, now: float) -> None:

@@ -22,8 +22,8 @@ from konduktor_slurm.service.errors import UnreachableError
 if TYPE_CHECKING:
     from konduktor_slurm.report import Report
     from konduktor_slurm.service.session import Session
-    from konduktor_slurm.slurm import Slurm
-    from konduktor_slurm.store import JobRecord, Store
+    from konduktor_slurm.slurm import AcctRun, Slurm
+    from konduktor_slurm.store import JobRecord, Store, Transition
 
 CURSOR_ID = "report.cursor_transition_id"  # newest transition already reported
 BILLED_UNTIL = "report.billed_until"  # runs that ended up to here are in an earlier report
@@ -121,6 +121,13 @@ def report_run(session: Session, options: ReportOptions) -> Iterator[ReportRun |
 
 
 def _build(session: Session, options: ReportOptions) -> ReportRun:
+    """The report of ``options``' window, reading only that window's share of the store.
+
+    A store may hold years of jobs; a report costs what happened in its window, not what the
+    store holds: the unfinished jobs (refreshed from Slurm; the waiting ones may be stuck),
+    the transitions of the window, the jobs they and the window's runs belong to, and those
+    jobs' histories. Jobs per state are counted by SQLite.
+    """
     from konduktor_slurm.report import build_report, failing_rank
     from konduktor_slurm.service.notify import run_due
     from konduktor_slurm.slurm import SlurmError
@@ -130,11 +137,11 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
     store, slurm = session.store, session.slurm
     try:
         now = time.time()
-        jobs = store.jobs(include_hidden=True)
-        result = refresh(store, slurm, jobs, all_users=options.all_users)
+        open_jobs = store.open_jobs()
+        result = refresh(store, slurm, open_jobs, all_users=options.all_users)
         run_due(store)  # every job's event_callback not yet run, once per change
         stale = result.stale_reason
-        if not stale and not options.all_users and all(job.terminal for job in jobs):
+        if not stale and not options.all_users and all(job.terminal for job in open_jobs):
             # Nothing to ask squeue about; a cron report must still notice a dead cluster.
             try:
                 slurm.ping()
@@ -143,12 +150,13 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
         newest_id: int | None = None
         if options.since is not None:
             window_start = options.since
-            new = [t for t in store.transitions() if t.at > window_start]
+            new = store.transitions_since(window_start)
             billed_from = window_start
         else:
             last_id = int(_meta_number(store, CURSOR_ID, 0))
             new, newest_id = store.transitions_after(last_id)
-            first = min((job.created_at for job in jobs), default=now)
+            first = store.first_created_at()
+            first = now if first is None else first
             billed_from = _meta_number(
                 store, BILLED_UNTIL, max(first - 1, now - FIRST_WINDOW_SECONDS)
             )
@@ -156,19 +164,10 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
         runs, accounting_error = [], None
         if not stale:
             try:
-                # Only jobs that may have a run ending in the window: a store with years of
-                # history must not turn into one huge --jobs list.
-                ids = [
-                    job.slurm_job_id
-                    for job in jobs
-                    if job.slurm_job_id and (job.end_time is None or job.end_time >= billed_from)
-                ]
-                if options.all_users:
-                    runs = slurm.runs(since=billed_from, all_users=True)
-                elif ids:
-                    runs = slurm.runs(ids)
+                runs = _window_runs(session, options, billed_from)
             except (SlurmError, TransportError) as exc:
                 accounting_error = str(exc)
+        jobs = _jobs_of(store, open_jobs, new, runs)
         by_name = {job.name: job for job in jobs}
         tails = {}
         for transition in new:
@@ -179,20 +178,62 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
             users: tuple[str, ...] = ()
         else:
             users = (slurm.transport.user if not stale else (store.last_user() or "?"),)
+        counts = store.state_counts()
+        for other in result.others:
+            counts[other.state] = counts.get(other.state, 0) + 1
         built = build_report(
             now=now,
             window_start=window_start,
             jobs=[*jobs, *result.others],
             new_transitions=new,
-            history=store.transitions([job.name for job in jobs]),
+            history=store.transitions(by_name),
             runs=runs,
             log_tails=tails,
             stuck_after=options.stuck_after,
             stale_reason=stale,
             accounting_error=accounting_error,
             users=users,
+            counts=counts,
         )
     except TransportError as exc:
         raise UnreachableError(str(exc)) from None
     billed_until = now if not stale and accounting_error is None else None
     return ReportRun(built, store, newest_id, billed_until)
+
+
+def _window_runs(session: Session, options: ReportOptions, billed_from: float) -> list[AcctRun]:
+    """Accounting's runs of the jobs that may have a run ending in the window: asked by job
+    id while there are few, else by the window (one sacct, however many jobs) and kept to
+    those jobs. A store with years of history never turns into a huge --jobs list."""
+    from konduktor_slurm.slurm import IDS_PER_CALL
+
+    slurm = session.slurm
+    if options.all_users:
+        return slurm.runs(since=billed_from, all_users=True)
+    ids = session.store.slurm_ids_ending_since(billed_from)
+    if len(ids) <= IDS_PER_CALL:
+        return slurm.runs(ids) if ids else []
+    wanted = set(ids)
+    window = slurm.runs(since=billed_from, user=slurm.transport.user)
+    return [run for run in window if run.job_id in wanted]
+
+
+def _jobs_of(
+    store: Store, open_jobs: list[JobRecord], new: list[Transition], runs: list[AcctRun]
+) -> list[JobRecord]:
+    """The jobs a report speaks of: the unfinished ones (as refreshed), those that changed
+    state in the window and those with a run in it; newest first."""
+    known = {job.name for job in open_jobs}
+    jobs = list(open_jobs)
+    named = {t.job_name for t in new} - known
+    for job in store.jobs_named(named):
+        known.add(job.name)
+        jobs.append(job)
+    run_ids = {run.job_id for run in runs}
+    for job in store.jobs_with_slurm_ids(run_ids):
+        if job.name not in known:
+            known.add(job.name)
+            jobs.append(job)
+    # As store.jobs() lists them: a Slurm id two jobs share maps to the same one as before.
+    jobs.sort(key=lambda job: job.created_at, reverse=True)
+    return jobs

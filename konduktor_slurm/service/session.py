@@ -6,7 +6,6 @@ connects on first use (over SSH, one connection for the whole session).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +44,8 @@ class Session:
 
 def did_you_mean(name: str, names: list[str]) -> str:
     """`` Did you mean 'train-1a2b'?`` for the closest known names, or nothing."""
+    import difflib
+
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
@@ -63,10 +64,28 @@ def load_config() -> Settings:
         raise InputError(str(exc)) from None
 
 
-def open_slurm(config: Settings) -> Slurm:
-    """Slurm through the configured transport: local, or SSH when ``ssh:`` is configured."""
+def open_slurm(config: Settings, commands_only: bool = False) -> Slurm:
+    """Slurm through the configured transport: local, or SSH when ``ssh:`` is configured.
+
+    ``commands_only``: the caller only runs commands on the cluster (``konduktor status``):
+    over SSH they go through the system's OpenSSH client when it can (openssh.py), without
+    paramiko's cost.
+    """
     from konduktor_slurm.slurm import Slurm
 
+    if config.ssh is not None and commands_only:
+        from konduktor_slurm.openssh import OpenSSHTransport, openssh_client
+
+        client = openssh_client()
+        if client is not None:
+            commands = OpenSSHTransport(
+                config.ssh,
+                client,
+                slurm_bin_dir=config.slurm_bin_dir,
+                timeout=config.slurm_timeout,
+                config_path=str(config.config_path),
+            )
+            return Slurm(commands, timeout=config.slurm_timeout)
     if config.ssh is not None:
         from konduktor_slurm.ssh import SSHTransport
 
@@ -82,8 +101,9 @@ def open_slurm(config: Settings) -> Slurm:
     return Slurm(LocalTransport(config.slurm_bin_dir), timeout=config.slurm_timeout)
 
 
-def open_session(config: Settings | None = None) -> Session:
+def open_session(config: Settings | None = None, commands_only: bool = False) -> Session:
+    """``commands_only``: see ``open_slurm``."""
     from konduktor_slurm.store import Store
 
     config = config or load_config()
-    return Session(config, Store(config.store_path), open_slurm(config))
+    return Session(config, Store(config.store_path), open_slurm(config, commands_only))

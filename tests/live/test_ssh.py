@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
@@ -31,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KONDUKTOR, TEST_USER, Run
+from konduktor_slurm.store import Store
+from tests.conftest import KONDUKTOR, TEST_USER, Run, held_job_record
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
 
@@ -850,3 +852,121 @@ def test_rapid_same_size_rewrites_each_launch_ships_its_own_content(
     for index, name in enumerate(names):
         staged = REMOTE_JOBS / name / "workdir" / "config.txt"
         assert staged.read_text() == f"lr={index:03d}\n", name
+
+
+# ---- `konduktor status` through OpenSSH's client (openssh.py) ------------------------------
+
+
+def imported(result_stderr: str) -> set[str]:
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in result_stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+@pytest.fixture
+def short_tmpdir() -> Iterator[Path]:
+    """A TMPDIR of our own (short enough for a control socket): what status leaves there."""
+    directory = Path(tempfile.mkdtemp(prefix="kdt-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def masters_in(directory: Path) -> list[str]:
+    """ssh processes whose control socket lies under ``directory``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if cmdline.startswith("ssh") and str(directory) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_status_of_a_job_that_ended_unseen_is_one_connection_through_openssh(
+    laptop: Workstation,
+    sshd: DedicatedSSHD,
+    tmp_path: Path,
+    remote_cleanup: list[str],
+    short_tmpdir: Path,
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"sshstatus{tag}")
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: sshstatus{tag}\nrun: exit 3\n")
+    launched = laptop.run("launch", "-y", "-d", str(task))
+    assert launched.returncode == 0, launched.output
+    name, job_id = submitted(launched.stdout)
+    deadline = time.monotonic() + 60  # ended on the cluster, not yet seen by konduktor
+    while job_id in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
+                                   text=True).stdout.split():  # fmt: skip
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    env = {"TMPDIR": str(short_tmpdir)}
+
+    # squeue, sacct, the ranks' exit codes and the canceller's name: one login for all.
+    before = sshd.accepted()
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", KONDUKTOR, "status", "--json", name],
+        capture_output=True,
+        text=True,
+        env={**laptop.env(), **env},
+        stdin=subprocess.DEVNULL,
+        cwd=laptop.directory,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    time.sleep(0.2)
+    assert sshd.accepted() - before == 1
+    job = json.loads(proc.stdout)["jobs"][0]
+    assert (job["status"], job["rank_exit_codes"]) == ("FAILED", {"0": 3}), job
+    modules = imported(proc.stderr)
+    assert not {"paramiko", "fabric"} & modules  # OpenSSH's client did it
+
+    # The master ended with the command: nothing is left running or lying around.
+    deadline = time.monotonic() + 10
+    while masters_in(short_tmpdir) or any(short_tmpdir.iterdir()):
+        assert time.monotonic() < deadline, (masters_in(short_tmpdir), list(short_tmpdir.iterdir()))
+        time.sleep(0.1)
+
+    # The same through paramiko when asked: the same answer.
+    again = laptop.run("status", "--json", name, env={"KONDUKTOR_SSH_CLIENT": "paramiko", **env})
+    assert again.returncode == 0, again.output
+    assert json.loads(again.stdout)["jobs"][0]["status"] == "FAILED"
+
+
+def test_status_through_openssh_refuses_an_unknown_host_as_ssh_py_does(
+    laptop: Workstation, short_tmpdir: Path
+) -> None:
+    store = Store(laptop.directory / "kdhome" / "state.db")
+    store.add(held_job_record("unknownhost-1a2b", "999999", TEST_USER, "/nonexistent"))
+    store.close()
+    laptop.known_hosts.write_text("")
+    result = laptop.run("status", env={"TMPDIR": str(short_tmpdir)})
+    # The last known states, and ssh.py's one line on why (not OpenSSH's own words).
+    assert result.returncode == 3, result.output
+    assert "unknownhost-1a2b" in result.stdout and "(stale)" in result.stdout
+    assert "Traceback" not in result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warning) == 1 and "refusing to connect" in warning[0], result.stderr
+    assert "ssh-keyscan" in warning[0] and "Host key verification failed" not in result.stderr
+    assert laptop.known_hosts.read_text() == ""
+    assert not masters_in(short_tmpdir) and not any(short_tmpdir.iterdir())
+
+
+def test_status_with_accept_new_host_keys_through_openssh_remembers_the_key(
+    laptop: Workstation, sshd: DedicatedSSHD, short_tmpdir: Path
+) -> None:
+    store = Store(laptop.directory / "kdhome" / "state.db")
+    store.add(held_job_record("acceptnew-1a2b", "999998", TEST_USER, "/nonexistent"))
+    store.close()
+    laptop.known_hosts.write_text("")
+    laptop.configure(accept_new_host_keys=True)
+    result = laptop.run("status", "--json", env={"TMPDIR": str(short_tmpdir)})
+    assert result.returncode == 0, result.output
+    # Written as ssh.py writes it, so later commands (through paramiko) read it.
+    assert f"[127.0.0.1]:{sshd.port} ssh-ed25519 " in laptop.known_hosts.read_text()
+    checked = laptop.run("check", "--json")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.output

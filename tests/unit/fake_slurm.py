@@ -164,7 +164,11 @@ class FakeSlurm(LocalTransport):
 
     def _runs(self, argv: list[str]) -> str:
         out = []
-        for job_id in self._ids(argv):
+        ids = self._ids(argv)
+        if not ids:  # by time window (--starttime): every job's runs, of --user if given
+            user = next((a.removeprefix("--user=") for a in argv if a.startswith("--user=")), None)
+            ids = [i for i, job in self.jobs.items() if user is None or job.user == user]
+        for job_id in ids:
             job = self.jobs.get(job_id)
             for state in job.runs if job else ():
                 fields = list(_RUN)

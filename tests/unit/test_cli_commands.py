@@ -1,0 +1,60 @@
+"""The command table: every command loads its module when it runs or is listed, so a
+command's start-up pays for its own module only.
+"""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+import konduktor_slurm.cli as cli
+from tests.conftest import KONDUKTOR
+
+
+def test_the_table_names_every_command_and_the_module_that_defines_it() -> None:
+    for module in pkgutil.iter_modules(cli.__path__):
+        __import__(f"konduktor_slurm.cli.{module.name}")
+    registered = {
+        name: command.callback.__module__ if command.callback else type(command).__module__
+        for name, command in cli.main.commands.items()
+    }
+    assert registered == {
+        name: f"konduktor_slurm.cli.{module}" for name, module in cli.COMMAND_MODULES.items()
+    }
+
+
+def test_each_command_is_found_by_name_and_help_lists_the_visible_ones() -> None:
+    context = click.Context(cli.main)
+    for name in cli.COMMAND_MODULES:
+        command = cli.main.get_command(context, name)
+        assert command is not None and command.name == name
+    assert cli.main.get_command(context, "no-such-command") is None
+    shown = cli.main.get_help(context)
+    for name, command in cli.main.commands.items():
+        assert (f"\n  {name} " in shown) != command.hidden, name
+
+
+def test_status_loads_no_other_command(tmp_path: Path) -> None:
+    env = {**os.environ, "KONDUKTOR_HOME": str(tmp_path / "home")}
+    env.pop("KONDUKTOR_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", KONDUKTOR, "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0 and "No jobs" in result.stdout, result.stderr[-2000:]
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    commands = {m for m in modules if m.startswith("konduktor_slurm.cli.")}
+    assert commands == {"konduktor_slurm.cli.status"}
+    slow = {"logging", "difflib", "jinja2", "pydantic", "yaml", "rich", "fabric", "paramiko"}
+    assert not slow & modules, slow & modules

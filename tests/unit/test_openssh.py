@@ -1,0 +1,202 @@
+"""When `konduktor status` uses OpenSSH's client, and what it tells ssh (openssh.py).
+
+The live tests (tests/live/test_ssh.py) run it against the real sshd; these pin down the
+choice of client and that every config.yaml setting reaches ssh as ssh.py applies it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from konduktor_slurm.config import Settings, SSHSettings
+from konduktor_slurm.openssh import OpenSSHTransport, openssh_client
+from konduktor_slurm.service.session import open_slurm
+from konduktor_slurm.ssh import SSHTransport
+
+
+def options(**settings: object) -> dict[str, str]:
+    transport = OpenSSHTransport(SSHSettings(**settings), "/usr/bin/ssh")  # type: ignore[arg-type]
+    args = transport._options()
+    assert args[::2] == ["-o"] * (len(args) // 2)
+    return dict(arg.split("=", 1) for arg in args[1::2])
+
+
+def test_config_yaml_settings_become_ssh_options() -> None:
+    given = options(
+        host="login",
+        user="alice",
+        port=2222,
+        identity_file="~/.ssh/id_ed25519",
+        known_hosts="~/kh",
+        jump_host="bastion:22",
+        connect_timeout=7.4,
+    )
+    home = str(Path.home())
+    assert given["User"] == "alice" and given["Port"] == "2222"
+    assert given["IdentityFile"] == f"{home}/.ssh/id_ed25519"
+    assert given["UserKnownHostsFile"] == f"{home}/kh"
+    assert (given["ProxyJump"], given["ProxyCommand"]) == ("bastion:22", "none")
+    assert given["ConnectTimeout"] == "7"
+    assert given["StrictHostKeyChecking"] == "yes" and given["BatchMode"] == "yes"
+    proxied = options(host="login", proxy_command="nc -X 5 -x socks:1080 %h %p")
+    assert (proxied["ProxyCommand"], proxied["ProxyJump"]) == (
+        "nc -X 5 -x socks:1080 %h %p",
+        "none",
+    )
+    assert options(host="login", accept_new_host_keys=True)["StrictHostKeyChecking"] == "accept-new"
+    # Not set in config.yaml: left to ~/.ssh/config, as ssh.py leaves it.
+    assert not {"User", "Port", "IdentityFile", "UserKnownHostsFile", "ProxyJump"} & set(
+        options(host="login")
+    )
+
+
+def test_a_command_line_is_quoted_once_and_slurm_bin_dir_applies() -> None:
+    transport = OpenSSHTransport(SSHSettings(host="login"), "ssh", slurm_bin_dir="/opt/slurm/bin/")
+    line = transport._command_line(["squeue", "--name=a b;rm -rf ~"])
+    assert shlex.split(line) == ["/opt/slurm/bin/squeue", "--name=a b;rm -rf ~"]
+    assert shlex.split(transport._command_line(["grep", "x"])) == ["grep", "x"]
+
+
+def test_the_client_is_openssh_unless_asked_or_home_is_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KONDUKTOR_SSH_CLIENT", raising=False)
+    assert openssh_client() is not None  # ssh is installed here, HOME is the account's
+    monkeypatch.setenv("KONDUKTOR_SSH_CLIENT", "paramiko")
+    assert openssh_client() is None
+    monkeypatch.delenv("KONDUKTOR_SSH_CLIENT")
+    # OpenSSH reads the account's ~/.ssh/config, paramiko $HOME's: they would differ.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert openssh_client() is None
+    monkeypatch.undo()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ssh on PATH
+    assert openssh_client() is None
+
+
+def test_only_a_commands_only_session_over_ssh_gets_it(tmp_path: Path) -> None:
+    ssh = Settings(
+        home=tmp_path, config_path=tmp_path / "c.yaml", jobs_dir="~/j", ssh=SSHSettings("login")
+    )
+    assert isinstance(open_slurm(ssh, commands_only=True).transport, OpenSSHTransport)
+    assert isinstance(open_slurm(ssh).transport, SSHTransport)
+    local = Settings(home=tmp_path, config_path=tmp_path / "c.yaml", jobs_dir=str(tmp_path))
+    assert type(open_slurm(local, commands_only=True).transport).__name__ == "LocalTransport"
+
+
+# ---- run(), against a stand-in for ssh ---------------------------------------------------
+
+# What OpenSSH's client does, as far as run() can see: the master's socket appears once it is
+# logged in (FAKE_SSH_LOGIN seconds, or never), then the command runs; exit 255 is ssh's own
+# failure. Every call is logged.
+FAKE_SSH = r"""#!/bin/sh
+echo "$*" >> "$FAKE_SSH_LOG"
+socket=""; master=no
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) case "$2" in
+          ControlPath=*) socket="${2#ControlPath=}";;
+          ControlMaster=yes) master=yes;;
+        esac; shift 2;;
+    -O) [ "$2" = exit ] && rm -f "$socket"; exit 0;;
+    -G) echo "user fakeuser"; exit 0;;
+    --) shift; shift; break;;
+    *) shift;;
+  esac
+done
+if [ "$FAKE_SSH_FAIL" = yes ]; then echo "ssh: connect to host: refused" >&2; exit 255; fi
+if [ $master = yes ]; then
+  [ "$FAKE_SSH_LOGIN" = never ] && exec sleep 30
+  sleep "${FAKE_SSH_LOGIN:-0}"; : > "$socket"
+fi
+exec sh -c "exec $1"
+"""
+
+
+class Recorded:
+    """ssh.py's transport, as the fallback: records what it is asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.connections = 1
+
+    def run(self, argv: list[str], *, timeout: float, input_text: str | None = None):
+        from konduktor_slurm.transport import CommandResult
+
+        self.calls.append(argv)
+        return CommandResult(tuple(argv), 0, "from ssh.py\n", "")
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def fake_ssh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> tuple[OpenSSHTransport, Path]:
+    client = tmp_path / "ssh"
+    client.write_text(FAKE_SSH)
+    client.chmod(0o755)
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_SSH_LOG", str(log))
+    short = Path(tempfile.mkdtemp(prefix="kdt-", dir="/tmp"))  # a socket path is short
+    request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
+    monkeypatch.setenv("TMPDIR", str(short))
+    transport = OpenSSHTransport(SSHSettings("login", connect_timeout=1.0), str(client))
+    recorded = Recorded()
+    monkeypatch.setattr(transport, "paramiko", lambda: recorded)
+    return transport, log
+
+
+def test_commands_share_one_master_and_close_ends_it(fake_ssh) -> None:
+    transport, log = fake_ssh
+    first = transport.run(["echo", "a b"], timeout=5)
+    second = transport.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=5)
+    assert (first.returncode, first.stdout) == (0, "a b\n")
+    assert (second.returncode, second.stdout, second.stderr) == (3, "out\n", "err\n")
+    calls = log.read_text().splitlines()
+    assert "ControlMaster=yes" in calls[0] and "ControlMaster=no" in calls[1]
+    assert transport.connections == 1 and transport.user == "fakeuser"
+    transport.close()
+    deadline = time.monotonic() + 5
+    tmpdir = Path(os.environ["TMPDIR"])
+    while any(tmpdir.iterdir()):  # the socket's directory, removed after -O exit
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert any("-O exit" in call for call in log.read_text().splitlines())
+
+
+def test_a_command_that_hangs_is_a_timeout_not_a_lost_connection(fake_ssh) -> None:
+    from konduktor_slurm.ssh import SSHCommandTimeout
+
+    transport, _ = fake_ssh
+    start = time.monotonic()
+    with pytest.raises(SSHCommandTimeout, match=r"sleep did not answer within 0\.5s on login"):
+        transport.run(["sleep", "10"], timeout=0.5)
+    assert time.monotonic() - start < 3
+    assert transport.run(["echo", "still here"], timeout=5).stdout == "still here\n"
+    transport.close()
+
+
+@pytest.mark.parametrize("failure", ["FAKE_SSH_FAIL=yes", "FAKE_SSH_LOGIN=never"])
+def test_when_ssh_cannot_connect_ssh_py_runs_the_command(
+    fake_ssh, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport, log = fake_ssh
+    name, value = failure.split("=")
+    monkeypatch.setenv(name, value)
+    start = time.monotonic()
+    result = transport.run(["squeue", "--me"], timeout=5)
+    assert result.stdout == "from ssh.py\n"
+    assert time.monotonic() - start < 4  # the connect timeout (1 s), not the command's
+    assert transport.paramiko().calls == [["squeue", "--me"]]  # type: ignore[attr-defined]
+    calls = len(log.read_text().splitlines())
+    transport.run(["sacct"], timeout=5)  # and everything after it
+    assert len(log.read_text().splitlines()) == calls
+    transport.close()
