@@ -62,7 +62,10 @@ PROJECT_PYTHON = Path(sys.executable)
 SSH_DIR = Path("/var/lib/konduktor-cluster/ssh")
 SSH_PORT = 2222
 SSH_USER = "kdtest"
-KONDUKTOR_REFERENCE = Path("/tmp/kvenv/bin/konduktor")  # konduktor-nightly, if installed
+# Konduktor itself, for the --help reference: a venv of its own (its dependencies are not
+# ours), made on the first `make bench` that can reach PyPI; /tmp/kvenv if someone made one.
+REFERENCE_VENV = ROOT / ".bench" / "konduktor-nightly"
+REFERENCE_CANDIDATES = (REFERENCE_VENV / "bin" / "konduktor", Path("/tmp/kvenv/bin/konduktor"))
 MIB = 1024 * 1024
 # Launched jobs are held, as the floor's sbatch --hold: nothing runs, no GPU is taken.
 HELD = "slurm:\n  sbatch_options: ['--hold']\n"
@@ -710,23 +713,46 @@ def help_reference(bench: Bench) -> None:
     home = bench.scratch / "help"
     ours = bench.ours("--help", env=bench.env(home))
     sides: dict[str, Callable[[], Sample]] = {"ours": ours, "python": bench.python_start}
-    reference = None
-    if KONDUKTOR_REFERENCE.exists():
+    reference = konduktor_reference()
+    if reference is not None:
         # Konduktor writes a log file under ~/.konduktor: give it a scratch home.
         reference_env = {**os.environ, "HOME": str(bench.scratch / "konduktor-home")}
-        sides["konduktor"] = lambda: run_once([str(KONDUKTOR_REFERENCE), "--help"], reference_env)
-        reference = KONDUKTOR_REFERENCE
+        sides["konduktor"] = lambda: run_once([str(reference), "--help"], reference_env)
     samples = alternate(sides, repeat=5)
     line("konduktor-slurm --help vs Python start", seconds(samples["ours"]),
          seconds(samples["python"]), "s")  # fmt: skip
     line("konduktor-slurm --help peak memory", peak(samples["ours"]), None, "MiB")
     if reference is None:
-        note(f"Konduktor itself is not installed at {KONDUKTOR_REFERENCE}: skipped. To compare,")
-        note("python3 -m venv /tmp/kvenv && /tmp/kvenv/bin/pip install konduktor-nightly")
         return
     line("konduktor-slurm --help vs Konduktor's --help", seconds(samples["ours"]),
          seconds(samples["konduktor"]), "s")  # fmt: skip
     line("Konduktor's --help peak memory", peak(samples["konduktor"]), None, "MiB")
+
+
+def konduktor_reference() -> Path | None:
+    """Konduktor's own ``konduktor``, installed from PyPI (konduktor-nightly) into a venv of
+    its own the first time; None, with a note saying why, when it cannot be."""
+    for candidate in REFERENCE_CANDIDATES:
+        if candidate.exists():
+            return candidate
+    print(f"  (installing konduktor-nightly into {REFERENCE_VENV} for the reference)", flush=True)
+    try:
+        subprocess.run([str(PROJECT_PYTHON), "-m", "venv", str(REFERENCE_VENV)],
+                       check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [str(REFERENCE_VENV / "bin" / "pip"), "install", "--quiet", "konduktor-nightly"],
+            check=True, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+    except subprocess.CalledProcessError as exc:
+        last = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        why = last[0]
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        why = str(exc)
+    else:
+        return REFERENCE_CANDIDATES[0]
+    shutil.rmtree(REFERENCE_VENV, ignore_errors=True)
+    note(f"Konduktor's --help not measured: konduktor-nightly could not be installed ({why})")
+    return None
 
 
 @contextmanager

@@ -27,6 +27,26 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 KONDUKTOR = str(Path(sys.executable).parent / "konduktor")
 
+# Jobs run `setup` and `run` after the user's ~/.bashrc, as SkyPilot does. Where that is a
+# pyenv's (`pyenv init` rehashes its shims under a lock file), a job killed mid-rehash, as
+# tests kill many, leaves the lock behind, and every later job start on the machine waits
+# pyenv's PYENV_REHASH_TIMEOUT (60 s) for it on each rank: a CI run went from 20 to 40 min.
+# The jobs of the tests inherit this environment (sbatch exports it); a second is plenty for
+# a lock held by a live rehash. The README's "When things break" tells users the same.
+os.environ["PYENV_REHASH_TIMEOUT"] = "1"
+
+
+def _remove_stale_pyenv_lock(older_than: float = 10.0) -> None:
+    """pyenv's rehash lock (its prototype shim) left by a killed rehash: a live rehash holds
+    it for well under a second."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    lock = root / "shims" / ".pyenv-shim"
+    try:
+        if time.time() - lock.stat().st_mtime > older_than:
+            lock.unlink()
+    except OSError:
+        pass
+
 
 @dataclass
 class Run:
@@ -221,6 +241,7 @@ def finished_early(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> L
 @pytest.fixture(scope="session", autouse=True)
 def _launch_the_early_job_first(request: pytest.FixtureRequest) -> None:
     """When a collected test uses ``finished_early``, launch it before the first test runs."""
+    _remove_stale_pyenv_lock()
     if any("finished_early" in getattr(item, "fixturenames", ()) for item in request.session.items):
         request.getfixturevalue("finished_early")
 
