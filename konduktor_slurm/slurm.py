@@ -399,8 +399,9 @@ def parse_sacct(output: str) -> dict[str, AcctRow]:
         )
         elements = expand_array_record(job_id)
         if elements != [job_id]:
-            # An array's record of elements that never ran: it has no steps, and an element
-            # with a record of its own is not listed in it.
+            # An array's record of elements that never ran: it has no steps. An element with
+            # a record of its own keeps that one, printed before or after (24.11 and 26.05
+            # list such elements in the array's record too: "240_[0-2]" beside "240_1").
             for element in elements:
                 rows.setdefault(element, dataclasses.replace(row, job_id=element))
             continue
