@@ -38,6 +38,15 @@ def kill_daemon(name: str, how: signal.Signals = signal.SIGKILL) -> None:
         time.sleep(0.1)
 
 
+def wait_for_no_step_of(job_id: str, timeout: float = 90) -> None:
+    """Until no slurmstepd of the job runs on this machine (every node of the cluster)."""
+    deadline = time.monotonic() + timeout
+    pattern = f"slurmstepd: \\[{job_id}\\."
+    while subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, f"a step of job {job_id} still runs"
+        time.sleep(0.5)
+
+
 def wait_for_node_settled(node: str, timeout: float = 90) -> None:
     """Until ``node`` is up and done cleaning up (idle, mixed or allocated)."""
     deadline = time.monotonic() + timeout
@@ -145,11 +154,13 @@ def test_slurmd_killed_under_a_two_node_job_names_the_node_then_runs_again(
     assert "preempt" not in job["detail"]
     cluster_up()  # node2 returns (ReturnToService=2) and the job runs again
     # Slurm requeues with a begin time a while ahead; the test brings the rerun forward, but
-    # not into the second node2 re-registered in: slurmctld then kills the first run's step
-    # node2 still reports, which revokes the job's credential as of that second, and a rerun
-    # whose credential is from the same second is refused on node2 ("Job credential
-    # revoked", exit 168; credential times are whole seconds). Slurm's own begin time keeps
-    # real reruns clear of that race.
+    # only once the first run is gone from node2. The slurmstepd of its step there outlived
+    # slurmd; the restarted slurmd reports it, and slurmctld has it killed, which revokes
+    # the job's credential as of that second. A rerun already started then loses its rank on
+    # node2 ("Killed"), and one started within that second is refused there ("Job
+    # credential revoked", exit 168). Slurm's own begin time keeps real reruns clear of it.
+    job_id = status_json(kd, name)["jobs"][0]["slurm_job_id"]
+    wait_for_no_step_of(job_id)
     wait_for_node_settled("node2")
     time.sleep(2)
     subprocess.run(["scontrol", "update", f"jobname={name}", "starttime=now"], check=False)

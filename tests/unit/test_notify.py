@@ -61,12 +61,16 @@ def test_launch_then_a_waiter_run_each_change_once_with_what_changed(
     ]
     fake.jobs["100"].queue = "RUNNING"
     seen = []
+    now = [time.time()]
 
     def sleep(seconds: float) -> None:
+        # The waiter's clocks move with its sleeps: a wait that finds the last shared look
+        # at Slurm still fresh sleeps again rather than asking (it would spin on real time).
+        now[0] += seconds
         seen.append(job.state)
         fake.jobs["100"].queue, fake.jobs["100"].acct = None, "COMPLETED"
 
-    wait_until_terminal(session, job, sleep=sleep)
+    wait_until_terminal(session, job, sleep=sleep, clock=lambda: now[0], wall=lambda: now[0])
     got = calls(log)
     assert [(c["KONDUKTOR_OLD_STATE"], c["KONDUKTOR_NEW_STATE"]) for c in got] == [
         ("", "CREATED"),
