@@ -56,7 +56,7 @@ from konduktor_slurm.slurm import (  # noqa: E402
     sacct_command,
     squeue_command,
 )
-from konduktor_slurm.store import JobRecord, Store, _to_row  # noqa: E402
+from konduktor_slurm.store import _COLUMNS, JobRecord, Store, _to_row  # noqa: E402
 
 PROJECT_PYTHON = Path(sys.executable)
 SSH_DIR = Path("/var/lib/konduktor-cluster/ssh")
@@ -291,11 +291,6 @@ def fill_store(home: Path, jobs: list[JobRecord]) -> None:
     """
     home.mkdir(parents=True, exist_ok=True)
     store = Store(home / "state.db")
-    columns = (
-        "name,task_name,user,slurm_job_id,resources,num_nodes,gpus_per_node,job_dir,log_path,"
-        "max_restarts,created_at,submitted_at,start_time,end_time,state,detail,terminal,hidden,"
-        "user_stop,extra"
-    )
     transitions = []
     for job in jobs:
         transitions.append((job.name, "CREATED", "staging workdir", job.created_at))
@@ -307,7 +302,7 @@ def fill_store(home: Path, jobs: list[JobRecord]) -> None:
     with store.transaction():
         db = store._db
         db.executemany(
-            f"INSERT INTO jobs ({columns}) VALUES ({','.join('?' * 20)})",
+            f"INSERT INTO jobs ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})",
             [_to_row(job) for job in jobs],
         )
         db.executemany(
