@@ -974,6 +974,11 @@ ORDER BY ended, name
 """
 
 
+def _unit_key(name: object, sweep: object) -> tuple[str, object]:
+    """What a candidate is pruned with: its sweep (one snapshot for every variant) or itself."""
+    return ("sweep", sweep) if sweep is not None else ("job", name)
+
+
 @dataclass(frozen=True)
 class PruneCandidate:
     """A finished job whose snapshot may go (what ``Store.prune_candidates`` finds)."""
@@ -1333,16 +1338,33 @@ class Store:
         """What the claimed poll met, for the waiters that share it."""
         self.set_meta(key, json.dumps({"at": at, "error": error}))
 
-    def prune_candidates(self, cutoff: float) -> list[PruneCandidate]:
+    def prune_candidates(
+        self, cutoff: float, units: int | None = None
+    ) -> tuple[list[PruneCandidate], int]:
         """Finished jobs whose snapshot may be pruned: not pruned yet, ended (by end_time,
-        else their last transition) before ``cutoff``, oldest first. A grid sweep's variants
-        share one snapshot: they come only once every variant of the sweep qualifies.
+        else their last transition) before ``cutoff``, oldest first; and how many units they
+        make (a job, or a sweep: its variants share one snapshot and come only once every
+        variant of the sweep qualifies). ``units``: only the candidates of that many units,
+        every variant of a chosen sweep included (a bounded prune need not build 100,000
+        records to use 100): the oldest, but units holding their task's newest job last, as
+        ``service.prune.latest_last`` orders them (their snapshot is the one kept).
 
         One query over light columns, never every record: stores reach 100,000 jobs. A row
         whose ``extra`` is not JSON counts as a job of its own, not pruned.
         """
         rows = self._rows(_PRUNE_CANDIDATES, (cutoff,))
-        return [
+        keys = {_unit_key(row["name"], row["sweep"]): None for row in rows}  # ordered, once
+        if units is not None and len(keys) > units:
+            newest = {
+                row[0]
+                for row in self._rows("SELECT name, max(created_at) FROM jobs GROUP BY task_name")
+            }
+            holding = {
+                _unit_key(row["name"], row["sweep"]) for row in rows if row["name"] in newest
+            }
+            chosen = set(sorted(keys, key=lambda key: key in holding)[:units])  # stable sort
+            rows = [row for row in rows if _unit_key(row["name"], row["sweep"]) in chosen]
+        found = [
             PruneCandidate(
                 name=row["name"],
                 task_name=row["task_name"],
@@ -1357,6 +1379,7 @@ class Store:
             and _is_number(row["ended"])
             and (row["sweep"] is None or _is_text(row["sweep"]))
         ]
+        return found, len(keys)
 
     def newest_of_tasks(self, task_names: Iterable[str]) -> dict[str, str]:
         """The newest job (by creation) of each of ``task_names``, finished or not."""

@@ -170,12 +170,13 @@ def prune(
     if age is None:
         return result
     store = session.store
-    units, result.skipped = plan_units(
-        store.prune_candidates(now - age), session.config.node_workdir
-    )
+    # A bounded prune plans only the units it may do, not every candidate: a store of
+    # 100,000 finished jobs made each report spend seconds planning them all.
+    candidates, total = store.prune_candidates(now - age, limit)
+    units, result.skipped = plan_units(candidates, session.config.node_workdir)
     units = latest_last(units, store.newest_of_tasks(unit.task_name for unit in units))
-    if limit is not None and len(units) > limit:
-        units, result.left = units[:limit], len(units) - limit
+    if limit is not None:
+        units, result.left = units[:limit], max(0, total - limit)
     measured = 0
     for start in range(0, len(units), BATCH_SIZE):
         batch = units[start : start + BATCH_SIZE]

@@ -304,12 +304,15 @@ def test_candidates_are_finished_unpruned_jobs_past_the_cutoff_oldest_first(tmp_
     ):
         store.add(job)
     store.set_state(store.get("cancelled-1"), "FAILED", "cancelled", at=2500.0)
-    found = store.prune_candidates(3000.0)
+    found, _units = store.prune_candidates(3000.0)
     assert [c.name for c in found] == ["sweep-0", "sweep-1", "old-1", "old-2", "cancelled-1"]
     assert found[-1].ended == 2500.0 and found[0].sweep == "sweep" and found[2].sweep is None
-    assert [c.name for c in store.prune_candidates(1050.0)] == []  # sweep-1 ended after
+    # A bounded prune gets the first units only, a sweep with every variant, and the count.
+    bounded, units = store.prune_candidates(3000.0, units=2)
+    assert [c.name for c in bounded] == ["sweep-0", "sweep-1", "old-1"] and units == 4
+    assert [c.name for c in store.prune_candidates(1050.0)[0]] == []  # sweep-1 ended after
     store.mark_pruned(["old-1", "sweep-0", "sweep-1"], 3100.0)
-    assert [c.name for c in store.prune_candidates(3000.0)] == ["old-2", "cancelled-1"]
+    assert [c.name for c in store.prune_candidates(3000.0)[0]] == ["old-2", "cancelled-1"]
     assert store.get("old-1").extra["pruned_at"] == 3100.0
 
 
@@ -322,7 +325,7 @@ def test_damaged_rows_are_no_candidates_or_plain_jobs_never_an_error(tmp_path: P
     db.execute("UPDATE jobs SET end_time='yesterday' WHERE name='text-1'")
     db.execute("UPDATE jobs SET extra='{not json \"sweep\"' WHERE name='json-1'")
     db.execute("UPDATE jobs SET extra=x'00ff' WHERE name='blob-1'")
-    found = {c.name: c for c in store.prune_candidates(5000.0)}
+    found = {c.name: c for c in store.prune_candidates(5000.0)[0]}
     # text-1: its end time is unreadable, so its creation transition counts.
     assert sorted(found) == ["json-1", "text-1"] and found["json-1"].sweep is None
 
