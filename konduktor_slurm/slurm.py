@@ -349,19 +349,22 @@ _Row = TypeVar("_Row", "QueueRow", "AcctRow")
 
 def with_array_records(rows: dict[str, _Row], job_ids: Iterable[str]) -> dict[str, _Row]:
     """The rows of ``job_ids``; an element without a row of its own takes its array's plain
-    row.
+    row if that never ran.
 
     Slurm 22.05 prints an array whose elements were cancelled one by one while they waited
     ("scancel 889_0 889_1 889_2") as plain "889" in squeue and sacct, listing no element, and
-    `squeue --jobs=889_0` then prints nothing: that row is the state of every element
-    without one of its own. (24.11 and 26.05 print "889_[0-2]" in sacct.)
+    `squeue --jobs=889_0` then prints nothing: that row, which never ran on a node, is the
+    state of every element without one of its own. (24.11 and 26.05 print "889_[0-2]" in
+    sacct.) A plain row that ran is one element's own run printed without its index (the
+    array's last element reuses the array's record): it says nothing of the others.
     """
     found: dict[str, _Row] = {}
     for job_id in job_ids:
         row = rows.get(job_id)
         base = array_base(job_id)
-        if row is None and base != job_id and base in rows:
-            row = dataclasses.replace(rows[base], job_id=job_id)
+        plain = rows.get(base) if base != job_id else None
+        if row is None and plain is not None and plain.node_list is None:
+            row = dataclasses.replace(plain, job_id=job_id)
         if row is not None:
             found[job_id] = row
     return found

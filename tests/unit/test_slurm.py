@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,10 @@ def test_elements_cancelled_one_by_one_take_the_arrays_plain_record() -> None:
     assert found["901_0"].state == found["901_2"].state == "CANCELLED by 0"
     assert found["901_0"].job_id == "901_0"
     assert "77_0" not in found  # no record at all stays unknown
+    # A plain row that ran is one element's run (the last element reuses the array's
+    # record): the elements without rows are not given its state.
+    ran = {"901": dataclasses.replace(rows["901"], state="FAILED", node_list="node1")}
+    assert with_array_records(ran, ["901_0"]) == {}
 
 
 def test_elements_are_asked_for_by_their_arrays_id() -> None:
