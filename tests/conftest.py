@@ -96,14 +96,16 @@ def kd_home(tmp_path: Path) -> Path:
     return home
 
 
-@pytest.fixture
-def kd(kd_home: Path) -> Callable[..., Run]:
-    """Run the konduktor CLI as a user would, with its own store under a temp dir."""
+def make_runner(home: Path, default_timeout: float = 300) -> Callable[..., Run]:
+    """The konduktor CLI as a user runs it, with its own store (and config) in ``home``."""
 
     def run(
-        *args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None
+        *args: str,
+        timeout: float = default_timeout,
+        cwd: Path | None = None,
+        env: dict | None = None,
     ) -> Run:
-        full_env = {**os.environ, "KONDUKTOR_HOME": str(kd_home), **(env or {})}
+        full_env = {**os.environ, "KONDUKTOR_HOME": str(home), **(env or {})}
         full_env.pop("KONDUKTOR_CONFIG", None)
         proc = subprocess.run(
             [KONDUKTOR, *args],
@@ -117,6 +119,12 @@ def kd(kd_home: Path) -> Callable[..., Run]:
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def kd(kd_home: Path) -> Callable[..., Run]:
+    """Run the konduktor CLI as a user would, with its own store under a temp dir."""
+    return make_runner(kd_home)
 
 
 def status_json(kd: Callable[..., Run], name: str | None = None) -> dict:

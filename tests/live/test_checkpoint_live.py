@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KONDUKTOR, TEST_USER, Run, status_json, wait_for_status
+from tests.conftest import KONDUKTOR, TEST_USER, Run, make_runner, status_json, wait_for_status
 from tests.live.test_control_live import squeue_field
 from tests.live.test_launch import submitted_name, unique
 from tests.live.test_lifecycle_live import cleanup, launch_detached
@@ -114,23 +114,6 @@ def saved_on_signal(log: str, rank: int) -> int:
     match = re.search(rf"^{rank}: rank {rank} saved step (\d+) on SIG\w+$", log, re.MULTILINE)
     assert match, log
     return int(match.group(1))
-
-
-def make_runner(home: Path) -> Callable[..., Run]:
-    def run(*args: str, timeout: float = 300) -> Run:
-        env = {**os.environ, "KONDUKTOR_HOME": str(home)}
-        env.pop("KONDUKTOR_CONFIG", None)
-        proc = subprocess.run(
-            [KONDUKTOR, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
 
 
 # ---- the slow scenarios, started with the module ----------------------------------------

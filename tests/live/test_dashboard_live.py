@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import KONDUKTOR, ROOT, Run, write_task
+from tests.conftest import KONDUKTOR, ROOT, Run, make_runner, write_task
 from tests.live.test_launch import submitted_name, unique
 from tests.live.test_ssh import REMOTE_HOME, REMOTE_JOBS, SSH_DIR, DedicatedSSHD, Workstation
 
@@ -89,21 +89,6 @@ class Scene:
         return page
 
 
-def make_runner(home: Path) -> Callable[..., Run]:
-    def run(*args: str, timeout: float = 120) -> Run:
-        proc = subprocess.run(
-            [KONDUKTOR, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "KONDUKTOR_HOME": str(home)},
-            stdin=subprocess.DEVNULL,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
-
-
 def counting_bin_dir(directory: Path) -> tuple[Path, Path]:
     """A slurm_bin_dir of wrappers that log each call, then run the real command."""
     bin_dir = directory / "slurm-bin"
@@ -154,7 +139,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     home.mkdir()
     bin_dir, calls = counting_bin_dir(root)
     (home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\n")
-    kd = make_runner(home)
+    kd = make_runner(home, 120)
     names = {}
     for role, template in (("talker", TALKER), ("worker", WORKER)):
         task = write_task(root, template.format(name=unique(f"dash-{role}-")), f"{role}.yaml")

@@ -9,33 +9,17 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import KONDUKTOR, ROOT, Run, write_task
+from tests.conftest import KONDUKTOR, ROOT, Run, make_runner, write_task
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
-
-
-def make_runner(home: Path) -> Callable[..., Run]:
-    def run(*args: str, timeout: float = 180, env: dict | None = None) -> Run:
-        proc = subprocess.run(
-            [KONDUKTOR, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "KONDUKTOR_HOME": str(home), **(env or {})},
-            stdin=subprocess.DEVNULL,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
 
 
 def launch(kd, directory: Path, text: str) -> str:
@@ -69,7 +53,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two cron runs around real jobs: run 1 after a stopped-and-started job and a failed job,
     run 2 after a preempted job; then a third run with nothing new."""
     directory = tmp_path_factory.mktemp("report")
-    kd = make_runner(directory / "kdhome")
+    kd = make_runner(directory / "kdhome", 180)
     names: list[str] = []
     try:
         billed = launch(
