@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -198,10 +199,13 @@ def install(scratch: Path) -> Path:
     # editable install's hook among them).
     (site / "zz-project-dependencies.pth").write_text(f"{project_site}\n")
     compileall.compile_dir(site / "konduktor_slurm", quiet=1)
+    # The console script pip writes, for the entry point pyproject.toml names.
+    entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = entry["konduktor"].split(":")
     script = venv / "bin" / "konduktor"
     script.write_text(
-        f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom konduktor_slurm.cli import run\n"
-        "if __name__ == '__main__':\n    sys.exit(run())\n"
+        f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom {module} import {function}\n"
+        f"if __name__ == '__main__':\n    sys.exit({function}())\n"
     )
     script.chmod(0o755)
     return venv / "bin"

@@ -42,8 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-import click
-
 from konduktor_slurm.checkpoint import Checkpoint
 from konduktor_slurm.lifecycle import State, UserStop
 from konduktor_slurm.service.errors import EXIT_STORE, EXIT_STORE_LOCKED, KonduktorError
@@ -56,11 +54,12 @@ from konduktor_slurm.service.errors import EXIT_STORE, EXIT_STORE_LOCKED, Konduk
 REBUILD_HINT = "run `konduktor store rebuild` to keep it aside and re-record your jobs from Slurm"
 
 
-class StoreError(KonduktorError, click.ClickException):
+class StoreError(KonduktorError):
     """The job store cannot be used; ``str()`` is the one line to show.
 
-    Also a ``click.ClickException``, so any command that meets it (even one that does not
-    catch it) prints ``Error: <line>`` and exits with ``exit_code`` instead of a traceback.
+    Any command that meets it, even one that does not catch it, prints ``Error: <line>``
+    and exits with ``exit_code`` instead of a traceback: the CLI's group turns every
+    KonduktorError into that (cli.LazyCommands.invoke).
     """
 
     exit_code = EXIT_STORE

@@ -81,6 +81,18 @@ class LazyCommands(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *COMMAND_MODULES})
 
+    def invoke(self, ctx: click.Context) -> object:
+        # A KonduktorError that a command did not catch (a damaged store met anywhere, say)
+        # is one `Error:` line and its exit code, not a traceback.
+        from konduktor_slurm.service.errors import KonduktorError
+
+        try:
+            return super().invoke(ctx)
+        except KonduktorError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from exc
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = COMMAND_MODULES.get(cmd_name)
         if module is not None and cmd_name not in self.commands:
@@ -109,9 +121,6 @@ def main() -> None:
     """
 
 
-DEBUG_ENV = "KONDUKTOR_DEBUG"
-
-
 def run() -> None:
     """The ``konduktor`` console script: the click group, with one line for the unexpected.
 
@@ -121,15 +130,14 @@ def run() -> None:
     """
     import os
 
+    from konduktor_slurm.entry import DEBUG_ENV, unexpected_error
+
     try:
         main(standalone_mode=True)
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        click.echo(
-            f"Error: unexpected {what} (run again with {DEBUG_ENV}=1 to see where)", err=True
-        )
+        click.echo(f"Error: {unexpected_error(exc)}", err=True)
         sys.exit(EXIT_FAILED)
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 
 import konduktor_slurm.cli as cli
 from tests.conftest import KONDUKTOR
@@ -39,22 +40,38 @@ def test_each_command_is_found_by_name_and_help_lists_the_visible_ones() -> None
         assert (f"\n  {name} " in shown) != command.hidden, name
 
 
-def test_status_loads_no_other_command(tmp_path: Path) -> None:
+def _imported_by(tmp_path: Path, *args: str) -> set[str]:
+    """The modules ``konduktor <args>`` imports, on an empty store."""
     env = {**os.environ, "KONDUKTOR_HOME": str(tmp_path / "home")}
     env.pop("KONDUKTOR_CONFIG", None)
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", KONDUKTOR, "status"],
+        [sys.executable, "-X", "importtime", KONDUKTOR, *args],
         capture_output=True,
         text=True,
         env=env,
     )
-    assert result.returncode == 0 and "No jobs" in result.stdout, result.stderr[-2000:]
-    modules = {
+    assert result.returncode == 0 and "jobs" in result.stdout.lower(), result.stderr[-2000:]
+    return {
         line.rsplit("|", 1)[1].strip()
         for line in result.stderr.splitlines()
         if line.startswith("import time:")
     }
+
+
+SLOW = {"logging", "difflib", "jinja2", "pydantic", "yaml", "rich", "fabric", "paramiko"}
+
+
+def test_status_loads_no_other_command(tmp_path: Path) -> None:
+    modules = _imported_by(tmp_path, "status", "--limit", "5")
     commands = {m for m in modules if m.startswith("konduktor_slurm.cli.")}
     assert commands == {"konduktor_slurm.cli.status"}
-    slow = {"logging", "difflib", "jinja2", "pydantic", "yaml", "rich", "fabric", "paramiko"}
-    assert not slow & modules, slow & modules
+    assert not SLOW & modules, SLOW & modules
+
+
+@pytest.mark.parametrize("args", [("status",), ("status", "--json")])
+def test_a_bare_status_does_not_even_load_click(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # What cron and watch loops run: answered by konduktor_slurm.entry, without click.
+    modules = _imported_by(tmp_path, *args)
+    assert "click" not in modules
+    assert not {m for m in modules if m.startswith("konduktor_slurm.cli")}
+    assert not SLOW & modules, SLOW & modules
