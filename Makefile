@@ -32,20 +32,21 @@ demo: venv cluster
 	$(BIN)/konduktor status
 
 ## test: lint + unit tests + live tests on the real 22.05 cluster + the compatibility
-## module (tests/compat) on 22.05, 24.11 and 26.05
+## module (tests/compat) on 22.05, 24.11 and 26.05. Three pytest-xdist workers: each
+## cluster's tests in order in one worker, the unit tests beside them (tests/conftest.py)
 test: venv cluster chroots lint
 	@scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 $(PYTEST_ARGS)
 
 unit: venv
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 tests/unit $(PYTEST_ARGS)
 
 live: venv cluster
 	@scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest tests/live $(PYTEST_ARGS)
 
 compat: venv cluster chroots
-	$(BIN)/python -m pytest tests/compat $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 tests/compat $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check konduktor_slurm tests

@@ -251,13 +251,57 @@ def finished_early(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> L
     return launched
 
 
+# `make test` runs pytest-xdist workers (-n 3): each Slurm cluster's tests run in order in
+# one worker, as a serial run does (they share its two nodes, its controller and its daemons,
+# which some of them fill, kill or restart), while the unit tests, which need no cluster,
+# spread over the others. The compatibility tests run on the cluster of their release
+# (tests/compat, parametrized "[24.11]"), the live tests on the host's 22.05.
+HOST_CLUSTER = "22.05"
+
+
+def cluster_of(nodeid: str) -> str | None:
+    """The cluster a test runs jobs on, from its node id; None for a unit test."""
+    if nodeid.startswith("tests/live/"):
+        return HOST_CLUSTER
+    if nodeid.startswith("tests/compat/"):
+        return nodeid.rpartition("[")[2].rstrip("]") or HOST_CLUSTER
+    return None
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """xdist's scope scheduling, a scope being a cluster's tests (or one unit test).
+
+    (Not xdist's own ``--dist loadgroup`` marks: with pytest 9.2 its renamed node ids are
+    ignored and a group's tests spread over workers.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByCluster(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            cluster = cluster_of(nodeid)
+            return f"slurm-{cluster}" if cluster else nodeid
+
+    return ByCluster(config, log)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _launch_the_early_job_first(request: pytest.FixtureRequest) -> None:
-    """When a collected test uses ``finished_early``, launch it before the first test runs.
-    And from then on, pyenv's locks left by killed jobs are removed (see _PYENV_LOCK)."""
+def _remove_stale_pyenv_locks_meanwhile() -> None:
+    """From the first test on, pyenv's locks left by killed jobs are removed (_PYENV_LOCK)."""
     import threading
 
     threading.Thread(target=_keep_removing_stale_pyenv_locks, daemon=True).start()
+
+
+_early_job_launched = False
+
+
+@pytest.fixture(autouse=True)
+def _launch_the_early_job_first(request: pytest.FixtureRequest) -> None:
+    """When a collected test uses ``finished_early``, launch it before the first test on the
+    host's cluster runs (under xdist: in the worker that runs that cluster's group)."""
+    global _early_job_launched
+    if _early_job_launched or cluster_of(request.node.nodeid) != HOST_CLUSTER:
+        return
+    _early_job_launched = True
     if any("finished_early" in getattr(item, "fixturenames", ()) for item in request.session.items):
         request.getfixturevalue("finished_early")
 
