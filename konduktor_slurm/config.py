@@ -120,6 +120,8 @@ class SSHSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """What config.yaml (and its defaults) say, as konduktor uses it."""
+
     home: Path
     config_path: Path
     # Local mode: an absolute local path. SSH mode: as written; a leading ~ is the remote home

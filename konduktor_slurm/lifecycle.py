@@ -158,6 +158,8 @@ class LocalFacts:
 
 @dataclass(frozen=True)
 class Lifecycle:
+    """A job's lifecycle state and the detail shown beside it (the mapping's answer)."""
+
     state: State
     detail: str = ""
 

@@ -31,6 +31,8 @@ _RANK_IN_DETAIL = re.compile(r"\brank (\d+)\b")
 
 @dataclass(frozen=True)
 class Failure:
+    """A job that failed in the report's window: who, when, why, and the failing rank."""
+
     job: str
     user: str
     at: float
@@ -42,6 +44,8 @@ class Failure:
 
 @dataclass(frozen=True)
 class Stuck:
+    """A job waiting (PENDING or SUSPENDED) longer than the report's --stuck-after."""
+
     job: str
     user: str
     state: str
@@ -91,6 +95,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Report:
+    """Everything one report says, before it is formatted (report_formats.py)."""
+
     generated_at: float
     window_start: float
     users: tuple[str, ...]

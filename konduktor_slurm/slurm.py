@@ -153,6 +153,8 @@ _PERMISSION_DENIED = re.compile(r"access/permission denied|permission denied|not
 
 @dataclass(frozen=True)
 class QueueRow:
+    """One job's line of squeue output (QUEUE_FIELDS), parsed."""
+
     job_id: str
     state: str
     reason: str | None
@@ -200,6 +202,8 @@ class QueueRow:
 
 @dataclass(frozen=True)
 class AcctRow:
+    """One job's allocation line of sacct output (ACCT_FIELDS), parsed."""
+
     job_id: str
     state: str
     exit_code: str | None
@@ -648,6 +652,8 @@ def parse_hostnames(output: str, node_lists: Sequence[str]) -> dict[str, list[st
 
 @dataclass(frozen=True)
 class SlurmVersion:
+    """The Slurm release the cluster runs, as sinfo --version says it."""
+
     text: str  # what sinfo --version printed: "slurm-wlm 22.05.8"
     version: str  # "22.05.8"
     release: tuple[int, int] | None  # (22, 5)
@@ -660,6 +666,8 @@ def parse_version(output: str) -> SlurmVersion:
 
 @dataclass(frozen=True)
 class Partition:
+    """One partition of sinfo's output: whether it is up, its nodes and GRES."""
+
     name: str
     default: bool  # the partition jobs go to without --partition ("gpu*" in sinfo)
     available: str  # "up", "down", "drain", "inact"

@@ -59,6 +59,8 @@ class TransferStats:
 
 @dataclass(frozen=True)
 class Progress:
+    """How far a staging rsync is, parsed from its --info=progress2 lines."""
+
     bytes_done: int
     percent: int
     files_done: int

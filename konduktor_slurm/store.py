@@ -220,6 +220,8 @@ def warn_on_stderr(message: str) -> None:
 
 @dataclass
 class JobRecord:
+    """One job as the store keeps it: what was launched and its last known state."""
+
     name: str
     task_name: str
     user: str
@@ -248,6 +250,8 @@ class JobRecord:
 
 @dataclass(frozen=True)
 class Transition:
+    """One change of a job's lifecycle state, as the store recorded it."""
+
     job_name: str
     state: str
     detail: str

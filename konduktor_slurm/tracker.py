@@ -31,6 +31,8 @@ RANK_EXIT_GLOB = "rank-*.exit"
 
 @dataclass(frozen=True)
 class RefreshResult:
+    """What a refresh could not do: why Slurm was not asked, and which jobs are stale."""
+
     stale_reason: str | None = None  # why Slurm could not be asked; states are last known
     # With all_users: other users' konduktor jobs, seen in the same squeue call.
     others: tuple[JobRecord, ...] = ()

@@ -27,6 +27,8 @@ class CommandTimeout(TransportError):
 
 @dataclass(frozen=True)
 class CommandResult:
+    """A finished command: its argv, exit status and output."""
+
     argv: tuple[str, ...]
     returncode: int
     stdout: str

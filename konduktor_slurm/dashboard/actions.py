@@ -19,6 +19,8 @@ VERBS = ("stop", "start", "down")
 
 @dataclass
 class Outcome:
+    """What a dashboard action did: its HTTP status and the lines the CLI would print."""
+
     ok: bool
     status: int  # the HTTP status: 200 done; 4xx/5xx refused or failed (nothing, or not all, done)
     messages: list[str] = field(default_factory=list)  # what the CLI prints, line by line

@@ -23,6 +23,8 @@ READ_LIMIT = 1024 * 1024  # per read: a burst of output arrives in pieces, not a
 
 @dataclass
 class LogTail:
+    """How far a dashboard log stream has read one job's log file."""
+
     path: str
     offset: int  # bytes of the file already read
     lines: LineFilter = field(repr=False)

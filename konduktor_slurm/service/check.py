@@ -21,6 +21,8 @@ PRIVILEGED_LEVELS = frozenset({"operator", "administrator"})
 
 @dataclass(frozen=True)
 class Check:
+    """One line of `konduktor check`: what was checked and whether it passed."""
+
     name: str
     ok: bool
     detail: str
@@ -38,6 +40,8 @@ class Check:
 
 @dataclass(frozen=True)
 class CheckReport:
+    """Every line of `konduktor check`, and what --json adds beside them."""
+
     checks: list[Check]
     info: dict[str, Any] = field(default_factory=dict)  # what --json adds beside the checks
 

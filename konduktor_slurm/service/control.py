@@ -31,6 +31,8 @@ SETTLE_SECONDS = 20.0  # longest wait for Slurm to finish tearing down a requeue
 
 @dataclass
 class Step:
+    """One job of a stop/start/down plan and what will be done to it."""
+
     job: JobRecord
     action: Action
     foreign: bool = False  # another user's job: not in our store, nothing recorded
@@ -38,6 +40,8 @@ class Step:
 
 @dataclass
 class ControlPlan:
+    """What a stop/start/down will do, checked for every job before any is touched."""
+
     steps: list[Step]
     notes: list[str] = field(default_factory=list)  # "<job> is already stopped; nothing to do."
 
@@ -48,6 +52,8 @@ class ControlPlan:
 
 @dataclass
 class Done:
+    """One job a stop/start/down acted on, and what was really done."""
+
     job: JobRecord
     action: Action  # what was really done (auto: suspend may have become requeue)
     foreign: bool = False  # another user's job
@@ -56,6 +62,8 @@ class Done:
 
 @dataclass
 class ControlResult:
+    """What a stop/start/down did, what failed and what needed nothing."""
+
     done: list[Done] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # "<job> was not stopped: <why>"
     notes: list[str] = field(default_factory=list)  # "<job> finished meanwhile; nothing to do."

@@ -121,6 +121,8 @@ class Batch:
 
 @dataclass(frozen=True)
 class Prepared:
+    """A task validated and split into its submissions (one, or a sweep's arrays)."""
+
     task: Task
     batches: tuple[Batch, ...]
     grid: Grid | None = None

@@ -136,6 +136,8 @@ class PruneUnit:
 
 @dataclass
 class PruneResult:
+    """What a prune removed (or would remove), kept, failed on and left alone."""
+
     older_than: float | None  # seconds; None: retention is `never` and none was given
     dry_run: bool = False
     pruned: list[PruneUnit] = field(default_factory=list)  # removed (dry run: would be)
@@ -294,6 +296,8 @@ def _unsafe_dir(job_dir: str, name: str) -> str:
 
 @dataclass
 class _Outcome:
+    """What removing one batch of snapshots and node workdirs did."""
+
     pruned: list[PruneUnit]
     kept: list[PruneUnit]
     failed: list[tuple[PruneUnit, str]]

@@ -85,6 +85,8 @@ class FoundJob:
 
 @dataclass(frozen=True)
 class RebuildPlan:
+    """What `store rebuild` found in Slurm and will record in a new store."""
+
     health: StoreHealth
     user: str
     jobs_dir: str
@@ -95,6 +97,8 @@ class RebuildPlan:
 
 @dataclass(frozen=True)
 class RebuildResult:
+    """A rebuilt store: where the old one went and the jobs re-recorded."""
+
     plan: RebuildPlan  # what Slurm said just before the store was replaced
     kept_aside: Path | None  # where the old store went (None: there was none)
     jobs: tuple[JobRecord, ...]  # as recorded and refreshed

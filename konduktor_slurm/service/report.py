@@ -34,6 +34,8 @@ LOG_TAIL_BYTES = 256 * 1024
 
 @dataclass(frozen=True)
 class ReportOptions:
+    """How a report is asked for (the CLI's options, the SDK's arguments)."""
+
     since: float | None = None  # a window of one's choice (epoch); None: since the last report
     stuck_after: float = 2 * 3600  # PENDING or SUSPENDED longer than this is "stuck"
     all_users: bool = False  # every user's jobs and bills (an operator's view)
@@ -43,6 +45,8 @@ class ReportOptions:
 
 @dataclass
 class ReportRun:
+    """A report built, and the cursor to store once it has been delivered."""
+
     report: Report
     store: Store
     newest_id: int | None  # the cursor to store once the report is out (None: --since)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Session:
+    """What a workflow works with: the settings, the job store and Slurm."""
+
     config: Settings
     store: Store
     slurm: Slurm

@@ -29,6 +29,8 @@ STATE_FILTERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class StatusQuery:
+    """Which jobs a status shows (the CLI's options, the SDK's arguments)."""
+
     name: str | None = None  # one job (name or Slurm id), with its history
     all_users: bool = False  # also other users' konduktor jobs (one squeue for everyone)
     states: tuple[str, ...] = ()  # keys of STATE_FILTERS
@@ -40,6 +42,8 @@ class StatusQuery:
 
 @dataclass(frozen=True)
 class StatusView:
+    """What a status shows: the jobs, brought up to date, and whether that failed."""
+
     user: str  # whose jobs these are (over SSH: the remote account)
     jobs: list[JobRecord]  # newest first
     stale_reason: str | None = None  # why Slurm could not be asked (states are last known)

@@ -13,6 +13,8 @@ from konduktor_slurm.checkpoint import Checkpoint
 
 @dataclass(frozen=True)
 class Accelerator:
+    """An accelerator request of a task (``H100:8``)."""
+
     name: str
     count: int
 
@@ -37,6 +39,8 @@ class Accelerator:
 
 @dataclass(frozen=True)
 class Resources:
+    """What each node of a task asks for, and how its runs restart and checkpoint."""
+
     cpus: int | None = None
     memory_gib: float | None = None
     accelerator: Accelerator | None = None
@@ -47,6 +51,8 @@ class Resources:
 
 @dataclass(frozen=True)
 class SlurmOptions:
+    """A task's Slurm settings: partition, account, qos, time limit, constraint, sbatch options."""
+
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -58,6 +64,8 @@ class SlurmOptions:
 
 @dataclass(frozen=True)
 class Task:
+    """A validated task, as rendering and launch use it."""
+
     name: str
     # None: nothing to run (a setup-only or empty task runs and ends COMPLETED).
     run: str | None = None
