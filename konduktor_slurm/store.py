@@ -191,6 +191,25 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, hidden)",
         ),
     ),
+    Migration(
+        5,
+        "the automatic prune after every report counts and picks its candidates from indexes, "
+        "not by reading every row of a big store",
+        (
+            # Finished, unpruned jobs that are no sweep variant (the partial index's WHERE is
+            # the one _PRUNABLE repeats, term for term: only then does SQLite use it), in the
+            # order a prune takes them: counted from the index alone, the oldest read first.
+            "CREATE INDEX IF NOT EXISTS jobs_prunable ON jobs (end_time, name) WHERE "
+            "terminal = 1 AND typeof(extra) = 'text' AND instr(extra, '\"pruned_at\"') = 0 "
+            "AND instr(extra, '\"sweep\"') = 0",
+            # The unpruned rows that may be sweep variants, read whole (their sweep decides).
+            "CREATE INDEX IF NOT EXISTS jobs_unpruned_sweeps ON jobs (name) WHERE "
+            "typeof(extra) = 'text' AND instr(extra, '\"pruned_at\"') = 0 "
+            "AND instr(extra, '\"sweep\"') > 0",
+            # A task's newest job (which prune keeps for last) from the index alone.
+            "CREATE INDEX IF NOT EXISTS jobs_by_task ON jobs (task_name, created_at, name)",
+        ),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
@@ -948,21 +967,39 @@ def _tables(db: sqlite3.Connection) -> list[str]:
 # SQLite allows 999 parameters per statement in older builds.
 _MARKS_PER_STATEMENT: Final = 500
 
-# When a job ended: its end time from Slurm, else (cancelled before it ran, a failed
-# submission) its last transition. Pruned rows are told by a substring test, not by parsing
-# their JSON: after a while nearly every row of a large store is pruned, and this query runs
-# after launches and reports (100,000 rows: ~40 ms instead of ~180 ms). Damaged values (text
-# where a number belongs, extra that is not JSON) make a row no candidate or a job of its
-# own, never an error.
-_PRUNE_CANDIDATES: Final = """
+# Pruned rows are told by a substring test, not by parsing their JSON: after a while nearly
+# every row of a large store is pruned. Damaged values (text where a number belongs, extra
+# that is not JSON) make a row no candidate or a job of its own, never an error.
+_UNPRUNED: Final = "typeof(extra) = 'text' AND instr(extra, '\"pruned_at\"') = 0"
+# Finished unpruned jobs that cannot be sweep variants: migration 5's partial index
+# jobs_prunable, whose WHERE this repeats term for term (SQLite uses a partial index only for
+# a query that contains its WHERE). Nearly every candidate of a big store is one of them.
+_PRUNABLE: Final = f"terminal = 1 AND {_UNPRUNED} AND instr(extra, '\"sweep\"') = 0"
+# Those that ended (by Slurm's end time) before ?1: a range of that index. A text or blob
+# end_time sorts after every number and NULL compares as nothing, so neither is in it.
+_PLAIN_COUNT: Final = f"SELECT count(*) FROM jobs WHERE {_PRUNABLE} AND end_time < ?1"
+_PLAIN_ROWS: Final = (
+    "SELECT name, task_name, job_dir, end_time AS ended, NULL AS sweep FROM jobs "
+    f"WHERE {_PRUNABLE} AND end_time < ?1 ORDER BY end_time, name"
+)
+# The other candidates, few: the unpruned rows that may be sweep variants (jobs_unpruned_sweeps)
+# and the finished ones without a usable end time (cancelled before they ran, a failed
+# submission, a damaged value: NULL, or text or blob, which sort after every number, so
+# `>= ''` finds them in jobs_by_end), which ended at their last transition. A sweep comes
+# with every variant, once every unpruned variant ended before ?1.
+_OTHER_CANDIDATES: Final = f"""
 WITH j AS (
     SELECT name, task_name, job_dir, terminal,
         CASE WHEN typeof(end_time) IN ('integer', 'real') THEN end_time
              ELSE (SELECT max(at) FROM transitions t WHERE t.job_name = jobs.name) END AS ended,
-        CASE WHEN instr(extra, '"sweep"') AND json_valid(extra)
-             THEN json_extract(extra, '$.sweep') END AS sweep
+        CASE WHEN json_valid(extra) THEN json_extract(extra, '$.sweep') END AS sweep
     FROM jobs
-    WHERE typeof(extra) = 'text' AND instr(extra, '"pruned_at"') = 0
+    WHERE {_UNPRUNED} AND instr(extra, '"sweep"') > 0
+    UNION ALL
+    SELECT name, task_name, job_dir, terminal,
+        (SELECT max(at) FROM transitions t WHERE t.job_name = jobs.name), NULL
+    FROM jobs
+    WHERE {_PRUNABLE} AND (end_time IS NULL OR end_time >= '')
 )
 SELECT name, task_name, job_dir, ended, sweep FROM j
 WHERE (sweep IS NULL AND terminal = 1 AND ended < ?1)
@@ -972,6 +1009,24 @@ WHERE (sweep IS NULL AND terminal = 1 AND ended < ?1)
     )
 ORDER BY ended, name
 """
+# Plain candidates read per bounded prune beyond its limit: room for a few units holding
+# their task's newest job (they go last) before another page is needed.
+_PAGE_SLACK: Final = 32
+
+
+def _sql_order(value: object) -> tuple[int, Any]:
+    """``value`` as SQLite's ORDER BY places it (NULL, numbers, text, blobs), as a sort key
+    that never compares two types (a damaged name is a blob or NULL)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    return (2, value) if isinstance(value, str) else (3, value)
+
+
+def _row_order(row: sqlite3.Row) -> tuple[tuple[int, Any], tuple[int, Any]]:
+    """Where ``ORDER BY ended, name`` puts a candidate row."""
+    return _sql_order(row["ended"]), _sql_order(row["name"])
 
 
 def _unit_key(name: object, sweep: object) -> tuple[str, object]:
@@ -1200,6 +1255,20 @@ class Store:
         self._db.close()
 
     @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Several reads that see one state of the store (a deferred transaction: in WAL mode
+        it takes no lock that stops a writer); inside a transaction, that one's."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._execute("BEGIN")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("COMMIT")
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic write; nested uses join the outer one (a refresh of 200 jobs is one
         commit, not 200)."""
@@ -1349,21 +1418,22 @@ class Store:
         records to use 100): the oldest, but units holding their task's newest job last, as
         ``service.prune.latest_last`` orders them (their snapshot is the one kept).
 
-        One query over light columns, never every record: stores reach 100,000 jobs. A row
-        whose ``extra`` is not JSON counts as a job of its own, not pruned.
+        Counted and picked from indexes (migration 5): a bounded prune of a store with 90,000
+        candidates reads a page of them, not every row. A row whose ``extra`` is not JSON
+        counts as a job of its own, not pruned.
         """
-        rows = self._rows(_PRUNE_CANDIDATES, (cutoff,))
-        keys = {_unit_key(row["name"], row["sweep"]): None for row in rows}  # ordered, once
-        if units is not None and len(keys) > units:
-            newest = {
-                row[0]
-                for row in self._rows("SELECT name, max(created_at) FROM jobs GROUP BY task_name")
-            }
-            holding = {
-                _unit_key(row["name"], row["sweep"]) for row in rows if row["name"] in newest
-            }
-            chosen = set(sorted(keys, key=lambda key: key in holding)[:units])  # stable sort
-            rows = [row for row in rows if _unit_key(row["name"], row["sweep"]) in chosen]
+        with self._snapshot():  # the count and the pages agree, whatever others write
+            plain = self._rows(_PLAIN_COUNT, (cutoff,))[0][0]
+            others: dict[tuple[str, object], list[sqlite3.Row]] = {}  # ordered: first row first
+            for row in self._rows(_OTHER_CANDIDATES, (cutoff,)):
+                others.setdefault(_unit_key(row["name"], row["sweep"]), []).append(row)
+            total = plain + len(others)
+            if units is None or total <= units:
+                rows = self._rows(_PLAIN_ROWS, (cutoff,))
+                rows += [row for unit in others.values() for row in unit]
+            else:
+                rows = self._first_units(cutoff, units, list(others.values()))
+        rows.sort(key=_row_order)
         found = [
             PruneCandidate(
                 name=row["name"],
@@ -1379,23 +1449,66 @@ class Store:
             and _is_number(row["ended"])
             and (row["sweep"] is None or _is_text(row["sweep"]))
         ]
-        return found, len(keys)
+        return found, total
+
+    def _first_units(
+        self, cutoff: float, units: int, others: list[list[sqlite3.Row]]
+    ) -> list[sqlite3.Row]:
+        """The rows of the first ``units`` units, oldest first but those holding their task's
+        newest job last: the plain candidates (a job each) read a page at a time in the
+        index's order, merged with ``others`` (units, each its rows, oldest first)."""
+        if units <= 0:
+            return []
+        tasks = {row["task_name"] for unit in others for row in unit}
+        newest = self.newest_of_tasks(task for task in tasks if _is_text(task))
+        free: list[list[sqlite3.Row]] = []  # in order, until there are ``units``
+        holding: list[list[sqlite3.Row]] = []  # in order: taken only if too few are free
+
+        def take(unit: list[sqlite3.Row]) -> bool:
+            """Place ``unit``; True once there are enough free ones."""
+            holds = any(newest.get(row["task_name"]) == row["name"] for row in unit)
+            (holding if holds else free).append(unit)
+            return len(free) >= units
+
+        pending = iter(others)
+        other = next(pending, None)
+        page, offset = units + _PAGE_SLACK, 0
+        while True:
+            rows = self._rows(f"{_PLAIN_ROWS} LIMIT ?2 OFFSET ?3", (cutoff, page, offset))
+            offset += len(rows)
+            fresh = {row["task_name"] for row in rows} - newest.keys()
+            newest.update(self.newest_of_tasks(task for task in fresh if _is_text(task)))
+            for row in rows:
+                while other is not None and _row_order(other[0]) < _row_order(row):
+                    if take(other):
+                        return [row for unit in free for row in unit]
+                    other = next(pending, None)
+                if take([row]):
+                    return [row for unit in free for row in unit]
+            if len(rows) < page:
+                break
+        while other is not None:
+            if take(other):
+                return [row for unit in free for row in unit]
+            other = next(pending, None)
+        chosen = free + holding[: units - len(free)]
+        return [row for unit in chosen for row in unit]
 
     def newest_of_tasks(self, task_names: Iterable[str]) -> dict[str, str]:
-        """The newest job (by creation) of each of ``task_names``, finished or not."""
+        """The newest job (by creation; of two created at once, the last by name) of each of
+        ``task_names``, finished or not: one look into the index jobs_by_task per task, not
+        every job of the task."""
         wanted = sorted(set(task_names))
         newest: dict[str, str] = {}
         for start in range(0, len(wanted), _MARKS_PER_STATEMENT):
             chunk = wanted[start : start + _MARKS_PER_STATEMENT]
-            marks = ",".join("?" for _ in chunk)
-            # SQLite: with max(), the bare column comes from the row holding the maximum.
-            for row in self._rows(
-                f"SELECT task_name, name, max(created_at) FROM jobs WHERE task_name IN ({marks}) "
-                "GROUP BY task_name",
-                chunk,
+            for task, name in self._rows(
+                "SELECT value, (SELECT name FROM jobs WHERE task_name = value "
+                "ORDER BY created_at DESC, name DESC LIMIT 1) FROM json_each(?)",
+                (json.dumps(chunk),),
             ):
-                if _is_text(row[0]) and _is_text(row[1]):
-                    newest[row[0]] = row[1]
+                if _is_text(task) and _is_text(name):
+                    newest[task] = name
         return newest
 
     def mark_pruned(self, names: Iterable[str], at: float) -> None:
