@@ -133,12 +133,12 @@ def render_text(report: Report) -> str:
         if not rows:
             lines.append("  (none)")
             continue
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows]:
-            lines.append(
-                "  "
-                + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            )
+        table = [header, *rows]
+        widths = [max(map(len, column)) for column in zip(*table, strict=True)]
+        # One format string per table, not a ljust per cell: a month's report has 30,000
+        # state changes. "{:<w}" pads exactly as str.ljust(w) does.
+        row_format = "  " + "  ".join(f"{{:<{width}}}" for width in widths)
+        lines += [row_format.format(*row).rstrip() for row in table]
     for failure in report.failures:
         if failure.log_tail:
             rank = "" if failure.rank is None else f" (rank {failure.rank})"

@@ -36,7 +36,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +190,25 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, hidden)",
         ),
     ),
+    Migration(
+        5,
+        "the automatic prune after every report counts and picks its candidates from indexes, "
+        "not by reading every row of a big store",
+        (
+            # Finished, unpruned jobs that are no sweep variant (the partial index's WHERE is
+            # the one _PRUNABLE repeats, term for term: only then does SQLite use it), in the
+            # order a prune takes them: counted from the index alone, the oldest read first.
+            "CREATE INDEX IF NOT EXISTS jobs_prunable ON jobs (end_time, name) WHERE "
+            "terminal = 1 AND typeof(extra) = 'text' AND instr(extra, '\"pruned_at\"') = 0 "
+            "AND instr(extra, '\"sweep\"') = 0",
+            # The unpruned rows that may be sweep variants, read whole (their sweep decides).
+            "CREATE INDEX IF NOT EXISTS jobs_unpruned_sweeps ON jobs (name) WHERE "
+            "typeof(extra) = 'text' AND instr(extra, '\"pruned_at\"') = 0 "
+            "AND instr(extra, '\"sweep\"') > 0",
+            # A task's newest job (which prune keeps for last) from the index alone.
+            "CREATE INDEX IF NOT EXISTS jobs_by_task ON jobs (task_name, created_at, name)",
+        ),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
@@ -297,6 +316,8 @@ _COLUMNS = (
     "event_callback",
 )
 _SELECT_JOBS = f"SELECT {','.join(_COLUMNS)} FROM jobs"
+# What _decode_transition reads, and the id (a report's cursor) last.
+_SELECT_TRANSITIONS: Final = "SELECT job_name, state, detail, at, id FROM transitions"
 # The tables konduktor reads and their columns: a store without them is damaged.
 _REQUIRED_TABLES: Final = {
     "jobs": frozenset(_COLUMNS),
@@ -398,15 +419,6 @@ _EXTRA_SHAPES: Final[dict[str, Callable[[object], bool]]] = {
 }
 
 
-def _sort_time(value: object) -> float:
-    """A time column as a sort key; a damaged one sorts first, as SQLite puts NULL."""
-    return float(value) if _is_number(value) else -math.inf  # type: ignore[arg-type]
-
-
-# Values per ``IN (...)`` of one statement (SQLite allows 999 on older builds).
-_IN_CHUNK: Final = 500
-
-
 def _decode_json(text: object) -> tuple[object, str | None]:
     """(value, None) or (None, what is wrong)."""
     if not _is_text(text):
@@ -432,7 +444,7 @@ def _time_or_none(value: object) -> float | bool | None:
     return False
 
 
-def _sound_job(row: sqlite3.Row) -> JobRecord | None:
+def _sound_job(row: sqlite3.Row | tuple) -> JobRecord | None:
     """The record of a row in which every value has its expected type and shape, built
     without ``_decode_job``'s bookkeeping (a status of 10,000 jobs reads 10,000 rows); None
     for any other row, which ``_decode_job`` then reads value by value. Both give the same
@@ -507,16 +519,20 @@ def _sound_job(row: sqlite3.Row) -> JobRecord | None:
     )
 
 
-def _decode_job(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]]:
+def _decode_job(row: sqlite3.Row | tuple) -> tuple[JobRecord | None, list[str]]:
     """A record from a row, and what was damaged in it (empty for a sound row).
 
     Damaged values are replaced by safe defaults; a row without a usable name is None.
     """
     sound = _sound_job(row)
-    return (sound, []) if sound is not None else _decode_job_carefully(row)
+    if sound is not None:
+        return sound, []
+    # Read by column name: a row of _SELECT_JOBS, as a Row or as a plain tuple.
+    by_name = row if isinstance(row, sqlite3.Row) else dict(zip(_COLUMNS, row, strict=True))
+    return _decode_job_carefully(by_name)
 
 
-def _decode_job_carefully(row: sqlite3.Row) -> tuple[JobRecord | None, list[str]]:
+def _decode_job_carefully(row: Mapping[str, Any]) -> tuple[JobRecord | None, list[str]]:
     """``_decode_job`` value by value, naming each damaged one."""
     problems: list[str] = []
     name = row["name"]
@@ -645,8 +661,9 @@ def _user_stop(text: object) -> UserStop | None:
     return None if wrong else UserStop.from_json(data)
 
 
-def _decode_transition(row: sqlite3.Row) -> Transition | None:
-    job_name, state, detail, at = row["job_name"], row["state"], row["detail"], row["at"]
+def _decode_transition(row: tuple) -> Transition | None:
+    """A transition from a row of ``_SELECT_TRANSITIONS``; None when it is unreadable."""
+    job_name, state, detail, at = row[0], row[1], row[2], row[3]
     if type(job_name) is str and type(state) is str and type(at) is float and -1e13 < at < 1e13:
         return Transition(job_name, state, detail if type(detail) is str else "", at)
     if not (_is_text(job_name) and _is_text(state) and _is_number(at)):
@@ -951,21 +968,39 @@ def _tables(db: sqlite3.Connection) -> list[str]:
 # SQLite allows 999 parameters per statement in older builds.
 _MARKS_PER_STATEMENT: Final = 500
 
-# When a job ended: its end time from Slurm, else (cancelled before it ran, a failed
-# submission) its last transition. Pruned rows are told by a substring test, not by parsing
-# their JSON: after a while nearly every row of a large store is pruned, and this query runs
-# after launches and reports (100,000 rows: ~40 ms instead of ~180 ms). Damaged values (text
-# where a number belongs, extra that is not JSON) make a row no candidate or a job of its
-# own, never an error.
-_PRUNE_CANDIDATES: Final = """
+# Pruned rows are told by a substring test, not by parsing their JSON: after a while nearly
+# every row of a large store is pruned. Damaged values (text where a number belongs, extra
+# that is not JSON) make a row no candidate or a job of its own, never an error.
+_UNPRUNED: Final = "typeof(extra) = 'text' AND instr(extra, '\"pruned_at\"') = 0"
+# Finished unpruned jobs that cannot be sweep variants: migration 5's partial index
+# jobs_prunable, whose WHERE this repeats term for term (SQLite uses a partial index only for
+# a query that contains its WHERE). Nearly every candidate of a big store is one of them.
+_PRUNABLE: Final = f"terminal = 1 AND {_UNPRUNED} AND instr(extra, '\"sweep\"') = 0"
+# Those that ended (by Slurm's end time) before ?1: a range of that index. A text or blob
+# end_time sorts after every number and NULL compares as nothing, so neither is in it.
+_PLAIN_COUNT: Final = f"SELECT count(*) FROM jobs WHERE {_PRUNABLE} AND end_time < ?1"
+_PLAIN_ROWS: Final = (
+    "SELECT name, task_name, job_dir, end_time AS ended, NULL AS sweep FROM jobs "
+    f"WHERE {_PRUNABLE} AND end_time < ?1 ORDER BY end_time, name"
+)
+# The other candidates, few: the unpruned rows that may be sweep variants (jobs_unpruned_sweeps)
+# and the finished ones without a usable end time (cancelled before they ran, a failed
+# submission, a damaged value: NULL, or text or blob, which sort after every number, so
+# `>= ''` finds them in jobs_by_end), which ended at their last transition. A sweep comes
+# with every variant, once every unpruned variant ended before ?1.
+_OTHER_CANDIDATES: Final = f"""
 WITH j AS (
     SELECT name, task_name, job_dir, terminal,
         CASE WHEN typeof(end_time) IN ('integer', 'real') THEN end_time
              ELSE (SELECT max(at) FROM transitions t WHERE t.job_name = jobs.name) END AS ended,
-        CASE WHEN instr(extra, '"sweep"') AND json_valid(extra)
-             THEN json_extract(extra, '$.sweep') END AS sweep
+        CASE WHEN json_valid(extra) THEN json_extract(extra, '$.sweep') END AS sweep
     FROM jobs
-    WHERE typeof(extra) = 'text' AND instr(extra, '"pruned_at"') = 0
+    WHERE {_UNPRUNED} AND instr(extra, '"sweep"') > 0
+    UNION ALL
+    SELECT name, task_name, job_dir, terminal,
+        (SELECT max(at) FROM transitions t WHERE t.job_name = jobs.name), NULL
+    FROM jobs
+    WHERE {_PRUNABLE} AND (end_time IS NULL OR end_time >= '')
 )
 SELECT name, task_name, job_dir, ended, sweep FROM j
 WHERE (sweep IS NULL AND terminal = 1 AND ended < ?1)
@@ -975,6 +1010,24 @@ WHERE (sweep IS NULL AND terminal = 1 AND ended < ?1)
     )
 ORDER BY ended, name
 """
+# Plain candidates read per bounded prune beyond its limit: room for a few units holding
+# their task's newest job (they go last) before another page is needed.
+_PAGE_SLACK: Final = 32
+
+
+def _sql_order(value: object) -> tuple[int, Any]:
+    """``value`` as SQLite's ORDER BY places it (NULL, numbers, text, blobs), as a sort key
+    that never compares two types (a damaged name is a blob or NULL)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    return (2, value) if isinstance(value, str) else (3, value)
+
+
+def _row_order(row: sqlite3.Row) -> tuple[tuple[int, Any], tuple[int, Any]]:
+    """Where ``ORDER BY ended, name`` puts a candidate row."""
+    return _sql_order(row["ended"]), _sql_order(row["name"])
 
 
 def _unit_key(name: object, sweep: object) -> tuple[str, object]:
@@ -1153,19 +1206,27 @@ class Store:
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return self._attempt(lambda: self._fetch(sql, tuple(params)))
 
-    def _fetch(self, sql: str, params: tuple) -> list[sqlite3.Row]:
+    def _tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """``_rows`` as plain tuples, for the reads of thousands of rows (a report's window):
+        a ``sqlite3.Row`` costs more to make and to read than the tuple it wraps."""
+        return self._attempt(lambda: self._fetch(sql, tuple(params), plain=True))
+
+    def _fetch(self, sql: str, params: tuple, plain: bool = False) -> list:
         """The rows of ``sql``, text decoded by SQLite's own (C) UTF-8 decoder; only when a
         value is not UTF-8 (a damaged row) is the query read again with ``_text_factory``,
         which keeps such a value readable and marks it. A Python callback for every value
         would cost a quarter of a report's time."""
+        cursor = self._db.cursor()
+        if plain:
+            cursor.row_factory = None
         try:
-            return self._db.execute(sql, params).fetchall()
+            return cursor.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             if not str(exc).startswith("Could not decode to UTF-8"):
                 raise
         self._db.text_factory = _text_factory
         try:
-            return self._db.execute(sql, params).fetchall()
+            return cursor.execute(sql, params).fetchall()
         finally:
             self._db.text_factory = str
 
@@ -1185,7 +1246,7 @@ class Store:
             "`konduktor store rebuild` re-records your jobs from Slurm."
         )
 
-    def _decode_jobs(self, rows: list[sqlite3.Row]) -> list[JobRecord]:
+    def _decode_jobs(self, rows: list[sqlite3.Row] | list[tuple]) -> list[JobRecord]:
         jobs, damaged = [], {}
         for position, row in enumerate(rows):
             job, problems = _decode_job(row)
@@ -1201,6 +1262,20 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Several reads that see one state of the store (a deferred transaction: in WAL mode
+        it takes no lock that stops a writer); inside a transaction, that one's."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._execute("BEGIN")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -1271,7 +1346,7 @@ class Store:
         with self.transaction():
             select = f"SELECT name, {','.join(REFRESH_COLUMNS)} FROM jobs"
             rows = self._rows_in(select, "name", (job.name for job, _, _ in changes))
-            stored = {row["name"]: tuple(row)[1:] for row in rows}
+            stored = {row[0]: row[1:] for row in rows}
             for job, state, detail in changes:
                 self._apply_state(job, state, detail, at, stored.get(job.name))
 
@@ -1352,21 +1427,22 @@ class Store:
         records to use 100): the oldest, but units holding their task's newest job last, as
         ``service.prune.latest_last`` orders them (their snapshot is the one kept).
 
-        One query over light columns, never every record: stores reach 100,000 jobs. A row
-        whose ``extra`` is not JSON counts as a job of its own, not pruned.
+        Counted and picked from indexes (migration 5): a bounded prune of a store with 90,000
+        candidates reads a page of them, not every row. A row whose ``extra`` is not JSON
+        counts as a job of its own, not pruned.
         """
-        rows = self._rows(_PRUNE_CANDIDATES, (cutoff,))
-        keys = {_unit_key(row["name"], row["sweep"]): None for row in rows}  # ordered, once
-        if units is not None and len(keys) > units:
-            newest = {
-                row[0]
-                for row in self._rows("SELECT name, max(created_at) FROM jobs GROUP BY task_name")
-            }
-            holding = {
-                _unit_key(row["name"], row["sweep"]) for row in rows if row["name"] in newest
-            }
-            chosen = set(sorted(keys, key=lambda key: key in holding)[:units])  # stable sort
-            rows = [row for row in rows if _unit_key(row["name"], row["sweep"]) in chosen]
+        with self._snapshot():  # the count and the pages agree, whatever others write
+            plain = self._rows(_PLAIN_COUNT, (cutoff,))[0][0]
+            others: dict[tuple[str, object], list[sqlite3.Row]] = {}  # ordered: first row first
+            for row in self._rows(_OTHER_CANDIDATES, (cutoff,)):
+                others.setdefault(_unit_key(row["name"], row["sweep"]), []).append(row)
+            total = plain + len(others)
+            if units is None or total <= units:
+                rows = self._rows(_PLAIN_ROWS, (cutoff,))
+                rows += [row for unit in others.values() for row in unit]
+            else:
+                rows = self._first_units(cutoff, units, list(others.values()))
+        rows.sort(key=_row_order)
         found = [
             PruneCandidate(
                 name=row["name"],
@@ -1382,23 +1458,66 @@ class Store:
             and _is_number(row["ended"])
             and (row["sweep"] is None or _is_text(row["sweep"]))
         ]
-        return found, len(keys)
+        return found, total
+
+    def _first_units(
+        self, cutoff: float, units: int, others: list[list[sqlite3.Row]]
+    ) -> list[sqlite3.Row]:
+        """The rows of the first ``units`` units, oldest first but those holding their task's
+        newest job last: the plain candidates (a job each) read a page at a time in the
+        index's order, merged with ``others`` (units, each its rows, oldest first)."""
+        if units <= 0:
+            return []
+        tasks = {row["task_name"] for unit in others for row in unit}
+        newest = self.newest_of_tasks(task for task in tasks if _is_text(task))
+        free: list[list[sqlite3.Row]] = []  # in order, until there are ``units``
+        holding: list[list[sqlite3.Row]] = []  # in order: taken only if too few are free
+
+        def take(unit: list[sqlite3.Row]) -> bool:
+            """Place ``unit``; True once there are enough free ones."""
+            holds = any(newest.get(row["task_name"]) == row["name"] for row in unit)
+            (holding if holds else free).append(unit)
+            return len(free) >= units
+
+        pending = iter(others)
+        other = next(pending, None)
+        page, offset = units + _PAGE_SLACK, 0
+        while True:
+            rows = self._rows(f"{_PLAIN_ROWS} LIMIT ?2 OFFSET ?3", (cutoff, page, offset))
+            offset += len(rows)
+            fresh = {row["task_name"] for row in rows} - newest.keys()
+            newest.update(self.newest_of_tasks(task for task in fresh if _is_text(task)))
+            for row in rows:
+                while other is not None and _row_order(other[0]) < _row_order(row):
+                    if take(other):
+                        return [row for unit in free for row in unit]
+                    other = next(pending, None)
+                if take([row]):
+                    return [row for unit in free for row in unit]
+            if len(rows) < page:
+                break
+        while other is not None:
+            if take(other):
+                return [row for unit in free for row in unit]
+            other = next(pending, None)
+        chosen = free + holding[: units - len(free)]
+        return [row for unit in chosen for row in unit]
 
     def newest_of_tasks(self, task_names: Iterable[str]) -> dict[str, str]:
-        """The newest job (by creation) of each of ``task_names``, finished or not."""
+        """The newest job (by creation; of two created at once, the last by name) of each of
+        ``task_names``, finished or not: one look into the index jobs_by_task per task, not
+        every job of the task."""
         wanted = sorted(set(task_names))
         newest: dict[str, str] = {}
         for start in range(0, len(wanted), _MARKS_PER_STATEMENT):
             chunk = wanted[start : start + _MARKS_PER_STATEMENT]
-            marks = ",".join("?" for _ in chunk)
-            # SQLite: with max(), the bare column comes from the row holding the maximum.
-            for row in self._rows(
-                f"SELECT task_name, name, max(created_at) FROM jobs WHERE task_name IN ({marks}) "
-                "GROUP BY task_name",
-                chunk,
+            for task, name in self._rows(
+                "SELECT value, (SELECT name FROM jobs WHERE task_name = value "
+                "ORDER BY created_at DESC, name DESC LIMIT 1) FROM json_each(?)",
+                (json.dumps(chunk),),
             ):
-                if _is_text(row[0]) and _is_text(row[1]):
-                    newest[row[0]] = row[1]
+                if _is_text(task) and _is_text(name):
+                    newest[task] = name
         return newest
 
     def mark_pruned(self, names: Iterable[str], at: float) -> None:
@@ -1560,19 +1679,19 @@ class Store:
 
     def _rows_in(
         self, select: str, column: str, values: Iterable[str], newest_first: bool = False
-    ) -> list[sqlite3.Row]:
-        """``select WHERE column IN (values)``, in chunks: SQLite caps the number of
-        parameters of one statement (999 on older builds)."""
+    ) -> list[tuple]:
+        """``select WHERE column IN (values)`` as tuples, in one query however many values:
+        they go as one JSON array (SQLite caps the parameters of a statement, 999 on older
+        builds), and SQLite sorts them (a report names 8,000 jobs: 17 chunked queries and a
+        sort in Python cost twice as much)."""
         wanted = list(dict.fromkeys(values))
+        if not wanted:
+            return []
         order = " ORDER BY created_at DESC" if newest_first else ""
-        rows: list[sqlite3.Row] = []
-        for start in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[start : start + _IN_CHUNK]
-            marks = ",".join("?" for _ in chunk)
-            rows += self._rows(f"{select} WHERE {column} IN ({marks}){order}", chunk)
-        if newest_first and len(wanted) > _IN_CHUNK:  # each chunk came back sorted on its own
-            rows.sort(key=lambda row: _sort_time(row["created_at"]), reverse=True)
-        return rows
+        return self._tuples(
+            f"{select} WHERE {column} IN (SELECT value FROM json_each(?)){order}",
+            (json.dumps(wanted),),
+        )
 
     def last_user(self) -> str | None:
         """The account of the newest job: over SSH, the remote user, known without connecting."""
@@ -1584,32 +1703,38 @@ class Store:
     def names(self) -> list[str]:
         return [row[0] for row in self._rows("SELECT name FROM jobs") if _is_text(row[0])]
 
-    def _transitions(self, rows: list[sqlite3.Row]) -> list[Transition]:
+    def _transitions(self, rows: list[tuple]) -> list[Transition]:
         decoded = [_decode_transition(row) for row in rows]
         skipped = decoded.count(None)
         if skipped:
             self._report_damage({"history": [f"{skipped} unreadable transition(s) skipped"]})
         return [t for t in decoded if t is not None]
 
-    def transitions(self, names: Iterable[str] | None = None) -> list[Transition]:
-        """Every transition, or those of the jobs ``names``, oldest first."""
-        if names is None:
-            return self._transitions(self._rows("SELECT * FROM transitions ORDER BY at, id"))
-        wanted = list(dict.fromkeys(names))
-        if len(wanted) <= _IN_CHUNK:
-            marks = ",".join("?" for _ in wanted)
-            query = f"SELECT * FROM transitions WHERE job_name IN ({marks}) ORDER BY at, id"
-            return self._transitions(self._rows(query, wanted))
-        rows = self._rows_in("SELECT * FROM transitions", "job_name", wanted)
-        # In the order one query would give: by time, then as recorded (a row whose time is
-        # damaged is skipped when decoded, wherever it sorts).
-        rows.sort(key=lambda row: (_sort_time(row["at"]), row["id"]))
-        return self._transitions(rows)
+    def transitions(
+        self, names: Iterable[str] | None = None, until: float | None = None
+    ) -> list[Transition]:
+        """Every transition, or those of the jobs ``names``, oldest first (as recorded, for
+        one time); ``until``: only those at that time or before."""
+        where = []
+        params: list[Any] = []
+        if names is not None:
+            wanted = list(dict.fromkeys(names))
+            if not wanted:
+                return []
+            where.append("job_name IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(wanted))
+        if until is not None:
+            where.append("at <= ?")
+            params.append(until)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return self._transitions(
+            self._tuples(f"{_SELECT_TRANSITIONS}{clause} ORDER BY at, id", params)
+        )
 
     def transitions_since(self, since: float) -> list[Transition]:
         """The transitions recorded at a time after ``since``, oldest first."""
         return self._transitions(
-            self._rows("SELECT * FROM transitions WHERE at > ? ORDER BY at, id", (since,))
+            self._tuples(f"{_SELECT_TRANSITIONS} WHERE at > ? ORDER BY at, id", (since,))
         )
 
     def transitions_after(self, last_id: int) -> tuple[list[Transition], int]:
@@ -1618,8 +1743,8 @@ class Store:
         Ids, not times: two transitions may share a timestamp, and clocks move; an id is
         reported once and only once.
         """
-        rows = self._rows("SELECT * FROM transitions WHERE id > ? ORDER BY id", (last_id,))
-        newest = rows[-1]["id"] if rows else last_id
+        rows = self._tuples(f"{_SELECT_TRANSITIONS} WHERE id > ? ORDER BY id", (last_id,))
+        newest = rows[-1][4] if rows else last_id
         return self._transitions(rows), newest
 
     def get_meta(self, key: str) -> str | None:

@@ -22,7 +22,7 @@ Where the login node sees them too (a shared home, the default ``~/konduktor_wor
 prune here also removes those of the jobs it prunes, if they hold konduktor's marker: that
 covers jobs that were cancelled or killed, whose nodes never marked them finished.
 
-The candidates come from one SQL query (``Store.prune_candidates``), never from loading every
+The candidates come from indexes (``Store.prune_candidates``), never from loading every
 job; the removal is one transport command per batch (a bash script reading the paths on
 stdin, so no command line grows with the number of jobs) that checks each task's ``.latest``
 pointer right before it removes anything, and reports per job what it did.

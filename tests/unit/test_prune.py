@@ -330,6 +330,132 @@ def test_damaged_rows_are_no_candidates_or_plain_jobs_never_an_error(tmp_path: P
     assert sorted(found) == ["json-1", "text-1"] and found["json-1"].sweep is None
 
 
+# The selection as it was before migration 5 (every candidate read, then picked in Python),
+# verbatim: the indexed one must answer exactly as it did.
+_REFERENCE_QUERY = """
+WITH j AS (
+    SELECT name, task_name, job_dir, terminal,
+        CASE WHEN typeof(end_time) IN ('integer', 'real') THEN end_time
+             ELSE (SELECT max(at) FROM transitions t WHERE t.job_name = jobs.name) END AS ended,
+        CASE WHEN instr(extra, '"sweep"') AND json_valid(extra)
+             THEN json_extract(extra, '$.sweep') END AS sweep
+    FROM jobs
+    WHERE typeof(extra) = 'text' AND instr(extra, '"pruned_at"') = 0
+)
+SELECT name, task_name, job_dir, ended, sweep FROM j
+WHERE (sweep IS NULL AND terminal = 1 AND ended < ?1)
+    OR sweep IN (
+        SELECT sweep FROM j WHERE sweep IS NOT NULL GROUP BY sweep
+        HAVING min(coalesce(terminal = 1 AND ended < ?1, 0)) = 1
+    )
+ORDER BY ended, name
+"""
+
+
+def reference_candidates(store: Store, cutoff: float, units: int | None) -> tuple[list, int]:
+    def key(row) -> tuple:
+        return ("sweep", row[4]) if row[4] is not None else ("job", row[0])
+
+    rows = store._db.execute(_REFERENCE_QUERY, (cutoff,)).fetchall()
+    keys = {key(row): None for row in rows}
+    if units is not None and len(keys) > units:
+        newest = {
+            row[0]
+            for row in store._db.execute(
+                "SELECT name, max(created_at) FROM jobs GROUP BY task_name"
+            )
+        }
+        holding = {key(row) for row in rows if row[0] in newest}
+        chosen = set(sorted(keys, key=lambda k: k in holding)[:units])
+        rows = [row for row in rows if key(row) in chosen]
+    names = [row[0] for row in rows if isinstance(row[0], str) and isinstance(row[3], float)]
+    return names, len(keys)
+
+
+def random_store(path: Path, seed: int) -> Store:
+    """Jobs of a few tasks: finished or not, pruned or not, sweeps, cancelled before they
+    ran, ties in end time, damaged end times and extras."""
+    import random
+
+    rng = random.Random(seed)
+    store = Store(path, notify=lambda line: None)
+    created = iter(rng.sample(range(1, 100_000), 400))  # no task has two jobs created at once
+    for index in range(rng.randint(0, 120)):
+        task = f"t{rng.randint(0, 6)}"
+        sweep = f"{task}-sw{rng.randint(0, 5)}" if rng.random() < 0.3 else None
+        extra: dict = {"sweep": sweep, "grid": {"S": str(index)}} if sweep else {}
+        if rng.random() < 0.3:
+            extra["pruned_at"] = 1.0
+        terminal = rng.random() < 0.85
+        end = rng.choice([None, float(rng.randint(0, 50) * 100)]) if terminal else None
+        job = record(f"{task}-{index}", end, terminal=terminal, **extra)
+        store.add(dataclasses.replace(job, task_name=task, created_at=float(next(created))))
+        if end is None and rng.random() < 0.8:
+            store.set_state(store.get(job.name), job.state, "", at=float(rng.randint(0, 5000)))
+        damage = rng.random()
+        if damage < 0.03:
+            store._db.execute("UPDATE jobs SET end_time='soon' WHERE name=?", (job.name,))
+        elif damage < 0.06:
+            store._db.execute("UPDATE jobs SET extra='{\"sweep\": ' WHERE name=?", (job.name,))
+        elif damage < 0.08:
+            store._db.execute("UPDATE jobs SET end_time=x'01' WHERE name=?", (job.name,))
+    return store
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_indexed_selection_picks_as_reading_every_candidate_did(
+    tmp_path: Path, seed: int
+) -> None:
+    store = random_store(tmp_path / "state.db", seed)
+    for cutoff in (0.0, 1000.0, 2500.0, 6000.0):
+        for units in (None, 0, 1, 2, 3, 5, 8, 1000):
+            found, total = store.prune_candidates(cutoff, units)
+            expected = reference_candidates(store, cutoff, units)
+            assert ([c.name for c in found], total) == expected, (cutoff, units)
+
+
+def test_a_bounded_prune_reads_more_pages_past_units_holding_their_tasks_newest_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many tasks launched once each, oldest first: each job is its task's newest, so the
+    first pages hold no unit that is free to go."""
+    from konduktor_slurm import store as store_module
+
+    monkeypatch.setattr(store_module, "_PAGE_SLACK", 1)
+    store = Store(tmp_path / "state.db")
+    for index in range(10):
+        store.add(record(f"once{index}-1", 100.0 + index))
+    store.add(record("twice-1", 500.0))
+    store.add(dataclasses.replace(record("twice-2", 600.0), created_at=2000.0))
+    found, total = store.prune_candidates(3000.0, units=2)
+    # The one free unit, then the oldest of those kept for last.
+    assert ([c.name for c in found], total) == (["once0-1", "twice-1"], 12)
+    assert ([c.name for c in found], total) == reference_candidates(store, 3000.0, 2)
+
+
+def test_the_prune_selection_reads_indexes_not_every_row(tmp_path: Path) -> None:
+    from konduktor_slurm import store as store_module
+
+    store = Store(tmp_path / "state.db")
+
+    def plan(sql: str, *params: object) -> str:
+        rows = store._db.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+        return " | ".join(row[3] for row in rows)
+
+    assert "INDEX jobs_prunable" in plan(store_module._PLAIN_COUNT, 1.0)
+    assert "INDEX jobs_prunable" in plan(store_module._PLAIN_ROWS, 1.0)
+    other = plan(store_module._OTHER_CANDIDATES, 1.0)
+    # The unpruned sweep variants from their partial index; never every row of jobs.
+    assert "SCAN jobs USING INDEX jobs_unpruned_sweeps" in other
+    assert "SCAN jobs" not in other.replace("SCAN jobs USING INDEX", "")
+    newest = plan(
+        "SELECT (SELECT name FROM jobs WHERE task_name = value "
+        "ORDER BY created_at DESC, name DESC LIMIT 1) FROM json_each(?)",
+        '["t"]',
+    )
+    assert "COVERING INDEX jobs_by_task" in newest and "TEMP B-TREE" not in newest
+
+
 @pytest.mark.parametrize(
     ("name", "job_dir", "why"),
     [

@@ -236,3 +236,40 @@ def test_every_format_says_when_slurm_was_unreachable(fmt: str) -> None:
     )
     text = RENDERERS[fmt](report)
     assert ("squeue did not answer" in text) or ("konduktor_report_stale 1" in text)
+
+
+def old_render_text(report) -> str:
+    """render_text as it was before it formatted a table with one format string (the
+    reference: a month's report has 30,000 rows, the text must not change)."""
+    from konduktor_slurm.report_formats import _sections, _title, _warnings
+
+    lines = [_title(report), *_warnings(report)]
+    for heading, header, rows in _sections(report):
+        lines += ["", f"{heading}:"]
+        if not rows:
+            lines.append("  (none)")
+            continue
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            lines.append(
+                "  "
+                + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            )
+    for failure in report.failures:
+        if failure.log_tail:
+            rank = "" if failure.rank is None else f" (rank {failure.rank})"
+            lines += ["", f"Last lines of {failure.job}{rank}:"]
+            lines += [f"  {line}" for line in failure.log_tail]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_text_tables_are_laid_out_as_before() -> None:
+    import dataclasses
+
+    report = sample_report()
+    odd = (
+        Transition("x-{0}", "FAILED", "exit {1} %s   ", EARLY + 1),  # braces, trailing spaces
+        Transition("a-very-long-job-name-0000", "ACTIVE", "", EARLY + 2),
+    )
+    for shown in (report, dataclasses.replace(report, transitions=report.transitions + odd)):
+        assert RENDERERS["text"](shown) == old_render_text(shown)

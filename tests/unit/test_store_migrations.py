@@ -263,6 +263,60 @@ def test_a_store_at_each_older_version_is_brought_up_to_date(tmp_path: Path) -> 
         assert "jobs_by_slurm_id" in indexes(path)
 
 
+def test_a_version_4_store_gains_the_prune_indexes_over_the_rows_it_holds(
+    tmp_path: Path,
+) -> None:
+    """Step 5 indexes the rows already there: finished unpruned plain jobs in jobs_prunable,
+    unpruned sweep variants in jobs_unpruned_sweeps, and the prune reads them from there."""
+    path = tmp_path / "state.db"
+    first_release_store(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN")
+    for migration in MIGRATIONS[:4]:
+        for statement in migration.statements:
+            db.execute(statement)
+    rows = {
+        "done-1": (1, 100.0, "{}"),
+        "pruned-1": (1, 100.0, '{"pruned_at": 150.0}'),
+        "running-1": (0, None, "{}"),
+        "sw-0": (1, 100.0, '{"sweep": "sw", "grid": {"S": "0"}}'),
+        "sw-1": (0, None, '{"sweep": "sw", "grid": {"S": "1"}}'),
+    }
+    for name, (terminal, end, extra) in rows.items():
+        db.execute(
+            "INSERT INTO jobs (name, task_name, user, resources, num_nodes, job_dir, log_path, "
+            "created_at, end_time, state, terminal, extra) "
+            "VALUES (?, 't', 'u', '-', 1, ?, '/l', 1.0, ?, 'COMPLETED', ?, ?)",
+            (name, f"/jobs/{name}", end, terminal, extra),
+        )
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    db.execute("PRAGMA user_version=4")
+    db.execute("COMMIT")
+    db.close()
+
+    store = Store(path)
+    assert header(path) == (APPLICATION_ID, SCHEMA_VERSION)
+    assert {"jobs_prunable", "jobs_unpruned_sweeps", "jobs_by_task"} <= indexes(path)
+
+    def indexed(index: str) -> list[str]:
+        query = f"SELECT name FROM jobs INDEXED BY {index} WHERE {where[index]} ORDER BY name"
+        return [row[0] for row in store._db.execute(query)]
+
+    unpruned = "typeof(extra) = 'text' AND instr(extra, '\"pruned_at\"') = 0"
+    where = {
+        "jobs_prunable": f"terminal = 1 AND {unpruned} AND instr(extra, '\"sweep\"') = 0",
+        "jobs_unpruned_sweeps": f"{unpruned} AND instr(extra, '\"sweep\"') > 0",
+    }
+    assert indexed("jobs_prunable") == ["done-1", "train-llm-1a2b"]
+    assert indexed("jobs_unpruned_sweeps") == ["sw-0", "sw-1"]
+    # The sweep waits for sw-1; the first release's failed job ended after the cutoff.
+    # Of jobs created at once, the last by name is the newest.
+    found, units = store.prune_candidates(200.0)
+    assert ([c.name for c in found], units) == (["done-1"], 1)
+    assert store.newest_of_tasks(["t", "train-llm"]) == {"t": "sw-1", "train-llm": "train-llm-1a2b"}
+    store.close()
+
+
 def test_an_upgrade_that_fails_leaves_the_store_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

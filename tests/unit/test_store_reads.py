@@ -179,6 +179,11 @@ def test_the_window_queries_read_what_filtering_every_row_reads(tmp_path: Path) 
     history = store.transitions()
     assert store.transitions_since(3500.0) == [t for t in history if t.at > 3500.0]
     assert store.transitions(names) == [t for t in history if t.job_name in set(names)]
+    # What a report --since reads besides the window's transitions: the earlier ones.
+    assert store.transitions(names, until=3500.0) == [
+        t for t in history if t.job_name in set(names) and t.at <= 3500.0
+    ]
+    assert store.transitions([]) == [] and store.jobs_named([]) == []
     assert store.first_created_at() == 1000.0
 
 
