@@ -14,11 +14,9 @@ in a name does not split it either.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from konduktor_slurm.durations import (
     DurationError,
@@ -151,8 +149,7 @@ class PermissionDenied(SlurmError):
 _PERMISSION_DENIED = re.compile(r"access/permission denied|permission denied|not authorized", re.I)
 
 
-@dataclass(frozen=True)
-class QueueRow:
+class QueueRow(NamedTuple):
     """One job's line of squeue output (QUEUE_FIELDS), parsed."""
 
     job_id: str
@@ -200,8 +197,7 @@ class QueueRow:
         return (self.comment or "").startswith(KONDUKTOR_COMMENT)
 
 
-@dataclass(frozen=True)
-class AcctRow:
+class AcctRow(NamedTuple):
     """One job's allocation line of sacct output (ACCT_FIELDS), parsed."""
 
     job_id: str
@@ -368,7 +364,7 @@ def with_array_records(rows: dict[str, _Row], job_ids: Iterable[str]) -> dict[st
         base = array_base(job_id)
         plain = rows.get(base) if base != job_id else None
         if row is None and plain is not None and plain.node_list is None:
-            row = dataclasses.replace(plain, job_id=job_id)
+            row = plain._replace(job_id=job_id)
         if row is not None:
             found[job_id] = row
     return found
@@ -410,14 +406,14 @@ def parse_sacct(output: str) -> dict[str, AcctRow]:
             # a record of its own keeps that one, printed before or after (24.11 and 26.05
             # list such elements in the array's record too: "240_[0-2]" beside "240_1").
             for element in elements:
-                rows.setdefault(element, dataclasses.replace(row, job_id=element))
+                rows.setdefault(element, row._replace(job_id=element))
             continue
         # A requeued job has one row per run; the last one printed is the current run, and
         # the steps printed after it are that run's.
         steps[job_id] = []
         rows[job_id] = row
     return {
-        job_id: dataclasses.replace(row, step_states=tuple(steps.get(job_id, ())))
+        job_id: row._replace(step_states=tuple(steps.get(job_id, ())))
         for job_id, row in rows.items()
     }
 
@@ -439,8 +435,7 @@ RUN_FIELDS = (
 _GPU_TRES = re.compile(r"(?:^|,)gres/gpu=(\d+)")
 
 
-@dataclass(frozen=True)
-class AcctRun:
+class AcctRun(NamedTuple):
     """One run of a job as accounting saw it (a requeued job has one per start)."""
 
     job_id: str
@@ -540,8 +535,7 @@ HISTORY_FIELDS = (
 _TYPED_GPU_TRES = re.compile(r"(?:^|,)gres/gpu:([^=,]+)=(\d+)")
 
 
-@dataclass(frozen=True)
-class HistoryRow:
+class HistoryRow(NamedTuple):
     """One job as accounting remembers it (its latest run), for ``store rebuild``."""
 
     job_id: str
@@ -650,8 +644,7 @@ def parse_hostnames(output: str, node_lists: Sequence[str]) -> dict[str, list[st
 # `konduktor check`: what the cluster offers. The parsers are pure for the recorded fixtures.
 
 
-@dataclass(frozen=True)
-class SlurmVersion:
+class SlurmVersion(NamedTuple):
     """The Slurm release the cluster runs, as sinfo --version says it."""
 
     text: str  # what sinfo --version printed: "slurm-wlm 22.05.8"
@@ -664,8 +657,7 @@ def parse_version(output: str) -> SlurmVersion:
     return SlurmVersion(text, text.split()[-1] if text else "", parse_release(text))
 
 
-@dataclass(frozen=True)
-class Partition:
+class Partition(NamedTuple):
     """One partition of sinfo's output: whether it is up, its nodes and GRES."""
 
     name: str
@@ -698,8 +690,7 @@ def parse_partitions(output: str) -> list[Partition]:
             )
             continue
         kinds = [kind for kind in (seen.gres, gres) if kind]
-        merged[name] = dataclasses.replace(
-            seen,
+        merged[name] = seen._replace(
             nodes=seen.nodes + nodes,
             gres=",".join(dict.fromkeys(",".join(kinds).split(","))) if kinds else None,
         )
@@ -733,8 +724,7 @@ def parse_max_array_size(config: str) -> int:
     return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
 
 
-@dataclass(frozen=True)
-class CheckpointSupport:
+class CheckpointSupport(NamedTuple):
     """How this cluster signals a checkpointing task (from ``scontrol show config``)."""
 
     proctrack: str  # "proctrack/cgroup": only srun's process is signalled; konduktor passes on

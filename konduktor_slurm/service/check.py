@@ -156,7 +156,7 @@ def _cluster_checks(session: Session, user: str, info: dict[str, Any]) -> list[C
         problem = "sinfo shows no partitions"
     except SlurmError as exc:
         partitions, problem = [], exc.slurm_message
-    info["partitions"] = [asdict(partition) for partition in partitions]
+    info["partitions"] = [partition._asdict() for partition in partitions]
     summary = ", ".join(
         f"{p.name}{'*' if p.default else ''} ({p.available}, {p.nodes} nodes"
         f"{', ' + p.gres if p.gres else ''})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -134,7 +133,7 @@ def test_elements_cancelled_one_by_one_take_the_arrays_plain_record() -> None:
     assert "77_0" not in found  # no record at all stays unknown
     # A plain row that ran is one element's run (the last element reuses the array's
     # record): the elements without rows are not given its state.
-    ran = {"901": dataclasses.replace(rows["901"], state="FAILED", node_list="node1")}
+    ran = {"901": rows["901"]._replace(state="FAILED", node_list="node1")}
     assert with_array_records(ran, ["901_0"]) == {}
 
 
