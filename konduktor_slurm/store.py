@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from konduktor_slurm.checkpoint import Checkpoint
 from konduktor_slurm.lifecycle import State, UserStop
@@ -146,8 +146,7 @@ _FIRST_TABLES: Final = (
 _OPEN: Final = "terminal IS NOT 1"
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
     """One step: run ``statements`` on a store at ``version - 1`` to reach ``version``."""
 
     version: int
@@ -267,8 +266,7 @@ class JobRecord:
     event_callback: str | None = None
 
 
-@dataclass(frozen=True)
-class Transition:
+class Transition(NamedTuple):
     """One change of a job's lifecycle state, as the store recorded it."""
 
     job_name: str
@@ -277,8 +275,7 @@ class Transition:
     at: float
 
 
-@dataclass(frozen=True)
-class DueEvent:
+class DueEvent(NamedTuple):
     """A state change whose event_callback is due, claimed by one process (see
     ``Store.claim_due_events``): it runs the callback, and no other process will."""
 
@@ -1035,8 +1032,7 @@ def _unit_key(name: object, sweep: object) -> tuple[str, object]:
     return ("sweep", sweep) if sweep is not None else ("job", name)
 
 
-@dataclass(frozen=True)
-class PruneCandidate:
+class PruneCandidate(NamedTuple):
     """A finished job whose snapshot may go (what ``Store.prune_candidates`` finds)."""
 
     name: str
@@ -1049,8 +1045,7 @@ class PruneCandidate:
 # ---- the store --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StoreSummary:
+class StoreSummary(NamedTuple):
     """What ``konduktor store check`` shows."""
 
     path: Path

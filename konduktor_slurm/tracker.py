@@ -12,7 +12,7 @@ import dataclasses
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from konduktor_slurm.lifecycle import (
     LocalFacts,
@@ -29,8 +29,7 @@ from konduktor_slurm.transport import TransportError
 RANK_EXIT_GLOB = "rank-*.exit"
 
 
-@dataclass(frozen=True)
-class RefreshResult:
+class RefreshResult(NamedTuple):
     """What a refresh could not do: why Slurm was not asked, and which jobs are stale."""
 
     stale_reason: str | None = None  # why Slurm could not be asked; states are last known

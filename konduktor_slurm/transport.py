@@ -10,9 +10,8 @@ import contextlib
 import getpass
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -25,8 +24,7 @@ class CommandTimeout(TransportError):
     """The command started but did not finish within its timeout (the way there is fine)."""
 
 
-@dataclass(frozen=True)
-class CommandResult:
+class CommandResult(NamedTuple):
     """A finished command: its argv, exit status and output."""
 
     argv: tuple[str, ...]
