@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 # humanize_ago lives with the other time formats (pure too); re-exported for compatibility.
 from konduktor_slurm.durations import humanize_ago
@@ -69,8 +69,7 @@ class State(enum.StrEnum):
         return self in (State.COMPLETED, State.FAILED)
 
 
-@dataclass(frozen=True)
-class UserStop:
+class UserStop(NamedTuple):
     """Recorded by ``konduktor stop``: who stopped the job, when (epoch seconds), and how.
 
     ``mode`` is what was done, so ``start`` can undo exactly that: "suspend", "requeue",
@@ -156,8 +155,7 @@ class LocalFacts:
     restart_reason: str | None = None
 
 
-@dataclass(frozen=True)
-class Lifecycle:
+class Lifecycle(NamedTuple):
     """A job's lifecycle state and the detail shown beside it (the mapping's answer)."""
 
     state: State
@@ -644,8 +642,7 @@ class _Ctx:
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One row: when ``when(ctx)`` holds, the job is ``state`` with ``detail`` (a template)."""
 
     when: Callable[[_Ctx], bool]
