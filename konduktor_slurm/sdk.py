@@ -266,6 +266,8 @@ def launch(task: Task, dryrun: bool = False, detach_run: bool = False) -> Job | 
     with _session() as session:
         prepared = launching.prepare(session, valid)
         if dryrun:
+            for batch in prepared.batches:
+                batch.script  # noqa: B018 (render, as a dry run promises; prepare only checks)
             return None
         record = launching.submit(session, prepared, SilentReporter())
         job = Job(record.name)

@@ -1,8 +1,9 @@
 """Launch: a validated task in, a submitted Slurm job (and its store record) out.
 
 ``prepare`` decides everything that can be decided before touching the cluster's files
-(the job's name and directory, the rendered sbatch script); ``submit`` then stages the
-snapshot, writes the script and the secrets, calls sbatch and records the job. Nothing here
+(the job's name and directory, and that its sbatch script can be rendered); ``submit`` then
+stages the snapshot (rendering the script meanwhile), writes the script and the secrets,
+calls sbatch and records the job. Nothing here
 prints or prompts: progress goes to a staging ``Reporter`` the caller chooses.
 """
 
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import secrets as random_tokens
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,10 +117,19 @@ class Batch:
     elements of one job array)."""
 
     plan: JobPlan
-    script: str
+    task: Task
     names: tuple[str, ...]  # the job's name, or the array elements' names in index order
     log_paths: tuple[str, ...]
     job_dirs: tuple[str, ...]
+
+    @functools.cached_property
+    def script(self) -> str:
+        """The sbatch script, rendered on first use: ``submit`` renders it while rsync
+        copies the files (jinja's import and template compilation are ~50 ms of a launch).
+        ``prepare`` has already checked everything that could make rendering fail."""
+        from konduktor_slurm.render import render_sbatch
+
+        return render_sbatch(self.task, self.plan)
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,13 @@ def prepare(
     remote home directory lookup over SSH, and the cluster's MaxArraySize for a grid).
     ``taken``: names known to be in use. A grid is one job array per MaxArraySize variants,
     all over one staging: variant ``e`` runs as ``<job>-<e>``."""
-    from konduktor_slurm.render import ArrayPlan, JobPlan, RenderError, StagedMount, render_sbatch
+    from konduktor_slurm.render import (
+        ArrayPlan,
+        JobPlan,
+        RenderError,
+        StagedMount,
+        sbatch_directives,
+    )
 
     task = session.config.apply_slurm_defaults(task)  # config.yaml partition/account/qos
     job_name = _free_name(session, task.name, taken)
@@ -189,13 +208,15 @@ def prepare(
                 )
             )
     try:
-        batches = tuple(
-            Batch(plan, render_sbatch(task, plan), names, logs, dirs)
-            for plan, names, logs, dirs in plans
-        )
+        # What can make a script unrenderable (a directive value sbatch would split) is
+        # decided now, before anything is claimed or staged; the text itself is rendered
+        # later (Batch.script).
+        for plan, *_ in plans:
+            sbatch_directives(task, plan)
     except RenderError as exc:
         source = task.source or "the task"
         raise InputError(f"{source}: {exc}; nothing was submitted.") from None
+    batches = tuple(Batch(plan, task, names, logs, dirs) for plan, names, logs, dirs in plans)
     return Prepared(task, batches, grid)
 
 
@@ -328,6 +349,9 @@ def submit_all(
                 store.set_state(job, State.FAILED.value, detail)
 
     script_paths = []
+    # The scripts render on another thread while rsync (another process) copies: the thread
+    # takes the GIL only while this one waits for rsync's output.
+    rendered = _render_ahead(prepared.batches)
     try:
         stage(
             slurm.transport,
@@ -339,6 +363,13 @@ def submit_all(
         )
         if task.secrets:
             slurm.transport.write_file(f"{plan.job_dir}/secrets.env", render_secrets(task), 0o600)
+        try:
+            rendered()
+        except Exception as exc:  # a bug: prepare checked all a script needs
+            fail_all(records, f"rendering the sbatch script failed: {exc}")
+            _remove_partial_snapshot(slurm.transport, plan.job_dir)
+            # ActionError, not OSError & co.: not the staging failure handled below.
+            raise ActionError(f"rendering the sbatch script failed: {exc}") from exc
         for number, batch in enumerate(prepared.batches):
             single = len(prepared.batches) == 1
             script_path = f"{plan.job_dir}/sbatch{'' if single else f'-{number}'}.sh"
@@ -389,6 +420,29 @@ def submit_all(
 
     run_due(store, records)  # event_callback: CREATED, then PENDING
     return records
+
+
+def _render_ahead(batches: tuple[Batch, ...]) -> Callable[[], None]:
+    """Start rendering the batches' scripts on a thread; the function returned waits for
+    it and raises what rendering raised (the scripts are then in ``Batch.script``)."""
+    failed: list[Exception] = []
+
+    def render() -> None:
+        try:
+            for batch in batches:
+                batch.script  # noqa: B018 (the cached_property renders and keeps it)
+        except Exception as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=render, name="konduktor-render", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
 
 
 # A submission whose answer was lost may take slurmctld a moment to show: look this often.

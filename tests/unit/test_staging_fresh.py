@@ -70,3 +70,24 @@ def test_a_recent_ignored_file_is_not_shipped_by_the_recheck(tmp_path: Path) -> 
     staged = tmp_path / "jobs" / "sweep-0002" / "workdir"
     assert (staged / "train.py").read_text() == "v2\n"
     assert not (staged / "secret.env").exists()
+
+
+def test_a_same_size_rewrite_of_a_file_with_an_odd_name_ships_its_content(tmp_path: Path) -> None:
+    # The recheck lists the files rsync printed (escaped) back to rsync (raw, NUL-separated):
+    # a name with a newline, an escape-like backslash or a byte that is not UTF-8 must still
+    # be compared by content, or the job would run the previous version.
+    work = tmp_path / "work"
+    work.mkdir()
+    names = [b"new\nline.py", b"back\\#134slash.py", b"bad\xffbyte.py", "h\u00e9llo.py".encode()]
+    jobs = tmp_path / "jobs"
+    for index in range(3):
+        tick = int(time.time()) // 2 * 2
+        for name in names:
+            path = os.fsencode(work) + b"/" + name
+            with open(path, "w") as handle:
+                handle.write(f"v{index}\n")  # same size every time
+            os.utime(path, (tick, tick))
+        _, job_dir = snapshot(jobs, index, work)
+        for name in names:
+            with open(os.fsencode(job_dir / "workdir") + b"/" + name) as handle:
+                assert handle.read() == f"v{index}\n", name

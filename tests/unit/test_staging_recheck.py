@@ -1,12 +1,23 @@
 """Which files a re-launch compares by content: those whose time falls within the previous
-staging (see staging.recently_changed), found with one scandir walk."""
+staging (see staging.recently_changed, the rule as one scandir walk), as staging finds them:
+in the list of what rsync copies, with the time rsync read."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from konduktor_slurm.staging import TICK_SECONDS, Snapshot, recently_changed
+from konduktor_slurm.staging import (
+    TICK_SECONDS,
+    SilentReporter,
+    Snapshot,
+    _rsync_pass,
+    _unescape,
+    _window_text,
+    recent_file,
+    recently_changed,
+)
+from konduktor_slurm.transport import LocalTransport
 
 STAGED = Snapshot("/jobs/t-1a2b", started=1_000_000.0, finished=1_000_010.0)
 
@@ -65,3 +76,94 @@ def test_a_source_that_is_a_file(tmp_path: Path) -> None:
     touch(tmp_path / "old.csv", STAGED.started - 60)
     assert recently_changed(tmp_path / "data.csv", STAGED) == [""]
     assert recently_changed(tmp_path / "old.csv", STAGED) == []
+
+
+# ---- the same rule read from rsync's own output (what staging uses) ----------------------
+
+WINDOW = (STAGED.started - TICK_SECONDS, STAGED.finished + TICK_SECONDS)
+BOUNDS = _window_text(WINDOW)
+
+
+def rsync_recent(source: Path, destination: Path, window: tuple[float, float]) -> set[bytes]:
+    """The files staging's first rsync pass names for comparing by content."""
+    _, recent = _rsync_pass(
+        LocalTransport(), source, str(destination), "t", SilentReporter(), None, window=window
+    )
+    assert len(recent) == len(set(recent))
+    return set(recent)
+
+
+def test_rsync_names_what_the_walk_finds_among_the_files_it_copies(tmp_path: Path) -> None:
+    source = tmp_path / "project"
+    touch(source / "old.py", STAGED.started - 3600)
+    touch(source / "edge-low.py", STAGED.started - TICK_SECONDS)
+    touch(source / "during.py", STAGED.started + 5)
+    touch(source / "deep" / "er" / "during.bin", STAGED.finished)
+    touch(source / "deep" / "edge-high.txt", STAGED.finished + TICK_SECONDS)
+    touch(source / "deep" / "after.txt", STAGED.finished + 60)
+    # Names rsync escapes when it prints them (or prints as raw bytes): each must come back
+    # as the very name, for --files-from.
+    odd = ["new\nline.py", "back\\#134slash.py", "tab\there.py", "héllo.py", "sp ace.py"]
+    for name in odd:
+        touch(source / name, STAGED.started + 1)
+    raw = os.fsencode(source) + b"/bad\xffbyte.py"
+    with open(raw, "w") as handle:
+        handle.write("x")
+    os.utime(raw, (STAGED.started + 1,) * 2)
+    touch(source / "ignored.env", STAGED.started + 1)
+    (source / ".gitignore").write_text("ignored.env\n")
+    os.utime(source / ".gitignore", (STAGED.started - 3600,) * 2)
+    (source / "link.py").symlink_to(source / "old.py")  # a symlink is copied as a symlink
+    os.utime(source / "link.py", (STAGED.started + 1,) * 2, follow_symlinks=False)
+
+    found = rsync_recent(source, tmp_path / "staged", WINDOW)
+    walked = {os.fsencode(name) for name in recently_changed(source, STAGED)}
+    # The walk's files, but for what rsync does not compare by content or does not copy.
+    assert found == walked - {b"link.py", b"ignored.env"}
+    assert found == {
+        b"edge-low.py",
+        b"during.py",
+        b"deep/er/during.bin",
+        b"deep/edge-high.txt",
+        b"bad\xffbyte.py",
+        *(os.fsencode(name) for name in odd),
+    }
+
+
+def test_rsync_names_a_source_file_as_the_empty_path(tmp_path: Path) -> None:
+    touch(tmp_path / "data.csv", STAGED.started + 1)
+    touch(tmp_path / "old.csv", STAGED.started - 60)
+    assert rsync_recent(tmp_path / "data.csv", tmp_path / "a", WINDOW) == {b""}
+    assert rsync_recent(tmp_path / "old.csv", tmp_path / "b", WINDOW) == set()
+
+
+def test_a_second_is_in_when_any_instant_of_it_is() -> None:
+    # rsync prints times truncated to the second, so the bounds are whole seconds: the
+    # second holding the window's start and the one holding its end are in.
+    low, high = _window_text((1_000_000.5, 1_000_010.25))
+    assert (low, high) == ("1970/01/12-13:46:40", "1970/01/12-13:46:50")
+    line = ">f+++++++++ {} a.py"
+    assert recent_file(line.format("1970/01/12-13:46:39"), (low, high)) is None
+    assert recent_file(line.format("1970/01/12-13:46:40"), (low, high)) == b"a.py"
+    assert recent_file(line.format("1970/01/12-13:46:50"), (low, high)) == b"a.py"
+    assert recent_file(line.format("1970/01/12-13:46:51"), (low, high)) is None
+
+
+def test_only_regular_files_are_named_and_an_unreadable_time_counts_as_recent() -> None:
+    inside = "2026/01/01-00:00:05"
+    bounds = ("2026/01/01-00:00:00", "2026/01/01-00:00:10")
+    assert recent_file(f"hf          {inside} a/b.py", bounds) == b"a/b.py"
+    assert recent_file(f"cd+++++++++ {inside} a/", bounds) is None
+    assert recent_file(f"cL+++++++++ {inside} link", bounds) is None
+    assert recent_file("created directory /x", bounds) is None
+    assert recent_file(">f+++++++++ 12026/01/01-00:00:05 far.py", bounds) == b"far.py"
+    assert recent_file(f">f+++++++++ {inside} sp ace\\#012nl\\#134#x.py", bounds) == (
+        b"sp ace\nnl\\#x.py"
+    )
+
+
+def test_unescape_gives_back_the_names_bytes() -> None:
+    assert _unescape("a\\#012b") == b"a\nb"
+    assert _unescape("back\\#134#101") == b"back\\#101"
+    assert _unescape("héllo") == "héllo".encode()
+    assert _unescape(b"bad\xff".decode(errors="surrogateescape")) == b"bad\xff"

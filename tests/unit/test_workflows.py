@@ -9,6 +9,7 @@ workflows against the real cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -93,6 +94,63 @@ def test_a_refused_submission_is_recorded_failed(session: Session, fake: FakeSlu
         submit(session)
     (job,) = session.store.jobs()
     assert job.state == State.FAILED and job.detail.startswith("submission failed")
+
+
+def test_the_script_is_rendered_while_staging_and_a_bad_directive_stops_before_it(
+    session: Session, fake: FakeSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from konduktor_slurm import render, staging
+    from konduktor_slurm.service.errors import InputError
+
+    rendered_on: list[str] = []
+    real_render = render.render_sbatch
+
+    def spy(task, plan) -> str:
+        rendered_on.append(threading.current_thread().name)
+        return real_render(task, plan)
+
+    monkeypatch.setattr(render, "render_sbatch", spy)
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text("print(1)\n")
+    name = submit(session, f"name: t\nworkdir: {tmp_path / 'code'}\nrun: python train.py\n")
+    job = session.store.get(name)
+    assert job is not None and job.state == State.PENDING
+    assert f"#SBATCH --job-name={name}" in (Path(job.job_dir) / "sbatch.sh").read_text()
+    assert rendered_on == ["konduktor-render"]  # once, beside rsync, not before it
+
+    # What would make the script unrenderable (here a jobs_dir with a space, which
+    # config.yaml may hold) is found by prepare: nothing claimed or staged.
+    staged: list[object] = []
+    monkeypatch.setattr(staging, "stage", lambda *args, **kwargs: staged.append(args))
+    spaced = Session(
+        dataclasses.replace(session.config, jobs_dir=str(tmp_path / "a b")),
+        session.store,
+        session.slurm,
+    )
+    with pytest.raises(InputError, match="cannot be passed to sbatch"):
+        launch.prepare(spaced, parse_task("name: u\nrun: x\n"))
+    assert staged == [] and [job.name for job in session.store.jobs()] == [name]
+
+
+def test_a_script_that_fails_to_render_after_staging_leaves_a_failed_record_and_no_snapshot(
+    session: Session, fake: FakeSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from konduktor_slurm import render
+
+    def broken(task, plan) -> str:
+        raise KeyError("a template bug")
+
+    monkeypatch.setattr(render, "render_sbatch", broken)
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text("print(1)\n")
+    with pytest.raises(ActionError, match="rendering the sbatch script failed"):
+        submit(session, f"name: t\nworkdir: {tmp_path / 'code'}\nrun: python train.py\n")
+    (job,) = session.store.jobs()
+    assert job.state == State.FAILED and "a template bug" in job.detail
+    assert not Path(job.job_dir).exists()
+    assert fake.calls == []  # nothing submitted
 
 
 # ---- status ----------------------------------------------------------------------------
