@@ -49,12 +49,12 @@ import os
 import stat
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from konduktor_slurm import __version__
-from konduktor_slurm.control import STOP_MODES, StopMode
+from konduktor_slurm.stop_modes import STOP_MODES, StopMode
 
 # The task package is not imported at run time: ~7 ms that `konduktor status` skips.
 if TYPE_CHECKING:
@@ -97,8 +97,7 @@ def _refuse(path: Path, message: str) -> ConfigError:
     return ConfigError([TaskIssue(str(path), None, "", message)])
 
 
-@dataclass(frozen=True)
-class SSHSettings:
+class SSHSettings(NamedTuple):
     """The login node, as configured. ``~/.ssh/config`` is applied later, by ssh.py."""
 
     host: str  # alias or hostname, as written
@@ -118,8 +117,7 @@ class SSHSettings:
         return f"{user}{self.host}{port}"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """What config.yaml (and its defaults) say, as konduktor uses it."""
 
     home: Path
@@ -127,7 +125,7 @@ class Settings:
     # Local mode: an absolute local path. SSH mode: as written; a leading ~ is the remote home
     # (see ``resolve_jobs_dir``).
     jobs_dir: str
-    gres_map: dict[str, str] = field(default_factory=dict)
+    gres_map: Mapping[str, str] = MappingProxyType({})  # read-only: one default for all
     slurm_bin_dir: str | None = None
     slurm_timeout: float = DEFAULT_SLURM_TIMEOUT
     ssh: SSHSettings | None = None

@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 from pydantic import PlainValidator as Plain
 
 from konduktor_slurm.config import ConfigError, parse_jump_hop
-from konduktor_slurm.control import STOP_MODES, StopMode
+from konduktor_slurm.stop_modes import STOP_MODES, StopMode
 from konduktor_slurm.task import rules
 from konduktor_slurm.task.checker import Checker, Level, close_match
 from konduktor_slurm.task.errors import TaskError, TaskIssue

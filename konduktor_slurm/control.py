@@ -25,23 +25,11 @@ Stop modes (``--mode`` / ``stop_mode`` in config.yaml):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Final
 
 from konduktor_slurm.lifecycle import normalise_state
-
-
-class StopMode(StrEnum):
-    """How `konduktor stop` stops a running job (``--mode``, config.yaml's ``stop_mode``)."""
-
-    AUTO = "auto"
-    SUSPEND = "suspend"
-    REQUEUE = "requeue"
-    SIGNAL = "signal"
-    CHECKPOINT = "checkpoint"
-
-
-STOP_MODES: Final = tuple(mode.value for mode in StopMode)
+from konduktor_slurm.stop_modes import STOP_MODES
 
 
 class Action(Enum):

@@ -9,8 +9,10 @@ The promises of ssh.py hold:
 
 * **One connection per konduktor command.** The first command opens a ControlMaster (its
   socket in a private 0700 directory) and runs over it; later commands multiplex over the
-  same connection. ``close()`` ends the master; if konduktor is killed first, the master ends
-  itself after ``CONTROL_PERSIST_SECONDS`` without a session.
+  same connection. A status that will ask Slurm starts the master ahead (``connect_ahead``,
+  no command): the login's round trips, most of a status over SSH, then overlap konduktor
+  loading its modules and reading the store. ``close()`` ends the master; if konduktor is
+  killed first, the master ends itself after ``CONTROL_PERSIST_SECONDS`` without a session.
 * **The same settings.** config.yaml's values are ``-o`` options, which win over
   ``~/.ssh/config`` exactly as ssh.py's override block does (user, port, identity file,
   ProxyJump or ProxyCommand, known_hosts, connect timeout). Host keys are checked against the
@@ -92,6 +94,7 @@ class OpenSSHTransport:
         self.config_path = config_path
         self.description = f"ssh {settings.display}"
         self._socket_dir: str | None = None  # holds the ControlMaster's socket once opened
+        self._ahead: subprocess.Popen | None = None  # a master started by connect_ahead()
         self._failed = False  # ssh failed once: every later command goes through ssh.py
         self._paramiko: SSHTransport | None = None
         self._user: str | None = None
@@ -147,11 +150,34 @@ class OpenSSHTransport:
 
     # ---- commands
 
+    def connect_ahead(self) -> None:
+        """Start logging in now, in the background, for the commands that will follow: the
+        login's round trips (most of a status over SSH) then overlap konduktor's own start
+        (its imports, the store), and the first command runs over the ready connection.
+
+        The master runs no command (``-N``); with ControlPersist it detaches once logged in,
+        and the command's ``ssh`` process exits. Failures surface at the first command, which
+        then runs through ssh.py like any other OpenSSH failure."""
+        if self._failed or self._socket_dir is not None:
+            return
+        self._socket_dir = _private_directory()
+        self._ahead = subprocess.Popen(
+            [self.client, *self._options(), *self._control(master=True), "-N", "--",
+             self.settings.host],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # the detached master keeps what it inherits open
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
     def run(
         self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, input_text: str | None = None
     ) -> CommandResult:
         if self._failed:
             return self.paramiko().run(argv, timeout=timeout, input_text=input_text)
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            if not self._wait_for_master(ahead):
+                return self._fall_back(argv, timeout, input_text)
         opening = self._socket_dir is None
         if opening:
             self._socket_dir = _private_directory()
@@ -191,14 +217,21 @@ class OpenSSHTransport:
 
     def _wait_for_master(self, proc: subprocess.Popen) -> bool:
         """Whether the ControlMaster came up (its socket appears once logged in) within the
-        connect timeout; the first command runs over it as soon as it does."""
+        connect timeout. ``proc`` is the ssh that opens it: one running the first command
+        (which then runs over it), or connect_ahead's, which exits once the master it forked
+        is up."""
         import time
 
         socket = f"{self._socket_dir}/master"
         deadline = time.monotonic() + self.settings.connect_timeout
+        exited_at: float | None = None
         while not os.path.exists(socket):
-            if proc.poll() is not None:
-                return proc.returncode != SSH_FAILED and os.path.exists(socket)
+            if exited_at is None and proc.poll() is not None:
+                if proc.returncode == SSH_FAILED:
+                    return False
+                exited_at = time.monotonic()  # the detached master may bind a moment later
+            if exited_at is not None and time.monotonic() - exited_at > 1.0:
+                return False
             if time.monotonic() > deadline:
                 proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -287,6 +320,13 @@ class OpenSSHTransport:
         return self.paramiko().rsync_shell()
 
     def close(self) -> None:
+        if self._ahead is not None and self._ahead.poll() is None:
+            # Still logging in (no command came): stop it; a master it already forked is
+            # told to exit below like any other.
+            self._ahead.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._ahead.wait(timeout=5)
+        self._ahead = None
         self._close_master()
         if self._paramiko is not None:
             self._paramiko.close()

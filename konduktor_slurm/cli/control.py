@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from konduktor_slurm.cli import EXIT_FAILED, EXIT_USAGE, fail, main, service_errors
-from konduktor_slurm.control import STOP_MODES
+from konduktor_slurm.stop_modes import STOP_MODES
 
 if TYPE_CHECKING:
     from konduktor_slurm.service.control import ControlPlan, ControlResult

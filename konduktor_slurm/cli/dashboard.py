@@ -60,11 +60,11 @@ def dashboard(port: int, host: str, interval: float) -> None:
             f"{INSTALL_HINT}",
             EXIT_FAILED,
         )
-    from konduktor_slurm.control import STOP_MODES
     from konduktor_slurm.dashboard.app import create_app
     from konduktor_slurm.dashboard.hub import Hub
     from konduktor_slurm.dashboard.server import BindError, bind, is_loopback, serve, url
     from konduktor_slurm.service.session import load_config, open_session
+    from konduktor_slurm.stop_modes import STOP_MODES
 
     with service_errors():
         config = load_config()

@@ -6,7 +6,7 @@ connects on first use (over SSH, one connection for the whole session).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from konduktor_slurm.service.errors import InputError, JobNotFoundError
@@ -17,13 +17,16 @@ if TYPE_CHECKING:
     from konduktor_slurm.store import JobRecord, Store
 
 
-@dataclass
 class Session:
-    """What a workflow works with: the settings, the job store and Slurm."""
+    """What a workflow works with: the settings, the job store and Slurm.
 
-    config: Settings
-    store: Store
-    slurm: Slurm
+    (A plain class, not a dataclass: a status over SSH starts logging in before the
+    dataclasses module, and the inspect module it loads, are imported.)"""
+
+    def __init__(self, config: Settings, store: Store, slurm: Slurm) -> None:
+        self.config = config
+        self.store = store
+        self.slurm = slurm
 
     def close(self) -> None:
         self.slurm.transport.close()
@@ -66,15 +69,14 @@ def load_config() -> Settings:
         raise InputError(str(exc)) from None
 
 
-def open_slurm(config: Settings, commands_only: bool = False) -> Slurm:
+def open_slurm(config: Settings, commands_only: bool = False, connect_ahead: bool = False) -> Slurm:
     """Slurm through the configured transport: local, or SSH when ``ssh:`` is configured.
 
     ``commands_only``: the caller only runs commands on the cluster (``konduktor status``):
     over SSH they go through the system's OpenSSH client when it can (openssh.py), without
-    paramiko's cost.
+    paramiko's cost. ``connect_ahead``: and it will run one soon, so OpenSSH starts logging
+    in at once, while the rest of konduktor loads.
     """
-    from konduktor_slurm.slurm import Slurm
-
     if config.ssh is not None and commands_only:
         from konduktor_slurm.openssh import OpenSSHTransport, openssh_client
 
@@ -87,7 +89,13 @@ def open_slurm(config: Settings, commands_only: bool = False) -> Slurm:
                 timeout=config.slurm_timeout,
                 config_path=str(config.config_path),
             )
+            if connect_ahead:
+                commands.connect_ahead()  # before the Slurm adapter's import, to overlap it
+            from konduktor_slurm.slurm import Slurm
+
             return Slurm(commands, timeout=config.slurm_timeout)
+    from konduktor_slurm.slurm import Slurm
+
     if config.ssh is not None:
         from konduktor_slurm.ssh import SSHTransport
 
@@ -104,8 +112,37 @@ def open_slurm(config: Settings, commands_only: bool = False) -> Slurm:
 
 
 def open_session(config: Settings | None = None, commands_only: bool = False) -> Session:
-    """``commands_only``: see ``open_slurm``."""
-    from konduktor_slurm.store import Store
-
+    """``commands_only``: see ``open_slurm``. Over SSH, a status of a store with unfinished
+    jobs starts logging in before the store and the Slurm adapter are even loaded."""
     config = config or load_config()
-    return Session(config, Store(config.store_path), open_slurm(config, commands_only))
+    ahead = commands_only and config.ssh is not None and _may_ask_slurm(config.store_path)
+    slurm = open_slurm(config, commands_only, connect_ahead=ahead)
+    try:
+        from konduktor_slurm.store import Store
+
+        return Session(config, Store(config.store_path), slurm)
+    except BaseException:
+        slurm.transport.close()  # a login started ahead is not left behind
+        raise
+
+
+def _may_ask_slurm(store_path: Path) -> bool:
+    """Whether the store holds a submitted job that has not finished (a status asks Slurm
+    about it), read straight from SQLite before the store module is loaded. Only a hint:
+    the store proper is opened and checked right after; any doubt (a damaged or locked
+    file) says yes, and a store that does not exist yet says no."""
+    import sqlite3
+
+    if not store_path.is_file():
+        return False
+    try:
+        db = sqlite3.connect(f"{store_path.resolve().as_uri()}?mode=ro", uri=True, timeout=0.1)
+        try:
+            row = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE terminal = 0 AND slurm_job_id IS NOT NULL)"
+            ).fetchone()
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError, ValueError):
+        return True
+    return bool(row and row[0])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from konduktor_slurm.config import CACHE_NAME, ConfigError, Settings, load_settings, parse_jump_hop
-from konduktor_slurm.control import StopMode
+from konduktor_slurm.stop_modes import StopMode
 from konduktor_slurm.task import TaskIssue, parse_task
 
 KONDUKTOR = str(Path(sys.executable).parent / "konduktor")

@@ -8,7 +8,6 @@ import pytest
 
 from konduktor_slurm.control import (
     COSTS,
-    STOP_MODES,
     STOP_RECORD_MODE,
     Action,
     Plan,
@@ -16,6 +15,7 @@ from konduktor_slurm.control import (
     plan_start,
     plan_stop,
 )
+from konduktor_slurm.stop_modes import STOP_MODES
 
 
 def stop(lifecycle: str, slurm_state: str | None, mode: str = "auto", **kw: object) -> Plan:

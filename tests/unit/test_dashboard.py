@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from konduktor_slurm.control import STOP_MODES
 from konduktor_slurm.dashboard import payloads
 from konduktor_slurm.dashboard.app import create_app, is_loopback_host
 from konduktor_slurm.dashboard.hub import Hub, Snapshot
 from konduktor_slurm.dashboard.server import bind, make_server
 from konduktor_slurm.service.usage import JobUsage, measure
+from konduktor_slurm.stop_modes import STOP_MODES
 from konduktor_slurm.store import JobRecord
 from tests.conftest import KONDUKTOR
 from tests.unit.fake_slurm import FakeSlurm

@@ -200,3 +200,76 @@ def test_when_ssh_cannot_connect_ssh_py_runs_the_command(
     transport.run(["sacct"], timeout=5)  # and everything after it
     assert len(log.read_text().splitlines()) == calls
     transport.close()
+
+
+def test_connect_ahead_logs_in_meanwhile_and_commands_run_over_it(
+    fake_ssh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport, log = fake_ssh
+    monkeypatch.setenv("FAKE_SSH_LOGIN", "0.3")
+    started = time.monotonic()
+    transport.connect_ahead()
+    assert time.monotonic() - started < 0.2  # it does not wait for the login
+    first = transport.run(["echo", "a"], timeout=5)
+    second = transport.run(["echo", "b"], timeout=5)
+    assert (first.stdout, second.stdout) == ("a\n", "b\n")
+    calls = log.read_text().splitlines()
+    assert "ControlMaster=yes" in calls[0] and calls[0].split()[-3:] == ["-N", "--", "login"]
+    assert all("ControlMaster=no" in call for call in calls[1:3])
+    assert transport.connections == 1
+    transport.close()
+
+
+@pytest.mark.parametrize("failure", ["FAKE_SSH_FAIL=yes", "FAKE_SSH_LOGIN=never"])
+def test_a_login_ahead_that_fails_hands_the_commands_to_ssh_py(
+    fake_ssh, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport, _ = fake_ssh
+    name, value = failure.split("=")
+    monkeypatch.setenv(name, value)
+    transport.connect_ahead()
+    start = time.monotonic()
+    assert transport.run(["squeue", "--me"], timeout=5).stdout == "from ssh.py\n"
+    assert time.monotonic() - start < 4  # the connect timeout (1 s) at most
+    transport.close()
+
+
+def test_closing_before_any_command_stops_a_login_under_way(
+    fake_ssh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport, log = fake_ssh
+    monkeypatch.setenv("FAKE_SSH_LOGIN", "never")
+    transport.connect_ahead()
+    ahead = transport._ahead
+    deadline = time.monotonic() + 5
+    while not log.exists():  # the (fake) ssh has started logging in
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert ahead is not None and ahead.poll() is None
+    start = time.monotonic()
+    transport.close()
+    assert time.monotonic() - start < 2 and ahead.poll() is not None
+    assert len(log.read_text().splitlines()) == 1  # no command ran
+
+
+def test_a_status_logs_in_ahead_only_when_slurm_will_be_asked(tmp_path: Path) -> None:
+    from konduktor_slurm.service.session import _may_ask_slurm
+    from konduktor_slurm.store import JobRecord, Store
+
+    path = tmp_path / "home" / "state.db"
+    assert not _may_ask_slurm(path)  # no store yet: nothing to ask about
+
+    def job(name: str, slurm_id: str | None, terminal: bool) -> JobRecord:
+        return JobRecord(name=name, task_name="t", user="u", resources="1x", num_nodes=1,
+                         job_dir=f"/j/{name}", log_path=f"/j/{name}/log", state="PENDING",
+                         created_at=1.0, slurm_job_id=slurm_id, terminal=terminal)  # fmt: skip
+
+    store = Store(path)
+    store.add(job("done-1", "11", terminal=True))
+    store.add(job("staging-2", None, terminal=False))  # not submitted: Slurm knows nothing
+    assert not _may_ask_slurm(path)
+    store.add(job("waiting-3", "13", terminal=False))
+    assert _may_ask_slurm(path)
+    store.close()
+    path.write_bytes(b"not a database" * 100)
+    assert _may_ask_slurm(path)  # any doubt: yes (the store proper then says what is wrong)

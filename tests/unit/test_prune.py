@@ -204,7 +204,7 @@ def test_the_retention_decides_and_never_prunes_nothing(
     assert pruning.prune(session, now=after_end(first, second, seconds=3000)).pruned == []
     result = pruning.prune(session, now=after_end(first, second, seconds=3700))
     assert [unit.name for unit in result.pruned] == [first.name]
-    session.config = dataclasses.replace(session.config, retention=None)
+    session.config = session.config._replace(retention=None)
     third = finish(session, fake, submit(session, task_text(tmp_path)))[0]
     never = pruning.prune(session, now=after_end(third, seconds=365 * DAY))
     assert never.older_than is None and never.pruned == [] and snapshot(second)

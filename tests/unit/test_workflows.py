@@ -9,7 +9,6 @@ workflows against the real cluster.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -125,7 +124,7 @@ def test_the_script_is_rendered_while_staging_and_a_bad_directive_stops_before_i
     staged: list[object] = []
     monkeypatch.setattr(staging, "stage", lambda *args, **kwargs: staged.append(args))
     spaced = Session(
-        dataclasses.replace(session.config, jobs_dir=str(tmp_path / "a b")),
+        session.config._replace(jobs_dir=str(tmp_path / "a b")),
         session.store,
         session.slurm,
     )
