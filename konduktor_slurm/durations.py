@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import time
 from typing import Final
 
 __all__ = [
@@ -224,10 +225,27 @@ def clock(epoch: float | None) -> str:
 
 
 def iso(epoch: float | None) -> str | None:
-    """ISO 8601 with this machine's UTC offset: ``2026-11-28T17:40:16+01:00``."""
+    """ISO 8601 with this machine's UTC offset: ``2026-11-28T17:40:16+01:00``.
+
+    What ``datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")`` writes,
+    made from one ``time.localtime`` (a third of the time: ``status --json`` writes two or
+    three a job, a report thousands): the same rounding to the microsecond first, the same
+    offset. Years outside 1000-9999 (strftime would not pad them) take datetime's way.
+    """
     if epoch is None:
         return None
-    return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+    fraction, whole = math.modf(epoch)
+    micro = round(fraction * 1e6)  # datetime's ROUND_HALF_EVEN to the microsecond
+    seconds = int(whole) + (1 if micro >= 1_000_000 else -1 if micro < 0 else 0)
+    local = time.localtime(seconds)
+    if not 1000 <= local.tm_year <= 9999:
+        return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+    offset = local.tm_gmtoff
+    sign = "-" if offset < 0 else "+"
+    hours, rest = divmod(abs(offset), 3600)
+    minutes, secs = divmod(rest, 60)
+    zone = f"{sign}{hours:02}:{minutes:02}" + (f":{secs:02}" if secs else "")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
 
 
 def format_duration(seconds: float | None) -> str:

@@ -226,10 +226,40 @@ def _indented_object(item: dict[str, Any], pad: str) -> str:
             text = repr(value)
         elif not value and (kind is dict or kind is list):
             text = "{}" if kind is dict else "[]"
-        else:  # lists, objects, non-finite floats: as json.dumps writes them
+        elif kind is dict and (flat := _flat_object(value, inner + "  ")) is not None:
+            text = flat  # a finished job's rank exit codes: {"0": 0, "1": 3}
+        else:  # lists, nested objects, non-finite floats: as json.dumps writes them
             text = json.dumps(value, indent=2).replace("\n", "\n" + inner)
         parts.append(f"{inner}{encode_basestring_ascii(name)}: {text}")
     return "{\n" + ",\n".join(parts) + "\n" + pad + "}"
+
+
+def _flat_object(item: dict[Any, Any], pad: str) -> str | None:
+    """``json.dumps(item, indent=2)``, its lines after the first indented by ``pad`` less two
+    spaces, for an object of str or int keys and int, str or null values; None for any
+    other (json.dumps with an indent encodes in Python, object by object)."""
+    from json.encoder import encode_basestring_ascii
+
+    lines = []
+    for key, value in item.items():
+        kind = type(key)
+        if kind is str:
+            name = encode_basestring_ascii(key)
+        elif kind is int:
+            name = f'"{key}"'  # json writes an int key as its decimal text
+        else:
+            return None
+        kind = type(value)
+        if kind is int:
+            text = repr(value)
+        elif kind is str:
+            text = encode_basestring_ascii(value)
+        elif value is None:
+            text = "null"
+        else:
+            return None
+        lines.append(f"{pad}{name}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n" + pad[:-2] + "}"
 
 
 def transition_json(transition: Transition) -> dict[str, Any]:

@@ -44,6 +44,16 @@ JOB = {
         ({"user": "bob"}, [JOB, {"name": "x"}, {}]),
         ({}, [{"k": [[], [1, [2]]]}]),
         ({"n": 1}, [{1: "int key", 2.5: "float key", None: "null key", False: "bool key"}]),
+        # Flat objects, written without json.dumps: int and text keys, int/text/null values;
+        # one bool, float, nested or odd-keyed value sends the whole object to json.dumps.
+        (
+            {},
+            [
+                {"codes": {0: 0, 1: 137, 10: -1}, "named": {"a\n\u00e9": None, "b": 'x"y'}},
+                {"codes": {0: True}, "f": {"x": 1.5}, "n": {"x": {"y": 1}}},
+                {"codes": {2.5: 1}, "none": {None: 1}, "big": {"x": 10**30}},
+            ],
+        ),
     ],
 )
 def test_the_streamed_json_is_what_json_dumps_writes(head: dict, items: list) -> None:
