@@ -222,59 +222,6 @@ def background(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 # ---- stop --mode checkpoint -----------------------------------------------------------
 
 
-def test_a_two_node_job_stopped_by_checkpoint_resumes_both_ranks_from_their_step(
-    kd, tmp_path: Path
-) -> None:
-    name = launch_detached(
-        kd,
-        tmp_path,
-        task_yaml(
-            unique("ck2n"),
-            code_dir(tmp_path),
-            f"{PYTHON} train.py 250",
-            nodes=2,
-            job_config="    checkpoint_grace: 40\n",
-        ),
-    )
-    try:
-        wait_for_line(kd, name, r"^0: rank 0 step 30$")
-        wait_for_line(kd, name, r"^1: rank 1 step 30$")
-        began = time.monotonic()
-        stopped = kd("stop", "-y", "--mode", "checkpoint", name)
-        took = time.monotonic() - began
-        assert stopped.returncode == 0, stopped.output
-        assert f"{name}: every rank got SIGHUP; waiting up to 40s" in stopped.stdout
-        assert f"Stopped {name}: every rank got the task's checkpoint signal" in stopped.stdout
-        assert "now SUSPENDED (by user) (checkpointed and stopped by root" in stopped.stdout
-        assert took < 20, f"the ranks exited at once, yet stop took {took:.1f}s"
-        assert squeue_field(name, "%T|%r") == "PENDING|job requeued in held state"
-
-        job = status_json(kd, name)["jobs"][0]
-        checkpoint = Path(job["job_dir"]) / "checkpoint"
-        steps = {rank: int((checkpoint / f"rank-{rank}.step").read_text()) for rank in (0, 1)}
-        log = log_of(kd, name)
-        assert steps == {0: saved_on_signal(log, 0), 1: saved_on_signal(log, 1)}, log
-        assert min(steps.values()) >= 30
-        assert "0: konduktor: rank 0 got SIGHUP" in log and "1: konduktor: rank 1 got SIGHUP" in log
-
-        started = kd("start", "-y", name)
-        assert started.returncode == 0, started.output
-        assert "resumes from its checkpoint" in started.stdout
-        done = wait_for_status(kd, name, {"COMPLETED", "FAILED"}, timeout=120)
-        assert done["status"] == "COMPLETED", done
-        for rank in (0, 1):
-            # The last lines may reach the log a moment after Slurm says the job ended.
-            log = wait_for_line(kd, name, rf"^{rank}: rank {rank} saved step 250, done$", 15)
-            assert f"{rank}: rank {rank} attempt 0 starts at step 0" in log
-            assert f"{rank}: rank {rank} attempt 1 starts at step {steps[rank]}" in log, log
-        history = [entry["status"] for entry in status_json(kd, name)["jobs"][0]["history"]]
-        assert history[-3:] == ["SUSPENDED (by user)", "ACTIVE", "COMPLETED"] or history[-4:] == [
-            "SUSPENDED (by user)", "SUSPENDED (by system)", "ACTIVE", "COMPLETED"
-        ], history  # fmt: skip
-    finally:
-        cleanup(kd, name)
-
-
 def test_an_ordinary_user_stop_checkpoints_keeps_the_workdir_and_says_checkpointing(
     kd_user, user_dir: Path
 ) -> None:
@@ -442,6 +389,62 @@ def test_report_notify_posts_the_news_and_a_dead_or_slow_webhook_costs_seconds(
 
 
 # ---- the slow scenarios' outcomes ---------------------------------------------------------
+
+
+# After the 1-node tests: a 2-node job launched while the background preemption's job
+# waits in the high partition for its node would wait with it (Slurm keeps that node for
+# the higher tier), ~40 s of the suite's time.
+def test_a_two_node_job_stopped_by_checkpoint_resumes_both_ranks_from_their_step(
+    kd, tmp_path: Path
+) -> None:
+    name = launch_detached(
+        kd,
+        tmp_path,
+        task_yaml(
+            unique("ck2n"),
+            code_dir(tmp_path),
+            f"{PYTHON} train.py 250",
+            nodes=2,
+            job_config="    checkpoint_grace: 40\n",
+        ),
+    )
+    try:
+        wait_for_line(kd, name, r"^0: rank 0 step 30$")
+        wait_for_line(kd, name, r"^1: rank 1 step 30$")
+        began = time.monotonic()
+        stopped = kd("stop", "-y", "--mode", "checkpoint", name)
+        took = time.monotonic() - began
+        assert stopped.returncode == 0, stopped.output
+        assert f"{name}: every rank got SIGHUP; waiting up to 40s" in stopped.stdout
+        assert f"Stopped {name}: every rank got the task's checkpoint signal" in stopped.stdout
+        assert "now SUSPENDED (by user) (checkpointed and stopped by root" in stopped.stdout
+        assert took < 20, f"the ranks exited at once, yet stop took {took:.1f}s"
+        assert squeue_field(name, "%T|%r") == "PENDING|job requeued in held state"
+
+        job = status_json(kd, name)["jobs"][0]
+        checkpoint = Path(job["job_dir"]) / "checkpoint"
+        steps = {rank: int((checkpoint / f"rank-{rank}.step").read_text()) for rank in (0, 1)}
+        log = log_of(kd, name)
+        assert steps == {0: saved_on_signal(log, 0), 1: saved_on_signal(log, 1)}, log
+        assert min(steps.values()) >= 30
+        assert "0: konduktor: rank 0 got SIGHUP" in log and "1: konduktor: rank 1 got SIGHUP" in log
+
+        started = kd("start", "-y", name)
+        assert started.returncode == 0, started.output
+        assert "resumes from its checkpoint" in started.stdout
+        done = wait_for_status(kd, name, {"COMPLETED", "FAILED"}, timeout=120)
+        assert done["status"] == "COMPLETED", done
+        for rank in (0, 1):
+            # The last lines may reach the log a moment after Slurm says the job ended.
+            log = wait_for_line(kd, name, rf"^{rank}: rank {rank} saved step 250, done$", 15)
+            assert f"{rank}: rank {rank} attempt 0 starts at step 0" in log
+            assert f"{rank}: rank {rank} attempt 1 starts at step {steps[rank]}" in log, log
+        history = [entry["status"] for entry in status_json(kd, name)["jobs"][0]["history"]]
+        assert history[-3:] == ["SUSPENDED (by user)", "ACTIVE", "COMPLETED"] or history[-4:] == [
+            "SUSPENDED (by user)", "SUSPENDED (by system)", "ACTIVE", "COMPLETED"
+        ], history  # fmt: skip
+    finally:
+        cleanup(kd, name)
 
 
 def test_at_its_time_limit_a_job_saves_then_ends_failed_timeout_with_its_checkpoint(
