@@ -196,41 +196,49 @@ def write_json_list(
     out.write("[]\n}\n" if first else "\n  ]\n}\n")
 
 
+# "    \"name\": " for each (indent, key) met: a status writes the same 25 keys per job.
+_KEY_PREFIXES: dict[tuple[str, str], str] = {}
+
+
 def _indented_object(item: dict[str, Any], pad: str) -> str:
     """``json.dumps(item, indent=2)`` with every line after the first indented by ``pad``.
 
     json.dumps with an indent runs in Python, value by value; a job's values are mostly
-    strings, numbers and nulls, written here by the json module's C string encoder: the
-    same text in a fifth of the time (``status --json`` as fast as the table).
+    strings, numbers and nulls, written here by the json module's C string encoder, each
+    key's text made once per process: the same text in a fraction of the time
+    (``status --json`` as fast as the table).
     """
     import json
-    from json.encoder import encode_basestring_ascii
+    from json.encoder import encode_basestring_ascii as encode
 
     if not item:
         return "{}"
     inner = pad + "  "
+    prefixes = _KEY_PREFIXES
     parts = []
     for name, value in item.items():
-        if type(name) is not str:
-            return json.dumps(item, indent=2).replace("\n", "\n" + pad)
+        prefix = prefixes.get((inner, name))
+        if prefix is None:
+            if type(name) is not str:
+                return json.dumps(item, indent=2).replace("\n", "\n" + pad)
+            prefix = prefixes[(inner, name)] = f"{inner}{encode(name)}: "
         kind = type(value)
-        if isinstance(value, str):  # a State too: json writes a str subclass's text
-            text = encode_basestring_ascii(value)
+        if kind is str:
+            parts.append(prefix + encode(value))
         elif value is None:
-            text = "null"
-        elif value is True:
-            text = "true"
-        elif value is False:
-            text = "false"
+            parts.append(prefix + "null")
         elif kind is int or (kind is float and math.isfinite(value)):
-            text = repr(value)
+            parts.append(prefix + repr(value))
+        elif value is True or value is False:
+            parts.append(prefix + ("true" if value else "false"))
+        elif isinstance(value, str):  # a State: json writes a str subclass's text
+            parts.append(prefix + encode(value))
         elif not value and (kind is dict or kind is list):
-            text = "{}" if kind is dict else "[]"
+            parts.append(prefix + ("{}" if kind is dict else "[]"))
         elif kind is dict and (flat := _flat_object(value, inner + "  ")) is not None:
-            text = flat  # a finished job's rank exit codes: {"0": 0, "1": 3}
+            parts.append(prefix + flat)  # a finished job's rank exit codes: {"0": 0, "1": 3}
         else:  # lists, nested objects, non-finite floats: as json.dumps writes them
-            text = json.dumps(value, indent=2).replace("\n", "\n" + inner)
-        parts.append(f"{inner}{encode_basestring_ascii(name)}: {text}")
+            parts.append(prefix + json.dumps(value, indent=2).replace("\n", "\n" + inner))
     return "{\n" + ",\n".join(parts) + "\n" + pad + "}"
 
 
