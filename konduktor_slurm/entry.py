@@ -87,8 +87,8 @@ def _error(message: str) -> None:
 
 
 def _quiet_closed_pipe() -> None:
-    # Interpreter shutdown flushes stdout again: point it at /dev/null so that flush cannot
-    # raise into "Exception ignored ... BrokenPipeError".
+    # stdout still holds what could not be written, and run() flushes it once more before
+    # leaving: point it at /dev/null so that flush cannot raise BrokenPipeError again.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)

@@ -1,17 +1,19 @@
 """One command's (or one SDK call's) view of the world: settings, the job store and Slurm.
 
 Opening a session costs nothing: the store is a local file, and the transport to the cluster
-connects on first use (over SSH, one connection for the whole session).
+connects on first use (over SSH, one connection for the whole session). The one exception is
+a status over SSH that will ask Slurm: it starts logging in as the session opens.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from konduktor_slurm.service.errors import InputError, JobNotFoundError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from konduktor_slurm.config import Settings
     from konduktor_slurm.slurm import Slurm
     from konduktor_slurm.store import JobRecord, Store
