@@ -40,14 +40,20 @@ def touch(path: Path, at: float) -> None:
     os.utime(path, (at, at))
 
 
-def test_the_files_touched_during_the_last_staging_and_only_those(tmp_path: Path) -> None:
-    source = tmp_path / "project"
+def timed_files(source: Path) -> None:
+    """Files before, at the edges of, within and after STAGED's window (edge-low.py,
+    during.py, deep/er/during.bin and deep/edge-high.txt fall in it)."""
     touch(source / "old.py", STAGED.started - 3600)
     touch(source / "edge-low.py", STAGED.started - TICK_SECONDS)
     touch(source / "during.py", STAGED.started + 5)
     touch(source / "deep" / "er" / "during.bin", STAGED.finished)
     touch(source / "deep" / "edge-high.txt", STAGED.finished + TICK_SECONDS)
     touch(source / "deep" / "after.txt", STAGED.finished + 60)
+
+
+def test_the_files_touched_during_the_last_staging_and_only_those(tmp_path: Path) -> None:
+    source = tmp_path / "project"
+    timed_files(source)
     touch(tmp_path / "elsewhere" / "during.py", STAGED.started + 5)
     (source / "linked-dir").symlink_to(tmp_path / "elsewhere")  # not entered
     (source / "link.py").symlink_to(source / "old.py")  # judged by the link's own time
@@ -95,12 +101,7 @@ def rsync_recent(source: Path, destination: Path, window: tuple[float, float]) -
 
 def test_rsync_names_what_the_walk_finds_among_the_files_it_copies(tmp_path: Path) -> None:
     source = tmp_path / "project"
-    touch(source / "old.py", STAGED.started - 3600)
-    touch(source / "edge-low.py", STAGED.started - TICK_SECONDS)
-    touch(source / "during.py", STAGED.started + 5)
-    touch(source / "deep" / "er" / "during.bin", STAGED.finished)
-    touch(source / "deep" / "edge-high.txt", STAGED.finished + TICK_SECONDS)
-    touch(source / "deep" / "after.txt", STAGED.finished + 60)
+    timed_files(source)
     # Names rsync escapes when it prints them (or prints as raw bytes): each must come back
     # as the very name, for --files-from.
     odd = ["new\nline.py", "back\\#134slash.py", "tab\there.py", "héllo.py", "sp ace.py"]
