@@ -274,7 +274,7 @@ def _rsync(
     window: tuple[float, float] | None = None,
 ) -> TransferStats:
     """Copy ``source`` to ``destination``. With ``window`` (the previous staging's times,
-    widened by a tick; see ``recently_changed``), the files the copy took whose time falls
+    widened by a tick; see ``recent_file``), the files the copy took whose time falls
     within it are compared again, by content, in a second pass."""
     stats, recheck = _rsync_pass(
         transport, source, destination, label, reporter, link_dest, window=window
@@ -331,7 +331,15 @@ def _window_text(window: tuple[float, float]) -> tuple[str, str]:
 
 def recent_file(line: str, bounds: tuple[str, str]) -> bytes | None:
     """The name of the regular file an ``OUT_FORMAT`` line is about, if its time is within
-    ``bounds`` (from ``_window_text``), or cannot be read (then it is compared, to be safe)."""
+    ``bounds`` (from ``_window_text``), or cannot be read (then it is compared, to be safe).
+
+    Why: rsync's quick check (size and modification time) judges a file rewritten with the
+    same size within one timestamp tick of the copy in the previous snapshot as unchanged,
+    and a --link-dest copy would hard-link the old content: the job would run stale code.
+    Only a file whose time falls within the previous staging (give or take a tick) can be
+    such a file: an older one was not touched since, and a newer one has a time the copy
+    cannot have. Those few are compared by content. (tests/unit/test_staging_recheck.py
+    holds this list to the rule as a walk over the source.)"""
     if len(line) < 33 or line[0] not in "<>ch.*" or line[1] != "f" or line[11] != " ":
         return None
     stamp, name = line[12:31], line[32:]
@@ -464,59 +472,6 @@ def previous_snapshot(transport: Transport, jobs_dir: str, task_name: str) -> Sn
     return Snapshot(f"{jobs_dir}/{name}", started, finished)
 
 
-def recently_changed(source: Path, snapshot: Snapshot) -> list[str]:
-    """Files of ``source`` whose time says they may have changed unseen since ``snapshot``.
-
-    rsync's quick check (size and modification time) judges a file rewritten with the same
-    size within one timestamp tick of the copy in the previous snapshot as unchanged, and a
-    --link-dest copy would hard-link the old content: the job would run stale code. Only a
-    file whose time falls within the previous staging (give or take a tick) can be such a
-    file: an older one was not touched since, and a newer one has a time the copy cannot
-    have. Those few are compared by content. [""] stands for a source that is a file.
-
-    Staging applies this rule to rsync's own list of what it copies (``recent_file``), which
-    saves a walk over the source; this walk is the rule's reference, which tests hold that
-    list to.
-    """
-    low, high = snapshot.started - TICK_SECONDS, snapshot.finished + TICK_SECONDS
-
-    def suspicious(path: Path) -> bool:
-        try:
-            mtime = path.lstat().st_mtime
-        except OSError:
-            return False
-        return low <= mtime <= high
-
-    if not source.is_dir():
-        return [""] if suspicious(source) else []
-    # What os.walk lists as files (symlinks to directories are not entered), one lstat
-    # each, without a Path per file: 10,000 files take a third of os.walk's time.
-    found: list[str] = []
-    pending = [(str(source), "")]
-    while pending:
-        directory, relative = pending.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue  # as os.walk: an unreadable directory is passed over
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                if not entry.is_symlink():
-                    pending.append((entry.path, f"{relative}{entry.name}/"))
-                continue
-            try:
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-            except OSError:
-                continue
-            if low <= mtime <= high:
-                found.append(f"{relative}{entry.name}")
-    return found
-
-
 def stage(
     transport: Transport,
     job_dir: str,
@@ -547,7 +502,7 @@ def stage(
     reporter = reporter or default_reporter()
 
     # The files whose time falls within the previous staging are compared by content (see
-    # recently_changed); rsync names them as it copies (see _rsync_pass), no walk of ours.
+    # recent_file); rsync names them as it copies (see _rsync_pass), no walk of ours.
     window = None
     if snapshot is not None:
         window = (snapshot.started - TICK_SECONDS, snapshot.finished + TICK_SECONDS)

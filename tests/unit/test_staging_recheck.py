@@ -1,5 +1,5 @@
 """Which files a re-launch compares by content: those whose time falls within the previous
-staging (see staging.recently_changed, the rule as one scandir walk), as staging finds them:
+staging (the rule as one scandir walk: recently_changed below), as staging finds them:
 in the list of what rsync copies, with the time rsync read."""
 
 from __future__ import annotations
@@ -15,11 +15,63 @@ from konduktor_slurm.staging import (
     _unescape,
     _window_text,
     recent_file,
-    recently_changed,
 )
 from konduktor_slurm.transport import LocalTransport
 
 STAGED = Snapshot("/jobs/t-1a2b", started=1_000_000.0, finished=1_000_010.0)
+
+
+def recently_changed(source: Path, snapshot: Snapshot) -> list[str]:
+    """Files of ``source`` whose time says they may have changed unseen since ``snapshot``.
+
+    rsync's quick check (size and modification time) judges a file rewritten with the same
+    size within one timestamp tick of the copy in the previous snapshot as unchanged, and a
+    --link-dest copy would hard-link the old content: the job would run stale code. Only a
+    file whose time falls within the previous staging (give or take a tick) can be such a
+    file: an older one was not touched since, and a newer one has a time the copy cannot
+    have. Those few are compared by content. [""] stands for a source that is a file.
+
+    Staging applies this rule to rsync's own list of what it copies (``recent_file``), which
+    saves a walk over the source; this walk is the rule's reference, which these tests hold
+    that list to.
+    """
+    low, high = snapshot.started - TICK_SECONDS, snapshot.finished + TICK_SECONDS
+
+    def suspicious(path: Path) -> bool:
+        try:
+            mtime = path.lstat().st_mtime
+        except OSError:
+            return False
+        return low <= mtime <= high
+
+    if not source.is_dir():
+        return [""] if suspicious(source) else []
+    # What os.walk lists as files (symlinks to directories are not entered), one lstat
+    # each, without a Path per file: 10,000 files take a third of os.walk's time.
+    found: list[str] = []
+    pending = [(str(source), "")]
+    while pending:
+        directory, relative = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue  # as os.walk: an unreadable directory is passed over
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.is_symlink():
+                    pending.append((entry.path, f"{relative}{entry.name}/"))
+                continue
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            if low <= mtime <= high:
+                found.append(f"{relative}{entry.name}")
+    return found
 
 
 def os_walk_reference(source: Path, snapshot: Snapshot) -> set[str]:
