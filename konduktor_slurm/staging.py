@@ -8,7 +8,9 @@ already launched.
   the command already has.
 * Incremental: ``<jobs_dir>/.latest/<task name>`` names the last job of the task staged
   successfully; its snapshot is rsync's ``--link-dest``, so unchanged files are hard links and
-  only changed files travel.
+  only changed files travel. Each copy links only from a copy of the same source (same
+  machine, directory and path: see ``source_identity``); a workdir that now points elsewhere
+  is copied whole, once.
 * Private: staged files lose group/other permissions (``--chmod=go-rwx``); the job directory is
   0700. Nothing secret is on any command line (envs live in the sbatch script, written 0700).
 * Progress: a rich progress bar on a terminal, else one plain line per source with the counts
@@ -25,8 +27,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -444,32 +446,63 @@ _ITEM_STARTS = frozenset("<>ch.*")
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The last successful staging of a task: its job dir, and when it was taken (local
-    clock; 0 and inf when an older konduktor wrote the pointer without times)."""
+    """The last successful staging of a task: its job dir, when it was taken (local clock;
+    0 and inf when an older konduktor wrote the pointer without times), and what each of its
+    copies was taken from ("workdir" or "mounts/<index>" -> ``source_identity``; empty when
+    an older konduktor wrote the pointer: nothing is linked from it then)."""
 
     job_dir: str
     started: float = 0.0
     finished: float = math.inf
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+def source_identity(source: Path) -> str:
+    """Which source a copy was taken from: this machine, the source's device and inode, and
+    its path.
+
+    Why: staging trusts rsync's quick check (size and modification time) for every file
+    older than the previous staging (see recent_file), which holds only when the previous
+    snapshot was taken from these same files. Another directory (a symlink pointed at a
+    second checkout, another --workdir, the same path on another laptop, a directory
+    replaced by a copy) can hold a file of the same name, size and time with other content.
+    """
+    try:
+        info = os.stat(source)
+        where = f"{info.st_dev}:{info.st_ino}"
+    except OSError:
+        where = "?"
+    return f"{os.uname().nodename}:{where}:{source}"
 
 
 def previous_snapshot(transport: Transport, jobs_dir: str, task_name: str) -> Snapshot | None:
     """The last successful staging of ``task_name``, if its directory still exists."""
+    import json
+
     pointer = f"{jobs_dir}/{LATEST_DIR}/{task_name}"
     script = (
-        f"{{ IFS= read -r name; read -r times; }} < {shlex.quote(pointer)} 2>/dev/null; "
+        f"{{ IFS= read -r name; read -r times; IFS= read -r sources; }} "
+        f"< {shlex.quote(pointer)} 2>/dev/null; "
         f'[ -n "$name" ] && [ -d {shlex.quote(jobs_dir)}/"$name" ] && '
-        f'printf \'%s\\n%s\' "$name" "$times"'
+        f'printf \'%s\\n%s\\n%s\' "$name" "$times" "$sources"'
     )
     result = transport.run(["sh", "-c", script])
-    name, _, times = result.stdout.partition("\n")
+    name, _, rest = result.stdout.partition("\n")
+    times, _, sources_line = rest.partition("\n")
     name = name.strip()
     if not (result.ok and name and "/" not in name):
         return None
     try:
+        sources = json.loads(sources_line)
+    except ValueError:
+        sources = None
+    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
+        sources = {}
+    try:
         started, finished = (float(value) for value in times.split())
     except ValueError:
-        return Snapshot(f"{jobs_dir}/{name}")
-    return Snapshot(f"{jobs_dir}/{name}", started, finished)
+        return Snapshot(f"{jobs_dir}/{name}", sources=sources)
+    return Snapshot(f"{jobs_dir}/{name}", started, finished, sources)
 
 
 def stage(
@@ -498,40 +531,42 @@ def stage(
     if snapshot is not None and snapshot.job_dir == job_dir:
         snapshot = None
     previous = snapshot.job_dir if snapshot else None
-    previous_name = previous.rsplit("/", 1)[-1] if previous else None
     reporter = reporter or default_reporter()
+    sources: dict[str, str] = {}
 
-    # The files whose time falls within the previous staging are compared by content (see
-    # recent_file); rsync names them as it copies (see _rsync_pass), no walk of ours.
-    window = None
+    def linkable(slot: str, source: Path) -> bool:
+        """Note what ``slot`` is copied from; True if the previous snapshot's was the same."""
+        sources[slot] = source_identity(source)
+        return snapshot is not None and snapshot.sources.get(slot) == sources[slot]
+
+    # A copy linked from the previous snapshot names it in its progress line, and compares by
+    # content the files whose time falls within the previous staging (see recent_file);
+    # rsync names them as it copies (see _rsync_pass), no walk of ours.
+    base: tuple[str | None, tuple[float, float] | None] = (None, None)
     if snapshot is not None:
         window = (snapshot.started - TICK_SECONDS, snapshot.finished + TICK_SECONDS)
+        base = (snapshot.job_dir.rsplit("/", 1)[-1], window)
 
     try:
         staged_workdir = None
         if workdir is not None:
             staged_workdir = f"{job_dir}/workdir"
-            link = f"{previous}/workdir/" if previous else None
-            _rsync(
-                transport,
-                workdir,
-                staged_workdir,
-                "workdir",
-                reporter,
-                link,
-                previous_name,
-                window,
-            )
+            if linkable("workdir", workdir):
+                link = f"{previous}/workdir/"
+                _rsync(transport, workdir, staged_workdir, "workdir", reporter, link, *base)
+            else:
+                _rsync(transport, workdir, staged_workdir, "workdir", reporter, None)
         mounts = []
         for index, (destination, source) in enumerate(sorted(file_mounts.items())):
             staged = f"{job_dir}/mounts/{index}"
             transport.make_dirs(f"{job_dir}/mounts", 0o700)
             # A directory's base is the same index; a file's is the directory holding it.
-            link = None
-            if previous:
-                link = f"{previous}/mounts/{index}/" if source.is_dir() else f"{previous}/mounts/"
             label = f"file_mount {destination}"
-            _rsync(transport, source, staged, label, reporter, link, previous_name, window)
+            if linkable(f"mounts/{index}", source):
+                link = f"{previous}/mounts/{index}/" if source.is_dir() else f"{previous}/mounts/"
+                _rsync(transport, source, staged, label, reporter, link, *base)
+            else:
+                _rsync(transport, source, staged, label, reporter, None)
             mounts.append(
                 StagedMount(destination=destination, source=staged, is_dir=source.is_dir())
             )
@@ -539,6 +574,9 @@ def stage(
         reporter.close()
     if task_name:
         transport.make_dirs(f"{jobs_dir}/{LATEST_DIR}", 0o700)
-        pointer = f"{job_name}\n{started!r} {time.time()!r}\n"
+        import json
+
+        # json.dumps writes one line of ASCII whatever the paths hold.
+        pointer = f"{job_name}\n{started!r} {time.time()!r}\n{json.dumps(sources)}\n"
         transport.write_file(f"{jobs_dir}/{LATEST_DIR}/{task_name}", pointer, 0o600)
     return staged_workdir, tuple(mounts)

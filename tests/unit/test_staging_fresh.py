@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from konduktor_slurm.staging import SilentReporter, stage
 from konduktor_slurm.transport import LocalTransport
 
@@ -91,3 +93,66 @@ def test_a_same_size_rewrite_of_a_file_with_an_odd_name_ships_its_content(tmp_pa
         for name in names:
             with open(os.fsencode(job_dir / "workdir") + b"/" + name) as handle:
                 assert handle.read() == f"v{index}\n", name
+
+
+def two_checkouts(tmp_path: Path) -> tuple[Path, Path]:
+    """Two directories holding a file of the same name, size and time, but other content
+    (two checkouts of a repository made in the same second)."""
+    made = []
+    for version in ("one", "two"):
+        directory = tmp_path / version
+        directory.mkdir()
+        (directory / "msg.txt").write_text(f"{version}\n")
+        os.utime(directory / "msg.txt", (1_000_000_000, 1_000_000_000))
+        made.append(directory)
+    return made[0], made[1]
+
+
+def test_a_workdir_that_now_points_elsewhere_ships_its_own_files(tmp_path: Path) -> None:
+    # `workdir: current`, with current -> one and then -> two: validation resolves the link,
+    # so staging sees two directories under one task name.
+    one, two = two_checkouts(tmp_path)
+    jobs = tmp_path / "jobs"
+    snapshot(jobs, 1, one)
+    _, job_dir = snapshot(jobs, 2, two)
+    assert (job_dir / "workdir" / "msg.txt").read_text() == "two\n"
+    # and back again: one was staged before, but not by the previous launch
+    _, job_dir = snapshot(jobs, 3, one)
+    assert (job_dir / "workdir" / "msg.txt").read_text() == "one\n"
+    _, again = snapshot(jobs, 4, one)  # the same source again: linked as before
+    assert (again / "workdir" / "msg.txt").stat().st_ino == (
+        job_dir / "workdir" / "msg.txt"
+    ).stat().st_ino
+
+
+def test_a_file_mount_given_another_source_ships_it(tmp_path: Path) -> None:
+    one, two = two_checkouts(tmp_path)
+    jobs = tmp_path / "jobs"
+    snapshot(jobs, 1, None, {"/data/msg.txt": one / "msg.txt"})
+    (_, mounts), _ = snapshot(jobs, 2, None, {"/data/msg.txt": two / "msg.txt"})
+    assert Path(mounts[0].source).read_text() == "two\n"
+    (_, mounts), _ = snapshot(jobs, 3, None, {"/data": two})  # the same slot, a directory now
+    assert (Path(mounts[0].source) / "msg.txt").read_text() == "two\n"
+
+
+def test_a_directory_replaced_at_the_same_path_ships_its_files(tmp_path: Path) -> None:
+    one, two = two_checkouts(tmp_path)
+    jobs = tmp_path / "jobs"
+    snapshot(jobs, 1, one)
+    os.rename(one, tmp_path / "old")
+    os.rename(two, one)  # `one` is now another directory, with other files of the same times
+    _, job_dir = snapshot(jobs, 2, one)
+    assert (job_dir / "workdir" / "msg.txt").read_text() == "two\n"
+
+
+@pytest.mark.parametrize("pointer", ["sweep-0001\n1 2\n", "sweep-0001\n1 2\nnot json\n"])
+def test_a_pointer_that_does_not_say_where_its_copies_came_from_is_not_linked(
+    tmp_path: Path, pointer: str
+) -> None:
+    # An older konduktor's pointer (name and times only), or a damaged one.
+    one, two = two_checkouts(tmp_path)
+    jobs = tmp_path / "jobs"
+    snapshot(jobs, 1, one)
+    (jobs / ".latest" / "sweep").write_text(pointer)
+    _, job_dir = snapshot(jobs, 2, two)
+    assert (job_dir / "workdir" / "msg.txt").read_text() == "two\n"
