@@ -208,7 +208,7 @@ def load_settings() -> Settings:
     Every command calls this. An unchanged config.yaml is read from the cache (stat calls and
     a small JSON file); only a new or changed one is validated, with PyYAML and pydantic.
     """
-    home = Path(os.environ.get("KONDUKTOR_HOME") or Path.home() / ".konduktor").expanduser()
+    home = konduktor_home()
     _check_home(home)
     config_path = Path(os.environ.get("KONDUKTOR_CONFIG") or home / "config.yaml").expanduser()
     info = _stat_config(config_path)
@@ -221,6 +221,11 @@ def load_settings() -> Settings:
         if key is not None and time.time_ns() - info.st_mtime_ns > RACY_SECONDS * 1e9:
             _write_cache(home, key, values)
     return build_settings(values, home, config_path)
+
+
+def konduktor_home() -> Path:
+    """``$KONDUKTOR_HOME``, default ``~/.konduktor`` (it may not exist yet)."""
+    return Path(os.environ.get("KONDUKTOR_HOME") or Path.home() / ".konduktor").expanduser()
 
 
 def _check_home(home: Path) -> None:

@@ -37,11 +37,14 @@ NAME_DRAWS = 20
 
 
 def load(path: Path, overrides: TaskOverrides | None = None) -> Task:
-    """The task in ``path``, or InputError listing every issue (file:line: field: what)."""
+    """The task in ``path``, or InputError listing every issue (file:line: field: what).
+    A task validated before with the same inputs comes from the task cache in
+    ``$KONDUKTOR_HOME`` (task/cache.py)."""
+    from konduktor_slurm.config import konduktor_home
     from konduktor_slurm.task import TaskError, load_task
 
     try:
-        return load_task(path, overrides)
+        return load_task(path, overrides, cache_home=konduktor_home())
     except TaskError as exc:
         raise InputError(f"{path} is not a valid task; nothing was submitted.\n{exc}") from None
 

@@ -13,6 +13,7 @@ The rooms of this package:
 * ``compat``: what happens to Konduktor and SkyPilot fields with no Slurm meaning.
 * ``checker``: the error style shared with config.yaml (pydantic errors -> issues).
 * ``overrides`` / ``dotenv``: command-line flags and ``--env-file``.
+* ``cache``: validated tasks remembered, so a re-launch skips PyYAML and pydantic.
 * ``validate``: the flow that ties them together.
 
 Importing this package costs nothing: PyYAML and pydantic are imported only when a task is
@@ -44,20 +45,40 @@ __all__ = [
 
 
 def load_task(
-    path: Path, overrides: TaskOverrides | None = None, base_dir: Path | None = None
+    path: Path,
+    overrides: TaskOverrides | None = None,
+    base_dir: Path | None = None,
+    cache_home: Path | None = None,
 ) -> Task:
     """Read and validate a task YAML file. Raises ``TaskError`` listing every issue.
 
     Relative paths in the task resolve against ``base_dir`` (default: the current directory).
+    With ``cache_home``, a task validated before with the same inputs comes from the task
+    cache there (see ``task/cache.py``), without importing PyYAML or pydantic.
     """
     from konduktor_slurm.task.source import read_source
-    from konduktor_slurm.task.validate import build_task
 
     path = Path(path)
     source = str(path)
     text = read_source(path)
     base = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
-    return build_task(text, source, base, overrides, path.absolute().resolve())
+    source_path = path.absolute().resolve()
+    key = None
+    if cache_home is not None:
+        from konduktor_slurm.task import cache
+
+        key = cache.cache_key(text, source, source_path, base, overrides)
+        task = cache.lookup(cache_home, key, base) if key is not None else None
+        if task is not None:
+            return task
+
+    from konduktor_slurm.task.validate import build_task
+
+    looked_at: list[tuple[str, str, str]] = []
+    task = build_task(text, source, base, overrides, source_path, looked_at)
+    if key is not None and cache_home is not None:
+        cache.remember(cache_home, key, task, looked_at)
+    return task
 
 
 def task_from_data(data: dict, source: str = "<python>", base_dir: Path | None = None) -> Task:

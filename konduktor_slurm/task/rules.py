@@ -273,7 +273,7 @@ def existing_dir(text: str, info: Any) -> Path:
         fail(f"directory {text!r} does not exist{_looked_for(text, path)}")
     if kind != "dir":
         fail(f"{text!r} is not a directory ({path})")
-    return path.resolve()
+    return _looked_at(info, text, path.resolve(), kind)
 
 
 def mount_source_value(value: Any) -> Any:
@@ -287,9 +287,19 @@ def existing_source(text: str, info: Any) -> Path:
     if text.strip().lower().startswith(compat.CLOUD_STORAGE_SCHEMES) or "://" in text:
         fail(f"{compat.CLOUD_STORAGE_MESSAGE} (got {text!r})")
     path = local_path(text, info.context["base_dir"])
-    if _kind(text, path) is None:
+    kind = _kind(text, path)
+    if kind is None:
         fail(f"local source {text!r} does not exist{_looked_for(text, path)}")
-    return path.resolve()
+    return _looked_at(info, text, path.resolve(), kind)
+
+
+def _looked_at(info: Any, text: str, resolved: Path, kind: str) -> Path:
+    """Note what a local path was found to be, when the caller keeps a list (the task cache
+    checks these facts again before it reuses a validation: see task/cache.py)."""
+    facts = info.context.get("looked_at")
+    if facts is not None:
+        facts.append((text, str(resolved), kind))
+    return resolved
 
 
 def not_a_mapping(what: str | None, value: Any) -> NoReturn:

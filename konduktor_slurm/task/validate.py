@@ -71,9 +71,12 @@ def build_task(
     base_dir: Path,
     overrides: TaskOverrides | None,
     source_path: Path | None,
+    looked_at: list[tuple[str, str, str]] | None = None,
 ) -> Task:
     data, positions = load_yaml(text, source)
-    return build_task_from_data(data, positions, source, base_dir, overrides, source_path)
+    return build_task_from_data(
+        data, positions, source, base_dir, overrides, source_path, looked_at
+    )
 
 
 def build_task_from_data(
@@ -83,9 +86,11 @@ def build_task_from_data(
     base_dir: Path,
     overrides: TaskOverrides | None,
     source_path: Path | None,
+    looked_at: list[tuple[str, str, str]] | None = None,
 ) -> Task:
     """The same validation for a task given as data (the Python SDK's ``Task(...)``); with
-    no positions, issues name the field but no line."""
+    no positions, issues name the field but no line. ``looked_at``, when given, receives
+    each local path the task names, as (written, resolved, "dir" or "file")."""
     if data is None:
         msg = "the task file is empty; give at least a 'run:' command"
         raise TaskError([TaskIssue(source, None, "", msg)])
@@ -109,7 +114,7 @@ def build_task_from_data(
     else:
         default_name = "task"
 
-    context: dict[str, Any] = {"base_dir": base_dir}
+    context: dict[str, Any] = {"base_dir": base_dir, "looked_at": looked_at}
     context["set_resources"] = _set_resources(data, context)
     model = None
     try:

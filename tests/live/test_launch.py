@@ -223,6 +223,36 @@ def test_workdir_and_file_mounts_are_snapshotted(kd, tmp_path: Path) -> None:
     assert dest.read_text() == "dataset\n"
 
 
+def test_a_relaunch_reuses_the_validated_task_but_not_a_moved_workdir(kd, tmp_path: Path) -> None:
+    """The second launch of an unchanged task skips validation (no pydantic import), shows
+    the same warning and runs the same; pointing the workdir's symlink elsewhere is seen."""
+    for version in ("one", "two"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "msg.txt").write_text(f"{version}\n")
+    (tmp_path / "current").symlink_to("one")
+    write_task(
+        tmp_path, "name: again\nworkdir: current\nresources:\n  cloud: aws\nrun: cat msg.txt\n"
+    )
+
+    def launch() -> tuple[str, str]:
+        # PYTHONPROFILEIMPORTTIME: Python names every module it imports on stderr.
+        result = kd("launch", "-y", "task.yaml", cwd=tmp_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
+        assert result.returncode == 0, result.output
+        imported = re.findall(r"^import time:.*\|\s+(\S+)$", result.stderr, re.M)
+        warnings = re.findall(r"^Warning: .*$", result.stderr, re.M)
+        assert len(warnings) == 1 and "cloud" in warnings[0], result.stderr
+        return result.stdout, " ".join(imported)
+
+    first, imported = launch()
+    assert "0: one" in first and " pydantic " in f" {imported} "
+    second, imported = launch()
+    assert "0: one" in second and "pydantic" not in imported and "yaml" not in imported
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to("two")
+    third, _ = launch()
+    assert "0: two" in third and "0: one" not in third
+
+
 def test_ctrl_c_while_following_detaches_and_the_job_keeps_running(kd, kd_home, tmp_path) -> None:
     task = write_task(tmp_path, f"name: {unique('detach')}\nrun: echo started; sleep 60\n")
     env = {**os.environ, "KONDUKTOR_HOME": str(kd_home), "PYTHONFAULTHANDLER": "1"}
