@@ -47,9 +47,16 @@ def _report(result: ControlResult, done_word: str) -> None:
     for done in result.done:
         detail = f" ({done.job.detail})" if done.job.detail else ""
         owner = f" [{done.job.user}]" if done.foreign else ""
-        click.echo(f"  {done.job.name}{owner}: now {done.job.state}{detail}")
+        stale = " (stale)" if result.is_stale(done.job) else ""
+        click.echo(f"  {done.job.name}{owner}: now {done.job.state}{stale}{detail}")
     for note in result.notes:
         click.echo(note)
+    if result.stale:
+        click.echo(
+            f"Warning: Slurm could not be reached after that ({result.stale_reason}); "
+            "states marked (stale) are the last known.",
+            err=True,
+        )
     for failure in result.failures:
         click.echo(f"Error: {failure}", err=True)
     if result.failures:

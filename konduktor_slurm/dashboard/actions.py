@@ -81,7 +81,13 @@ def _outcome(result: ControlResult, done_word: str, messages: list[str]) -> Outc
         messages.append(f"{done_word} {done.job.name}: {COSTS[done.action]}")
     for done in result.done:
         detail = f" ({done.job.detail})" if done.job.detail else ""
-        messages.append(f"  {done.job.name}: now {done.job.state}{detail}")
+        stale = " (stale)" if result.is_stale(done.job) else ""
+        messages.append(f"  {done.job.name}: now {done.job.state}{stale}{detail}")
+    if result.stale:
+        messages.append(
+            f"Warning: Slurm could not be reached after that ({result.stale_reason}); "
+            "states marked (stale) are the last known."
+        )
     messages += [f"Error: {failure}" for failure in result.failures]
     if result.failures:
         return Outcome(False, 502, messages)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from konduktor_slurm.control import Action, Plan
     from konduktor_slurm.service.session import Session
     from konduktor_slurm.store import JobRecord
+    from konduktor_slurm.tracker import RefreshResult
 
 _GLOB_CHARS = set("*?[")
 SETTLE_SECONDS = 20.0  # longest wait for Slurm to finish tearing down a requeued job
@@ -67,6 +68,13 @@ class ControlResult:
     done: list[Done] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # "<job> was not stopped: <why>"
     notes: list[str] = field(default_factory=list)  # "<job> finished meanwhile; nothing to do."
+    # Jobs whose state after the action is the last known one: Slurm did not answer the
+    # look that follows the action (the action itself was done), and why.
+    stale: set[str] = field(default_factory=set)
+    stale_reason: str | None = None
+
+    def is_stale(self, job: JobRecord) -> bool:
+        return job.name in self.stale
 
 
 # What Slurm says when a job ended between the plan and the action.
@@ -622,14 +630,21 @@ def _apply(
         foreign = [job for job in foreign if any(done.job is job for done in result.done)]
     ours = [done.job for done in result.done if done.job not in foreign]
     if ours:
-        show_states(session, ours)
+        looked = show_states(session, ours)
+        if looked.stale:
+            result.stale |= {job.name for job in ours if looked.is_stale(job)}
+            result.stale_reason = looked.stale_reason
     if foreign:
-        _refresh_foreign(session, foreign)
+        reason = _refresh_foreign(session, foreign)
+        if reason is not None:
+            result.stale |= {job.name for job in foreign}
+            result.stale_reason = result.stale_reason or reason
     return result
 
 
-def _refresh_foreign(session: Session, jobs: list[JobRecord]) -> None:
-    """Other users' jobs are not in our store: their new state comes from one squeue."""
+def _refresh_foreign(session: Session, jobs: list[JobRecord]) -> str | None:
+    """Other users' jobs are not in our store: their new state comes from one squeue.
+    Returns why Slurm could not be asked (their states are then the last known), or None."""
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.tracker import foreign_job
     from konduktor_slurm.transport import TransportError
@@ -637,17 +652,20 @@ def _refresh_foreign(session: Session, jobs: list[JobRecord]) -> None:
     time.sleep(1)  # let slurmctld apply what was just asked
     try:
         rows = session.slurm.queue([job.slurm_job_id for job in jobs if job.slurm_job_id])
-    except (SlurmError, TransportError):
-        return
+    except (SlurmError, TransportError) as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     now = time.time()
     for job in jobs:
         row = rows.get(job.slurm_job_id or "")
         if row is not None:
             fresh = foreign_job(row, now)
             job.state, job.detail, job.extra = fresh.state, fresh.detail, fresh.extra
+    return None
 
 
-def settle(session: Session, jobs: list[JobRecord], seconds: float = SETTLE_SECONDS) -> None:
+def settle(
+    session: Session, jobs: list[JobRecord], seconds: float = SETTLE_SECONDS
+) -> RefreshResult | None:
     """Wait (bounded) while Slurm is still tearing down a job it is requeueing.
 
     A requeue kills the job's processes and passes through COMPLETING for a few seconds;
@@ -658,20 +676,26 @@ def settle(session: Session, jobs: list[JobRecord], seconds: float = SETTLE_SECO
     from konduktor_slurm.tracker import refresh
 
     deadline = time.monotonic() + seconds
+    looked = None
     while any(normalise_state(job.extra.get("slurm_state") or "") == "COMPLETING" for job in jobs):
         if time.monotonic() > deadline:
-            return
+            break
         time.sleep(0.5)
-        if refresh(session.store, session.slurm, jobs).stale:
-            return
+        looked = refresh(session.store, session.slurm, jobs)
+        if looked.stale:
+            break
+    return looked
 
 
-def show_states(session: Session, jobs: list[JobRecord]) -> None:
-    """Refresh after acting, so each job says where it is now (foreign ones from squeue)."""
+def show_states(session: Session, jobs: list[JobRecord]) -> RefreshResult:
+    """Refresh after acting, so each job says where it is now; the last look says whether
+    that is the last known state (Slurm did not answer) instead."""
     from konduktor_slurm.tracker import refresh
 
-    refresh(session.store, session.slurm, jobs)
-    settle(session, jobs)
+    looked = refresh(session.store, session.slurm, jobs)
+    if looked.stale:
+        return looked
+    return settle(session, jobs) or looked
 
 
 def _wait_until_recorded(session: Session, jobs: list[JobRecord]) -> None:

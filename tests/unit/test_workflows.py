@@ -376,6 +376,35 @@ def test_auto_stop_as_an_ordinary_user_falls_back_to_requeue_and_start_undoes_it
     assert session.store.get(name).user_stop is None
 
 
+@pytest.mark.parametrize("slurm_answers", [True, False])
+def test_after_a_stop_a_state_slurm_did_not_confirm_is_shown_as_the_last_known(
+    session: Session, fake: FakeSlurm, capsys: pytest.CaptureFixture[str], slurm_answers: bool
+) -> None:
+    from konduktor_slurm.cli.control import _report
+    from konduktor_slurm.dashboard.actions import _outcome
+
+    name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    plan = control.plan_stop(session, (name,))
+    fake.unreachable = not slurm_answers  # scontrol acts; the squeue after it fails
+    result = control.apply_stop(session, plan)
+    assert [done.job.name for done in result.done] == [name]
+    assert result.is_stale(result.done[0].job) == (not slurm_answers)
+    _report(result, "Stopped")
+    shown = capsys.readouterr()
+    now_line = next(line for line in shown.out.splitlines() if ": now " in line)
+    page = _outcome(result, "Stopped", []).messages
+    if slurm_answers:
+        assert "(stale)" not in now_line and shown.err == ""
+        assert not any("stale" in message for message in page)
+        return
+    assert now_line.startswith(f"  {name}: now ") and "(stale)" in now_line
+    assert "Unable to contact slurm controller" in (result.stale_reason or "")
+    assert shown.err.startswith("Warning: Slurm could not be reached after that (")
+    assert any("(stale)" in message for message in page)
+    assert any(message.startswith("Warning: Slurm could not") for message in page)
+
+
 def test_one_bad_name_changes_nothing(session: Session, fake: FakeSlurm) -> None:
     name = submit(session)
     fake.jobs["100"].queue = "RUNNING"
