@@ -241,11 +241,19 @@ def iso(epoch: float | None) -> str | None:
     if not 1000 <= local.tm_year <= 9999:
         return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
     offset = local.tm_gmtoff
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + (_ZONES.get(offset) or _zone(offset))
+
+
+# UTC offset in seconds -> its ISO text ("+01:00"): a machine meets one or two (summer time).
+_ZONES: dict[int, str] = {}
+
+
+def _zone(offset: int) -> str:
     sign = "-" if offset < 0 else "+"
     hours, rest = divmod(abs(offset), 3600)
     minutes, secs = divmod(rest, 60)
-    zone = f"{sign}{hours:02}:{minutes:02}" + (f":{secs:02}" if secs else "")
-    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
+    text = _ZONES[offset] = f"{sign}{hours:02}:{minutes:02}" + (f":{secs:02}" if secs else "")
+    return text
 
 
 def format_duration(seconds: float | None) -> str:
