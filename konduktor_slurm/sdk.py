@@ -270,6 +270,7 @@ def launch(task: Task, dryrun: bool = False, detach_run: bool = False) -> Job | 
                 batch.script  # noqa: B018 (render, as a dry run promises; prepare only checks)
             return None
         record = launching.submit(session, prepared, SilentReporter())
+        _prune_old_snapshots(session)
         job = Job(record.name)
         if not detach_run:
             from konduktor_slurm.service import logs
@@ -280,6 +281,19 @@ def launch(task: Task, dryrun: bool = False, detach_run: bool = False) -> Job | 
 
             logs.follow(session, record, write)
     return job
+
+
+def _prune_old_snapshots(session: Session) -> None:
+    """As after `konduktor launch`: finished jobs' snapshots past the retention go, a
+    bounded amount; a failure is a RuntimeWarning, never a failed launch."""
+    import warnings
+
+    from konduktor_slurm.service.prune import auto_prune
+
+    def warn(line: str) -> None:
+        warnings.warn(line.removeprefix("Warning: "), RuntimeWarning, stacklevel=4)
+
+    auto_prune(session, warn)
 
 
 def report(value: Any, path: str | None = None) -> None:

@@ -3,6 +3,7 @@ node, against the real cluster: Konduktor's names, its return values and its err
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import konduktor_slurm as konduktor
+from tests.conftest import KONDUKTOR
 from tests.live.test_launch import unique
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
@@ -93,6 +95,29 @@ def test_dryrun_submits_nothing() -> None:
         ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
     ).stdout
     assert name not in queued
+
+
+def test_an_sdk_launch_prunes_old_snapshots_as_the_cli_does(kd_home: Path, tmp_path: Path) -> None:
+    (kd_home / "config.yaml").write_text("retention: 0s\n")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "weights.bin").write_bytes(b"w" * 4096)
+    task = konduktor.Task(unique("sdkprune"), run="ls", workdir=str(code))
+    first = konduktor.launch(task, detach_run=True)
+    assert first.wait(timeout=120) == "succeeded"
+    first_dir = kd_home / "jobs" / first
+    assert (first_dir / "workdir" / "weights.bin").is_file()  # its task's latest snapshot
+    # A newer launch of the task takes its place as the base of the next one: the first
+    # job's snapshot is past the 0s retention and goes with this launch, quietly.
+    second = konduktor.launch(task, detach_run=True)
+    assert not (first_dir / "workdir").exists()
+    assert (first_dir / "job.log").is_file()  # logs stay
+    assert (kd_home / "jobs" / second / "workdir" / "weights.bin").is_file()
+    shown = subprocess.run(
+        [KONDUKTOR, "status", "--json", first], capture_output=True, text=True, check=True
+    )
+    assert json.loads(shown.stdout)["jobs"][0]["snapshot_pruned_at"] is not None
+    assert second.wait(timeout=120) == "succeeded"
 
 
 def test_report_from_inside_a_job_is_the_result(tmp_path: Path) -> None:
