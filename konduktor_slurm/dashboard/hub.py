@@ -5,6 +5,10 @@ one loop per process, whatever the number of watchers. While anyone watches, the
 refreshes through ``service.status`` every ``interval`` seconds: one ``squeue`` for all
 unfinished jobs (plus at most one ``sacct`` for the ones that just left the queue, as for
 ``konduktor status``), and publishes an immutable :class:`Snapshot` that every page renders.
+That look is shared through the store with the user's followers and waits in other
+processes, as theirs are with each other: when one of them asked Slurm within half an
+interval, the refresh shows what the store holds from it instead (not for "every user's jobs", which
+only the dashboard asks about).
 Nobody watching: no Slurm call at all. Slurm not answering: the polling backs off as every
 wait of the CLI does (``service.waiting.poll_intervals``, up to 30 s), never retries in a loop.
 GPU-hours come from one ``sacct`` every ``usage_every`` seconds at most, not per refresh.
@@ -116,7 +120,7 @@ class Hub:
         self.usage_every = usage_every
         self.snapshot: Snapshot | None = None
         self.version = 0
-        self.refreshes = 0  # refreshes asked of Slurm so far (not the ones after actions)
+        self.refreshes = 0  # refresh rounds so far (not the ones after actions)
         self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="konduktor-session")
         self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="konduktor-logs")
         self._session: Session | None = None
@@ -260,7 +264,12 @@ class Hub:
 
         try:
             session = self.session
-            view = status(session, StatusQuery(all_users=all_users, include_hidden=True))
+            # Within half an interval: the loop's own last look (an interval ago, give or
+            # take the lane's delays) never stands in for this one.
+            query = StatusQuery(
+                all_users=all_users, include_hidden=True, shared_within=self.interval / 2
+            )
+            view = status(session, query)
             snapshot = self._assemble(
                 session,
                 view.user,

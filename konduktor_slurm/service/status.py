@@ -38,6 +38,10 @@ class StatusQuery:
     before: float | None = None
     limit: int | None = None
     include_hidden: bool = False  # jobs removed with `down`
+    # Share Slurm's answers with the other konduktor processes of this store (followers,
+    # waits): ask Slurm only if none of them has within this many seconds, else show what
+    # the store holds from their look. Not with all_users (their look is of our jobs only).
+    shared_within: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,14 +66,18 @@ class StatusView:
 
 
 def status(session: Session, query: StatusQuery = StatusQuery()) -> StatusView:
-    from konduktor_slurm.tracker import refresh
+    from konduktor_slurm.tracker import refresh, refresh_shared
 
     store = session.store
     jobs = [session.job(query.name)] if query.name else store.jobs(query.include_hidden)
     # Over SSH the jobs belong to the remote account; the store knows it without connecting.
     user = store.last_user() or getpass.getuser()
     # Refresh before filtering: a filter on state must see the current state.
-    result = refresh(store, session.slurm, jobs, all_users=query.all_users and not query.name)
+    everyone = query.all_users and not query.name
+    if query.shared_within is not None and not everyone:
+        result = refresh_shared(store, session.slurm, jobs, query.shared_within)
+    else:
+        result = refresh(store, session.slurm, jobs, all_users=everyone)
     if query.name:
         history = store.transitions([jobs[0].name])
         return StatusView(user, jobs, result.stale_reason, history, result.stale_jobs)

@@ -337,6 +337,38 @@ def set_hidden(page: Any, hidden: bool) -> None:
     )
 
 
+def test_a_follower_beside_the_page_uses_its_looks(scene: Scene, tmp_path: Path) -> None:
+    """`logs --follow` in another terminal, same store: the dashboard's refresh is the
+    store's shared poll, so the follower asks Slurm only for its own first look."""
+    bin_dir, follower_calls = counting_bin_dir(tmp_path)
+    config = tmp_path / "follower.yaml"  # the same cluster, its calls counted apart
+    config.write_text(f"slurm_bin_dir: {bin_dir}\n")
+    shown = int(scene.page.get_attribute("body", "data-version"))
+    wait_js(scene.page, f"Number(document.body.dataset.version) > {shown}", timeout=10)
+    follower = subprocess.Popen(
+        [KONDUKTOR, "logs", "--follow", scene.worker],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "KONDUKTOR_HOME": str(scene.calls.parent / "kdhome"),
+            "KONDUKTOR_CONFIG": str(config),
+        },
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        window = 5 * INTERVAL  # the follower looks at about 0, 2, 5 and 9.5 s
+        time.sleep(window)
+        assert follower.poll() is None, follower.stderr.read() if follower.stderr else ""
+    finally:
+        follower.send_signal(signal.SIGINT)  # Ctrl-C: detaches
+        follower.communicate(timeout=30)
+    squeues = follower_calls.read_text().split().count("squeue")
+    print(f"\nfollower beside the page, {window:g} s: {squeues} squeue calls of its own")
+    assert 1 <= squeues <= 2, squeues
+
+
 def test_gpu_hours_of_a_running_job_are_shown(scene: Scene) -> None:
     page = scene.page
     wait_for_row(page, scene.worker, {"ACTIVE"})

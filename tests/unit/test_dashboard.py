@@ -389,6 +389,48 @@ def test_every_page_shares_one_refresh_loop_and_nobody_watching_costs_nothing(
     assert served.fake.slurm_calls("squeue") == []
 
 
+def test_a_follower_in_another_process_uses_the_dashboards_looks(served: Served) -> None:
+    """The dashboard's refresh is the store's shared poll: a follower or wait of the same
+    store (another process: its own session) asks Slurm nothing while the page is open, and
+    learns the job's end from the dashboard's look."""
+    from konduktor_slurm.tracker import refresh_shared
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        with contextlib.closing(served.events("/api/events")) as events:
+            for _ in events:
+                if stop.is_set():
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while served.hub.refreshes < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The follower's own Slurm (the same cluster: the same jobs), to count its calls.
+        theirs = FakeSlurm()
+        theirs.jobs = served.fake.jobs
+        with make_session(served.tmp_path, theirs) as mine:
+            job = mine.store.get(served.names[0])
+            assert job is not None and job.state == "ACTIVE"
+            rounds = served.hub.refreshes
+            running = served.fake.jobs[job.slurm_job_id or ""]
+            running.queue, running.acct = None, "COMPLETED"  # it ends
+            for _ in range(15):
+                # A follower's look, reusing any poll of the store in the last 5 s.
+                result = refresh_shared(mine.store, mine.slurm, [job], max_age=5.0)
+                assert not result.stale
+                time.sleep(0.1)
+            assert served.hub.refreshes - rounds >= 2
+            assert theirs.calls == []
+            assert job.state == "COMPLETED"  # found by the dashboard, read from the store
+    finally:
+        stop.set()
+        watcher.join(20)
+
+
 def test_an_unreachable_controller_is_stale_and_polled_with_a_backoff(served: Served) -> None:
     served.json("/api/jobs")
     served.fake.unreachable = True
