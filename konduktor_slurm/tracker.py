@@ -121,6 +121,11 @@ def refresh(
         queue = slurm.queue_all_users() if all_users else slurm.queue(ids)
     except (SlurmError, TransportError) as exc:
         return RefreshResult(stale_reason=str(exc))
+    # A job whose id now names another job is gone: nothing Slurm says of that id is ours.
+    lost = {job.name: queue[job.slurm_job_id] for job in live if _id_taken(job, queue)}
+    if lost:
+        live = [job for job in live if job.name not in lost]
+        ids = [job.slurm_job_id for job in live if job.slurm_job_id]
     left_queue = [
         job_id
         for job_id in ids
@@ -143,6 +148,8 @@ def refresh(
 
     now = time.time()
     with store.transaction():
+        if lost:
+            _record_lost(store, [job for job in jobs if job.name in lost], lost, now)
         unconfirmed = _record(
             store,
             live,
@@ -263,6 +270,36 @@ def _record(
         found.append((job, outcome.state.value, detail))
     store.set_states(found, now)  # one read of what is stored, writes for what changed
     return unconfirmed
+
+
+def _id_taken(job: JobRecord, queue: dict[str, QueueRow]) -> bool:
+    """Whether squeue lists the job's id under another job: another name, submitted after
+    ours. Slurm hands out ids again when slurmctld restarts without its saved state (killed
+    before it saved it, or the state directory lost); the job we submitted then no longer
+    exists, and the one that has its id must not be taken for it."""
+    row = queue.get(job.slurm_job_id or "")
+    if row is None or row.submit_time is None or job.submitted_at is None:
+        return False
+    # The name Slurm knows the job by: a sweep's variants are elements of one array, named
+    # after the sweep.
+    slurm_name = job.extra.get("sweep") or job.name
+    return row.name != slurm_name and row.submit_time > job.submitted_at
+
+
+def _record_lost(
+    store: Store, jobs: list[JobRecord], rows: dict[str, QueueRow], now: float
+) -> None:
+    found = []
+    for job in jobs:
+        row = rows[job.name]
+        submitted = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.submit_time or 0))
+        detail = (
+            f"lost by Slurm: job id {job.slurm_job_id} now names another job ({row.name!r}, "
+            f"submitted {submitted}); slurmctld probably restarted without its saved state"
+        )
+        job.terminal = True
+        found.append((job, State.FAILED.value, detail))
+    store.set_states(found, now)
 
 
 def _seen_by_slurm(job: JobRecord) -> bool:

@@ -241,6 +241,39 @@ def test_lost_sbatch_answer_is_found_not_submitted_twice(kd, kd_home: Path, tmp_
     assert len(queued) == 1 and status_json(kd, name)["jobs"][0]["slurm_job_id"] == queued[0]
 
 
+def test_a_job_whose_id_slurm_handed_out_again_is_lost_not_another(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    """slurmctld restarted without its saved state hands job ids out again. Staged here
+    without wiping the shared cluster's state: the store's job is pointed at the id of a job
+    submitted after it, under another name, which is what the store then sees."""
+    held = "slurm:\n  sbatch_options: ['--hold']\nrun: 'true'\n"
+    name = launch_detached(kd, tmp_path, f"name: {unique('reused')}\n{held}")
+    own_id = status_json(kd, name)["jobs"][0]["slurm_job_id"]
+    time.sleep(1.1)  # squeue's SubmitTime has whole seconds
+    other_name = unique("someone-else")
+    other_id = subprocess.run(
+        ["sbatch", "--parsable", "--hold", "-J", other_name, "-o", "/dev/null", "--wrap", "true"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        with sqlite3.connect(kd_home / "state.db") as db:
+            db.execute("UPDATE jobs SET slurm_job_id = ? WHERE name = ?", (other_id, name))
+        job = status_json(kd, name)["jobs"][0]
+        assert job["status"] == "FAILED" and job["terminal"], job
+        assert job["detail"].startswith(f"lost by Slurm: job id {other_id} now names another job")
+        assert repr(other_name) in job["detail"]
+        # The other job is untouched: still held, still its owner's.
+        shown = subprocess.run(
+            ["squeue", "-h", "-j", other_id, "-o", "%T %j"], capture_output=True, text=True
+        ).stdout.split()
+        assert shown == ["PENDING", other_name]
+    finally:
+        subprocess.run(["scancel", own_id, other_id], check=False)
+
+
 def test_twenty_concurrent_launches_with_reports_and_followers(
     kd, kd_home: Path, tmp_path: Path
 ) -> None:

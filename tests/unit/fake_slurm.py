@@ -55,6 +55,7 @@ class FakeJob:
     user: str = "kdtest"
     runs: tuple[str, ...] = ()  # states of earlier runs, oldest first (a requeued job)
     node_list: str = "node1"
+    submit_time: str | None = None  # squeue's SubmitTime ("2026-11-30T18:00:00"); else recorded
 
 
 class FakeSlurm(LocalTransport):
@@ -141,6 +142,8 @@ class FakeSlurm(LocalTransport):
         fields[3] = "0" if job.reason.startswith(("JobHeld", "job requeued")) else job.priority
         fields[11], fields[12], fields[13] = job.user, job.name, job.comment
         fields[4] = str(len(job.runs))  # RestartCnt
+        if job.submit_time is not None:
+            fields[7] = job.submit_time
         fields[6] = job.node_list if job.queue in ("RUNNING", "SUSPENDED", "COMPLETING") else ""
         return SEP.join(fields) + f"{SEP}\n"  # every record ends with the separator
 

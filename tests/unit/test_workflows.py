@@ -610,6 +610,41 @@ def test_a_preempted_requeue_still_says_preempted(session: Session, fake: FakeSl
     assert view.jobs[0].detail == "preempted, awaiting reschedule (restart 1)"
 
 
+@pytest.mark.parametrize(
+    ("other_name", "later", "lost"),
+    [
+        ("someone-elses-job", True, True),  # the id was handed out again
+        ("someone-elses-job", False, False),  # renamed by hand (scontrol update): still ours
+        (None, True, False),  # its own name: ours, whatever the time
+    ],
+)
+def test_a_job_whose_id_now_names_another_job_is_lost_not_taken_for_it(
+    session: Session, fake: FakeSlurm, other_name: str | None, later: bool, lost: bool
+) -> None:
+    name = submit(session)
+    mine = fake.jobs["100"]
+    mine.queue = "RUNNING"
+    assert status(session, StatusQuery(name=name)).jobs[0].state == "ACTIVE"
+    # slurmctld restarted without its saved state; the id went to the next submission.
+    submitted = session.store.get(name).submitted_at  # type: ignore[union-attr]
+    when = submitted + 60 if later else submitted - 3600
+    mine.submit_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when))
+    mine.name = other_name or mine.name
+    mine.queue, mine.acct = "RUNNING", "COMPLETED"
+    fake.calls.clear()
+    job = status(session, StatusQuery(name=name)).jobs[0]
+    if not lost:
+        assert job.state == "ACTIVE"
+        return
+    assert job.state == "FAILED" and job.terminal
+    assert job.detail.startswith("lost by Slurm: job id 100 now names another job")
+    assert "'someone-elses-job'" in job.detail
+    assert fake.slurm_calls("sacct") == []  # nothing Slurm keeps of that id is ours
+    fake.calls.clear()
+    status(session, StatusQuery())
+    assert fake.slurm_calls("squeue") == []  # finished: never asked about again
+
+
 def test_an_sbatch_whose_answer_is_lost_is_found_not_submitted_twice(
     session: Session, fake: FakeSlurm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
