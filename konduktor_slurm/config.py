@@ -375,26 +375,9 @@ def _cache_key(config_path: Path, info: os.stat_result) -> dict[str, Any] | None
 def _read_cache(home: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     """The cached values for ``key``, or None when the cache is missing, for another file,
     damaged or not trustworthy (it may hold a proxy_command, which is run)."""
-    import json
+    from konduktor_slurm.private_files import read_json
 
-    try:
-        fd = os.open(home / CACHE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if (
-            not stat.S_ISREG(info.st_mode)
-            or info.st_uid != os.geteuid()
-            or info.st_mode & 0o022
-            or info.st_size > MAX_CACHE_BYTES
-        ):
-            return None
-        payload = json.loads(os.read(fd, MAX_CACHE_BYTES + 1))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
+    payload = read_json(home / CACHE_NAME, MAX_CACHE_BYTES)
     if not isinstance(payload, dict) or payload.get("key") != key:
         return None
     values = payload.get("values")
@@ -429,19 +412,9 @@ def _well_formed(values: Any) -> bool:
 
 
 def _write_cache(home: Path, key: dict[str, Any], values: dict[str, Any]) -> None:
-    """Atomically (temp file + rename), 0600; a cache that cannot be written is no error."""
+    """Atomically, 0600; a cache that cannot be written is no error."""
     import json
-    import tempfile
 
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".config-cache-", suffix=".tmp", dir=home)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"key": key, "values": values}, handle)
-            os.replace(temp, home / CACHE_NAME)
-        except BaseException:
-            os.unlink(temp)
-            raise
-    except OSError:
-        pass
+    from konduktor_slurm.private_files import write_atomically
+
+    write_atomically(home / CACHE_NAME, json.dumps({"key": key, "values": values}))

@@ -34,6 +34,7 @@ from typing import Any
 
 from konduktor_slurm import __version__
 from konduktor_slurm.checkpoint import Checkpoint
+from konduktor_slurm.private_files import read_json, write_atomically
 from konduktor_slurm.task.model import Accelerator, Resources, SlurmOptions, Task, TaskOverrides
 
 CACHE_NAME = "task-cache.json"
@@ -125,54 +126,18 @@ def remember(home: Path, key: str, task: Task, looked_at: list[Fact]) -> None:
     while entries:
         text = json.dumps({"format": CACHE_FORMAT, "entries": entries})  # ASCII
         if len(text) <= MAX_CACHE_BYTES:
-            _write(home, text)
+            write_atomically(home / CACHE_NAME, text)
             return
         entries.pop()
 
 
 def _entries(home: Path) -> list[Any]:
     """The cache's entries, newest first; [] for a missing, damaged or untrusted cache."""
-    try:
-        fd = os.open(home / CACHE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return []
-    try:
-        info = os.fstat(fd)
-        if (
-            not stat.S_ISREG(info.st_mode)
-            or info.st_uid != os.geteuid()
-            or info.st_mode & 0o022
-            or info.st_size > MAX_CACHE_BYTES
-        ):
-            return []
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            payload = json.loads(handle.read(MAX_CACHE_BYTES + 1))
-    except (OSError, ValueError, RecursionError):
-        return []
-    finally:
-        os.close(fd)
+    payload = read_json(home / CACHE_NAME, MAX_CACHE_BYTES)
     if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
         return []
     entries = payload.get("entries")
     return entries if isinstance(entries, list) else []
-
-
-def _write(home: Path, text: str) -> None:
-    """Atomically (temp file + rename), 0600."""
-    import tempfile
-
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".task-cache-", suffix=".tmp", dir=home)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(text)
-            os.replace(temp, home / CACHE_NAME)
-        except BaseException:
-            os.unlink(temp)
-            raise
-    except OSError:
-        pass
 
 
 # ---- what validation looked at ------------------------------------------------------------

@@ -789,6 +789,7 @@ DAMAGE = {
     "extra value": lambda good: good.replace('"qos": null', '"qos": null, "evil": 1'),
     "other version": lambda good: good.replace('"version": "', '"version": "0.0.0-'),
     "over 64 KiB": lambda good: good[:-1] + ', "pad": "' + "x" * 70_000 + '"}',
+    "nested too deep": lambda good: "[" * 60_000,  # json.loads: RecursionError
 }
 
 
