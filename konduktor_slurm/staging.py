@@ -494,7 +494,7 @@ def previous_snapshot(transport: Transport, jobs_dir: str, task_name: str) -> Sn
         return None
     try:
         sources = json.loads(sources_line)
-    except ValueError:
+    except (ValueError, RecursionError):  # damaged: nothing is linked from it
         sources = None
     if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
         sources = {}

@@ -1396,7 +1396,7 @@ class Store:
         or None). Atomic, so concurrent waiters of one store make one poll per interval."""
         with self.transaction():
             last: dict = {}
-            with contextlib.suppress(ValueError, TypeError):
+            with contextlib.suppress(ValueError, TypeError, RecursionError):
                 decoded = json.loads(self.get_meta(key) or "{}")
                 last = decoded if isinstance(decoded, dict) else {}
             at = last.get("at")

@@ -412,7 +412,7 @@ async def action_fields(request: Request) -> Mapping[str, str] | None:
         return {}
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):
             value = json.loads(body)
             if isinstance(value, dict):
                 return {str(k): str(v) for k, v in value.items() if v is not None}

@@ -222,6 +222,23 @@ def test_data_needs_the_token_and_the_page_forbids_inline_scripts(served: Served
     assert served.json(f"/api/jobs?token={TOKEN}", token=None)[0] == 200
 
 
+@pytest.mark.parametrize("body", ["[" * 5000, "not json", "[1, 2]", '"text"'])
+def test_an_action_body_that_is_no_json_object_is_refused_not_a_crash(
+    served: Served, body: str
+) -> None:
+    # Read before the token is checked (the token may be a field of it), so anyone on the
+    # machine can send it: brackets nested past Python's recursion limit included.
+    status, answer = served.post(
+        f"/api/jobs/{served.names[0]}/stop",
+        body=body,
+        token=None,
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400 and not answer["ok"]
+    assert answer["messages"] == ["Error: the request body is not a form or JSON object"]
+    assert not served.fake.slurm_calls("scontrol")
+
+
 def test_actions_without_the_token_or_from_another_page_change_nothing(served: Served) -> None:
     name = served.names[0]
     refusals = [

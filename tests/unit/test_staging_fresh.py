@@ -145,7 +145,10 @@ def test_a_directory_replaced_at_the_same_path_ships_its_files(tmp_path: Path) -
     assert (job_dir / "workdir" / "msg.txt").read_text() == "two\n"
 
 
-@pytest.mark.parametrize("pointer", ["sweep-0001\n1 2\n", "sweep-0001\n1 2\nnot json\n"])
+@pytest.mark.parametrize(
+    "pointer",
+    ["sweep-0001\n1 2\n", "sweep-0001\n1 2\nnot json\n", "sweep-0001\n1 2\n" + "[" * 5000],
+)
 def test_a_pointer_that_does_not_say_where_its_copies_came_from_is_not_linked(
     tmp_path: Path, pointer: str
 ) -> None:

@@ -787,3 +787,13 @@ def test_a_stop_record_reads_back_and_a_damaged_one_reads_as_none(tmp_path: Path
     assert store.get("train-1a2b").user_stop == UserStop("alice", 5.0, "hold")
     sql(tmp_path / STORE, "UPDATE jobs SET user_stop='[]'")
     assert store.get("train-1a2b").user_stop is None
+
+
+@pytest.mark.parametrize("damage", ["not json", "[" * 5000, '["a list"]', '{"at": "noon"}'])
+def test_a_damaged_shared_poll_record_counts_as_no_poll(tmp_path: Path, damage: str) -> None:
+    # Followers of one store share their looks through this record; a damaged one must not
+    # stop them (brackets nested past Python's recursion limit included): the next look asks.
+    store = Store(tmp_path / "state.db")
+    store.set_meta("shared_poll", damage)
+    assert store.claim_poll("shared_poll", 30.0, time.time()) == (True, None)
+    assert store.claim_poll("shared_poll", 30.0, time.time()) == (False, None)  # now recorded
