@@ -289,6 +289,7 @@ def _id_taken(job: JobRecord, queue: dict[str, QueueRow]) -> bool:
 def _record_lost(
     store: Store, jobs: list[JobRecord], rows: dict[str, QueueRow], now: float
 ) -> None:
+    """Record ``jobs`` FAILED, naming the job that now has each one's id (``rows``)."""
     found = []
     for job in jobs:
         row = rows[job.name]

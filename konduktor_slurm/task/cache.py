@@ -159,7 +159,7 @@ def _still_true(fact: Fact, base_dir: Path) -> bool:
     try:
         info = path.stat()
         now = str(path.resolve())
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL in a damaged entry
         return False
     return now == resolved and ("dir" if stat.S_ISDIR(info.st_mode) else "file") == kind
 

@@ -344,6 +344,18 @@ def test_a_damaged_entry_is_validated_afresh(project: Path, tmp_path: Path) -> N
     assert load(path, home, base_dir=project) == good
 
 
+def test_an_entry_naming_an_impossible_path_is_validated_afresh(
+    project: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    path = write(project / "task.yaml", TASK)
+    good = load(path, home, base_dir=project)
+    payload = json.loads(cached_text(home))
+    payload["entries"][0]["looked_at"][0][0] = "code\u0000"  # os.stat: ValueError
+    (home / task_cache.CACHE_NAME).write_text(json.dumps(payload))
+    assert load(path, home, base_dir=project) == good
+
+
 def test_a_cache_others_can_write_is_not_trusted(project: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     path = write(project / "task.yaml", TASK)
