@@ -19,6 +19,7 @@ already launched.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -477,8 +478,6 @@ def source_identity(source: Path) -> str:
 
 def previous_snapshot(transport: Transport, jobs_dir: str, task_name: str) -> Snapshot | None:
     """The last successful staging of ``task_name``, if its directory still exists."""
-    import json
-
     pointer = f"{jobs_dir}/{LATEST_DIR}/{task_name}"
     script = (
         f"{{ IFS= read -r name; read -r times; IFS= read -r sources; }} "
@@ -530,43 +529,37 @@ def stage(
     snapshot = previous_snapshot(transport, jobs_dir, task_name) if task_name else None
     if snapshot is not None and snapshot.job_dir == job_dir:
         snapshot = None
-    previous = snapshot.job_dir if snapshot else None
     reporter = reporter or default_reporter()
     sources: dict[str, str] = {}
 
-    def linkable(slot: str, source: Path) -> bool:
-        """Note what ``slot`` is copied from; True if the previous snapshot's was the same."""
+    def base(
+        slot: str, source: Path, within: str
+    ) -> tuple[str | None, str | None, tuple[float, float] | None]:
+        """What ``slot``'s copy of ``source`` links from: the previous snapshot's ``within``
+        when that was taken from the same source, else nothing (a whole copy). A linked copy
+        names the snapshot in its progress line, and compares by content the files whose
+        time falls within the previous staging (see recent_file); rsync names them as it
+        copies (see _rsync_pass), no walk of ours."""
         sources[slot] = source_identity(source)
-        return snapshot is not None and snapshot.sources.get(slot) == sources[slot]
-
-    # A copy linked from the previous snapshot names it in its progress line, and compares by
-    # content the files whose time falls within the previous staging (see recent_file);
-    # rsync names them as it copies (see _rsync_pass), no walk of ours.
-    base: tuple[str | None, tuple[float, float] | None] = (None, None)
-    if snapshot is not None:
+        if snapshot is None or snapshot.sources.get(slot) != sources[slot]:
+            return None, None, None
         window = (snapshot.started - TICK_SECONDS, snapshot.finished + TICK_SECONDS)
-        base = (snapshot.job_dir.rsplit("/", 1)[-1], window)
+        return f"{snapshot.job_dir}/{within}", snapshot.job_dir.rsplit("/", 1)[-1], window
 
     try:
         staged_workdir = None
         if workdir is not None:
             staged_workdir = f"{job_dir}/workdir"
-            if linkable("workdir", workdir):
-                link = f"{previous}/workdir/"
-                _rsync(transport, workdir, staged_workdir, "workdir", reporter, link, *base)
-            else:
-                _rsync(transport, workdir, staged_workdir, "workdir", reporter, None)
+            linked = base("workdir", workdir, "workdir/")
+            _rsync(transport, workdir, staged_workdir, "workdir", reporter, *linked)
         mounts = []
         for index, (destination, source) in enumerate(sorted(file_mounts.items())):
             staged = f"{job_dir}/mounts/{index}"
             transport.make_dirs(f"{job_dir}/mounts", 0o700)
             # A directory's base is the same index; a file's is the directory holding it.
-            label = f"file_mount {destination}"
-            if linkable(f"mounts/{index}", source):
-                link = f"{previous}/mounts/{index}/" if source.is_dir() else f"{previous}/mounts/"
-                _rsync(transport, source, staged, label, reporter, link, *base)
-            else:
-                _rsync(transport, source, staged, label, reporter, None)
+            within = f"mounts/{index}/" if source.is_dir() else "mounts/"
+            linked = base(f"mounts/{index}", source, within)
+            _rsync(transport, source, staged, f"file_mount {destination}", reporter, *linked)
             mounts.append(
                 StagedMount(destination=destination, source=staged, is_dir=source.is_dir())
             )
@@ -574,8 +567,6 @@ def stage(
         reporter.close()
     if task_name:
         transport.make_dirs(f"{jobs_dir}/{LATEST_DIR}", 0o700)
-        import json
-
         # json.dumps writes one line of ASCII whatever the paths hold.
         pointer = f"{job_name}\n{started!r} {time.time()!r}\n{json.dumps(sources)}\n"
         transport.write_file(f"{jobs_dir}/{LATEST_DIR}/{task_name}", pointer, 0o600)

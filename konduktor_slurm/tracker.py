@@ -122,9 +122,10 @@ def refresh(
     except (SlurmError, TransportError) as exc:
         return RefreshResult(stale_reason=str(exc))
     # A job whose id now names another job is gone: nothing Slurm says of that id is ours.
-    lost = {job.name: queue[job.slurm_job_id] for job in live if _id_taken(job, queue)}
+    lost = [job for job in live if _id_taken(job, queue)]
     if lost:
-        live = [job for job in live if job.name not in lost]
+        gone = {job.name for job in lost}
+        live = [job for job in live if job.name not in gone]
         ids = [job.slurm_job_id for job in live if job.slurm_job_id]
     left_queue = [
         job_id
@@ -149,7 +150,7 @@ def refresh(
     now = time.time()
     with store.transaction():
         if lost:
-            _record_lost(store, [job for job in jobs if job.name in lost], lost, now)
+            _record_lost(store, lost, queue, now)
         unconfirmed = _record(
             store,
             live,
@@ -287,12 +288,12 @@ def _id_taken(job: JobRecord, queue: dict[str, QueueRow]) -> bool:
 
 
 def _record_lost(
-    store: Store, jobs: list[JobRecord], rows: dict[str, QueueRow], now: float
+    store: Store, jobs: list[JobRecord], queue: dict[str, QueueRow], now: float
 ) -> None:
-    """Record ``jobs`` FAILED, naming the job that now has each one's id (``rows``)."""
+    """Record ``jobs`` FAILED, naming the job that now has each one's id in ``queue``."""
     found = []
     for job in jobs:
-        row = rows[job.name]
+        row = queue[job.slurm_job_id or ""]
         submitted = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.submit_time or 0))
         detail = (
             f"lost by Slurm: job id {job.slurm_job_id} now names another job ({row.name!r}, "

@@ -653,7 +653,8 @@ def _refresh_foreign(session: Session, jobs: list[JobRecord]) -> str | None:
     try:
         rows = session.slurm.queue([job.slurm_job_id for job in jobs if job.slurm_job_id])
     except (SlurmError, TransportError) as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = str(exc).strip()
+        return message.splitlines()[0] if message else type(exc).__name__
     now = time.time()
     for job in jobs:
         row = rows.get(job.slurm_job_id or "")
