@@ -228,20 +228,78 @@ def iso(epoch: float | None) -> str | None:
     """ISO 8601 with this machine's UTC offset: ``2026-11-28T17:40:16+01:00``.
 
     What ``datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")`` writes,
-    made from one ``time.localtime`` (a third of the time: ``status --json`` writes two or
-    three a job, a report thousands): the same rounding to the microsecond first, the same
-    offset. Years outside 1000-9999 (strftime would not pad them) take datetime's way.
+    at a fraction of its cost (``status --json`` writes two or three a job, a report
+    thousands): the same rounding to the microsecond first, the same offset. A time within
+    a quarter hour met before takes its date, hour and offset from that quarter's one
+    ``time.localtime``; the others are one ``time.localtime`` each. Years outside 1000-9999
+    (strftime would not pad them) take datetime's way.
     """
     if epoch is None:
         return None
-    fraction, whole = math.modf(epoch)
-    micro = round(fraction * 1e6)  # datetime's ROUND_HALF_EVEN to the microsecond
-    seconds = int(whole) + (1 if micro >= 1_000_000 else -1 if micro < 0 else 0)
+    seconds = int(epoch)
+    # datetime's ROUND_HALF_EVEN to the microsecond: a fraction of 0.9999995 or more is the
+    # next second. Past 1970 and below that (nearly always) the whole seconds are the time.
+    if epoch < 0 or (epoch - seconds) * 1e6 >= 999_999.5:
+        fraction, whole = math.modf(epoch)
+        micro = round(fraction * 1e6)
+        seconds = int(whole) + (1 if micro >= 1_000_000 else -1 if micro < 0 else 0)
+    if time.tzname is not _QUARTERS_ZONE[0]:  # time.tzset() makes a new tuple: a new zone
+        _QUARTERS.clear()
+        _QUARTERS_ZONE[0] = time.tzname
+    quarter, into = divmod(seconds, _QUARTER)
+    known = _QUARTERS.get(quarter)
+    if known is None:
+        known = _local_quarter(quarter)
+    if known:
+        head, minute, zone = known
+        minutes, secs = divmod(into, 60)
+        return f"{head}{minute + minutes:02}:{secs:02}{zone}"
     local = time.localtime(seconds)
     if not 1000 <= local.tm_year <= 9999:
         return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
     offset = local.tm_gmtoff
     return time.strftime("%Y-%m-%dT%H:%M:%S", local) + (_ZONES.get(offset) or _zone(offset))
+
+
+_QUARTER: Final = 900
+# Quarter hour (epoch seconds // 900) -> ("2026-11-28T17:", its first minute, "+01:00"), or
+# False when its local time is not 15 plain minutes of one offset; a few thousand at most.
+_QUARTERS: dict[int, tuple[str, int, str] | bool] = {}
+_QUARTERS_ZONE: list[object] = [None]  # the time.tzname they were made under
+_QUARTERS_KEPT: Final = 4096
+
+
+def _local_quarter(quarter: int) -> tuple[str, int, str] | bool:
+    """What iso() reuses for the times of one quarter hour: taken only when local time runs
+    from mm:00 to mm+14:59 of one hour with one offset. A change of offset inside it (summer
+    time), an offset that is not whole quarter hours (Amsterdam before 1937: +00:19:32),
+    a leap second (TZ=right/...) or a year strftime would not pad all fail that."""
+    start = quarter * _QUARTER
+    first, last = time.localtime(start), time.localtime(start + _QUARTER - 1)
+    plain = (
+        first.tm_sec == 0
+        and first.tm_min % 15 == 0
+        and last.tm_sec == 59
+        and last.tm_min == first.tm_min + 14
+        and last.tm_hour == first.tm_hour
+        and last.tm_mday == first.tm_mday
+        and last.tm_gmtoff == first.tm_gmtoff
+        and 1000 <= first.tm_year <= 9999
+    )
+    offset = first.tm_gmtoff
+    known: tuple[str, int, str] | bool = (
+        (
+            time.strftime("%Y-%m-%dT%H:", first),
+            first.tm_min,
+            _ZONES.get(offset) or _zone(offset),
+        )
+        if plain
+        else False
+    )
+    if len(_QUARTERS) >= _QUARTERS_KEPT:  # a report over years of jobs: bounded, not grown
+        _QUARTERS.clear()
+    _QUARTERS[quarter] = known
+    return known
 
 
 # UTC offset in seconds -> its ISO text ("+01:00"): a machine meets one or two (summer time).

@@ -4,8 +4,11 @@ Slurm timestamps) and every time format it prints."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -365,9 +368,23 @@ def test_durations_and_lifecycle_stay_light() -> None:
     assert result.stdout.strip() == "[]", result.stderr
 
 
-@pytest.mark.parametrize(
-    "zone", ["UTC", "Europe/Berlin", "America/St_Johns", "Asia/Kolkata", "Europe/Amsterdam"]
-)
+# Offsets of whole hours, half hours (St John's, Kolkata) and 45 minutes (Chatham, +12:45 and
+# +13:45); summer time that moves by 30 minutes (Lord Howe); an offset with seconds
+# (Amsterdam before 1937); leap seconds (right/UTC, where tzdata ships it); and a POSIX rule
+# whose summer time starts and ends inside a quarter hour, at 02:07:13 and 03:07:13.
+ISO_ZONES = [
+    "UTC",
+    "XST-1XDT,M3.5.0/2:07:13,M10.5.0/3:07:13",
+    "Europe/Berlin",
+    "America/St_Johns",
+    "Asia/Kolkata",
+    "Europe/Amsterdam",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+] + (["right/UTC"] if os.path.exists("/usr/share/zoneinfo/right/UTC") else [])
+
+
+@pytest.mark.parametrize("zone", ISO_ZONES)
 def test_iso_writes_what_datetime_writes(zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # iso() takes a faster way than datetime's; it must write the same text, offsets with
     # seconds (Amsterdam before 1937: +00:19:32) and rounding at the microsecond included.
@@ -383,9 +400,45 @@ def test_iso_writes_what_datetime_writes(zone: str, monkeypatch: pytest.MonkeyPa
         epochs += [k + 0.9999995 for k in range(0, 10**6, 997)]  # rounds up to the next second
         epochs += [k + 0.9999994999 for k in range(0, 10**6, 991)]  # does not
         epochs += [0.0, -0.5, -1.0000006, -1e-7, 1_764_500_000.0]
+        # Every 7 s (and a fraction) for two hours around each change of offset in 2025-2026:
+        # the quarter hours iso() reuses must never straddle one.
+        hours = range(1_735_689_600, 1_798_761_600, 3600)
+        for before, after in itertools.pairwise(hours):
+            if time.localtime(before).tm_gmtoff != time.localtime(after).tm_gmtoff:
+                epochs += [before - 3600 + k * 7.25 for k in range(7200 // 7)]
+        epochs += [1_764_500_000 + k * 61.5 for k in range(2000)]  # jobs of one sweep
         for epoch in epochs:
             want = dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
             assert iso(epoch) == want, epoch
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_iso_follows_a_change_of_zone_in_a_long_lived_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDK or the dashboard may outlive a change of TZ (followed by time.tzset()): the
+    # quarter hours iso() remembered under the old zone must not answer for the new one.
+    epochs = [1_764_500_000 + k * 97 for k in range(100)]
+    written = {}
+    try:
+        for zone, offset in (("UTC", "+00:00"), ("Asia/Kolkata", "+05:30"), ("UTC", "+00:00")):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            written[zone] = [iso(epoch) for epoch in epochs]
+            assert all(text.endswith(offset) for text in written[zone]), zone
+        utc = [dt.datetime.fromtimestamp(e, dt.UTC).isoformat(timespec="seconds") for e in epochs]
+        assert written["UTC"] == utc
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_iso_remembers_a_bounded_number_of_quarter_hours() -> None:
+    # A report over years of jobs meets tens of thousands of quarter hours.
+    from konduktor_slurm import durations
+
+    for quarter in range(20_000):
+        iso(quarter * 900.0 + 450)
+    assert len(durations._QUARTERS) <= 4096
