@@ -128,17 +128,16 @@ def show_status(query: StatusQuery | None, as_json: bool) -> int:
 
 
 def _print_json(view: StatusView, one_job: bool, now: float) -> None:
-    from konduktor_slurm.views import job_json, transition_json, write_json_list
-
-    def jobs():
-        for job in view.jobs:
-            entry = job_json(job, now)
-            if one_job:
-                entry["history"] = [transition_json(t) for t in view.history]
-            yield entry
+    from konduktor_slurm.views import job_json, job_json_text, transition_json, write_json_list
 
     head = {"user": view.user, "stale": view.stale, "stale_reason": view.stale_reason}
-    write_json_list(sys.stdout, head, "jobs", jobs())
+    if one_job:
+        entries = [job_json(job, now) for job in view.jobs]
+        for entry in entries:
+            entry["history"] = [transition_json(t) for t in view.history]
+        write_json_list(sys.stdout, head, "jobs", entries)
+    else:
+        write_json_list(sys.stdout, head, "jobs", view.jobs, lambda job: job_json_text(job, now))
 
 
 def _table(view: StatusView, all_users: bool, now: float, colour: bool) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from json.encoder import encode_basestring_ascii as _encode  # C; the store loads json
 from typing import Any, TextIO
 
 # The time formats are durations.py's; importable from here too (report_formats, cli).
@@ -19,6 +20,7 @@ __all__ = [
     "format_duration",
     "iso",
     "job_json",
+    "job_json_text",
     "rank_exit_codes",
     "status_row",
     "transition_json",
@@ -171,15 +173,96 @@ def job_json(job: JobRecord, now: float | None = None) -> dict[str, Any]:
     }
 
 
+def job_json_text(job: JobRecord, now: float) -> str:
+    """``json.dumps(job_json(job, now), indent=2)`` as an item of ``status --json``'s list
+    (every line after the first indented by four spaces), byte for byte.
+
+    Made in one piece, without the dict: about 30% less work than building each job's dict
+    and writing it key by key, which is what keeps ``status --json`` of 10,000 jobs as fast
+    as the table. Text fields go straight to json's C encoder, which refuses any
+    other type: such a record is written from ``job_json``'s dict instead.
+    tests/unit/test_json_stream.py holds it to ``job_json`` over records of every shape; a
+    field added to ``job_json`` must be added here.
+    """
+    extra = job.extra
+    get = extra.get
+    job_id = job.slurm_job_id
+    try:
+        return f"""{{
+      "name": {_encode(job.name)},
+      "task_name": {_encode(job.task_name)},
+      "status": {_encode(job.state)},
+      "detail": {_encode(job.detail)},
+      "terminal": {_value(job.terminal)},
+      "user": {_encode(job.user)},
+      "slurm_job_id": {"null" if job_id is None else _encode(job_id)},
+      "resources": {_encode(job.resources)},
+      "num_nodes": {_value(job.num_nodes)},
+      "gpus_per_node": {_value(job.gpus_per_node)},
+      "submitted_at": {_time(job.submitted_at or job.created_at)},
+      "start_time": {_time(job.start_time)},
+      "end_time": {_time(job.end_time) if job.terminal else "null"},
+      "duration_seconds": {_value(duration_seconds(job, now))},
+      "log_path": {_encode(job.log_path)},
+      "job_dir": {_encode(job.job_dir)},
+      "node_list": {"null" if (text := get("node_list")) is None else _encode(text)},
+      "slurm_state": {"null" if (text := get("slurm_state")) is None else _encode(text)},
+      "reason": {"null" if (text := get("reason")) is None else _encode(text)},
+      "exit_code": {"null" if (text := get("exit_code")) is None else _encode(text)},
+      "rank_exit_codes": {_rank_codes_text(job)},
+      "restarts": {_value(get("restarts", 0))},
+      "attempt": {_value(get("attempt"))},
+      "snapshot_pruned_at": {_time(get("pruned_at"))}
+    }}"""
+    except TypeError:  # a value of another type (a record built in memory): json's way
+        return _indented_object(job_json(job, now), "    ")
+
+
+def _value(value: Any) -> str:
+    """A job field's JSON text, as an item of ``status --json``'s list writes it."""
+    kind = type(value)
+    if kind is str:
+        return _encode(value)
+    if value is None:
+        return "null"
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    if kind is bool:
+        return "true" if value else "false"
+    return _indented_object({"": value}, "    ")[12:-6]  # json's way, at a job field's depth
+
+
+def _time(epoch: float | None) -> str:
+    # ISO 8601 text is digits, "-", ":", "T" and "+": nothing for JSON to escape.
+    return "null" if epoch is None else f'"{iso(epoch)}"'
+
+
+def _rank_codes_text(job: JobRecord) -> str:
+    codes = job.extra.get("rank_exit_codes")
+    if not codes:
+        return "{}"
+    if len(codes) == 1:  # one node: no order to make
+        ((rank, code),) = codes.items()
+        return f'{{\n        "{int(rank)}": {int(code)}\n      }}'
+    codes = rank_exit_codes(job)
+    lines = ",\n        ".join(f'"{rank}": {code}' for rank, code in codes.items())
+    return "{\n        " + lines + "\n      }"
+
+
 def write_json_list(
-    out: TextIO, head: dict[str, Any], key: str, items: Iterable[dict[str, Any]]
+    out: TextIO,
+    head: dict[str, Any],
+    key: str,
+    items: Iterable[Any],
+    encode: Callable[[Any], str] | None = None,
 ) -> None:
     """Write ``json.dumps({**head, key: list(items)}, indent=2)`` and a newline, byte for
     byte, one item at a time: ``status --json`` of 10,000 jobs never holds them all as JSON
     (json.dumps with an indent builds the text from a million small pieces, ~100 MiB).
 
     JSON text has no raw newline inside a value, so an item's own indented text moves one
-    level in by indenting every line of it.
+    level in by indenting every line of it. ``encode``, when given, makes that text of an
+    item (``job_json_text``); the items are then whatever it takes.
     """
     import json
 
@@ -191,7 +274,7 @@ def write_json_list(
     first = True
     for item in items:
         out.write("[\n    " if first else ",\n    ")
-        out.write(_indented_object(item, "    "))
+        out.write(_indented_object(item, "    ") if encode is None else encode(item))
         first = False
     out.write("[]\n}\n" if first else "\n  ]\n}\n")
 
@@ -209,8 +292,8 @@ def _indented_object(item: dict[str, Any], pad: str) -> str:
     (``status --json`` as fast as the table).
     """
     import json
-    from json.encoder import encode_basestring_ascii as encode
 
+    encode = _encode
     if not item:
         return "{}"
     inner = pad + "  "
@@ -246,13 +329,11 @@ def _flat_object(item: dict[Any, Any], pad: str) -> str | None:
     """``json.dumps(item, indent=2)``, its lines after the first indented by ``pad`` less two
     spaces, for an object of str or int keys and int, str or null values; None for any
     other (json.dumps with an indent encodes in Python, object by object)."""
-    from json.encoder import encode_basestring_ascii
-
     lines = []
     for key, value in item.items():
         kind = type(key)
         if kind is str:
-            name = encode_basestring_ascii(key)
+            name = _encode(key)
         elif kind is int:
             name = f'"{key}"'  # json writes an int key as its decimal text
         else:
@@ -261,7 +342,7 @@ def _flat_object(item: dict[Any, Any], pad: str) -> str | None:
         if kind is int:
             text = repr(value)
         elif kind is str:
-            text = encode_basestring_ascii(value)
+            text = _encode(value)
         elif value is None:
             text = "null"
         else:

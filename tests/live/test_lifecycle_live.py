@@ -63,6 +63,12 @@ def test_failed_run_restarts_from_the_top_and_completes(kd, tmp_path: Path) -> N
     log = kd("logs", name).stdout
     assert "0: attempt=0" in log and "1: attempt=1" in log
     assert "restarting from the beginning (attempt 2 of 3)" in log
+    # A bare `status --json` writes its list in one piece per job (views.job_json_text), not
+    # from the dicts `status --json NAME` writes: the same fields, ranks, attempt and all.
+    listed = json.loads(kd("status", "--json").stdout)["jobs"]
+    one = status_json(kd, name)["jobs"][0]
+    assert one.pop("history") and one["rank_exit_codes"] == {"0": 0, "1": 0}
+    assert listed == [one]
 
 
 def test_logs_follow_ends_with_the_job_and_filters_ranks(kd, tmp_path: Path) -> None:
