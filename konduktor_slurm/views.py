@@ -289,7 +289,7 @@ def _indented_object(item: dict[str, Any], pad: str) -> str:
     json.dumps with an indent runs in Python, value by value; a job's values are mostly
     strings, numbers and nulls, written here by the json module's C string encoder, each
     key's text made once per process: the same text in a fraction of the time
-    (``status --json`` as fast as the table).
+    (``status --json JOB``, and any list item without an ``encode`` of its own).
     """
     import json
 
