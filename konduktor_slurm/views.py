@@ -218,8 +218,10 @@ def job_json_text(job: JobRecord, now: float) -> str:
         return _indented_object(job_json(job, now), "    ")
 
 
-def _value(value: Any) -> str:
-    """A job field's JSON text, as an item of ``status --json``'s list writes it."""
+def _value(value: Any, pad: str = "      ") -> str:
+    """``json.dumps(value, indent=2)`` for a value whose line is indented by ``pad`` (by
+    default a job's field in ``status --json``'s list): strings, numbers, nulls and flat
+    objects without json.dumps, which encodes in Python, value by value."""
     kind = type(value)
     if kind is str:
         return _encode(value)
@@ -229,7 +231,15 @@ def _value(value: Any) -> str:
         return repr(value)
     if kind is bool:
         return "true" if value else "false"
-    return _indented_object({"": value}, "    ")[12:-6]  # json's way, at a job field's depth
+    if isinstance(value, str):  # a State: json writes a str subclass's text
+        return _encode(value)
+    if not value and (kind is dict or kind is list):
+        return "{}" if kind is dict else "[]"
+    if kind is dict and (flat := _flat_object(value, pad + "  ")) is not None:
+        return flat  # a finished job's rank exit codes: {"0": 0, "1": 3}
+    import json  # lists, nested objects, non-finite floats: as json.dumps writes them
+
+    return json.dumps(value, indent=2).replace("\n", "\n" + pad)
 
 
 def _time(epoch: float | None) -> str:
@@ -244,9 +254,7 @@ def _rank_codes_text(job: JobRecord) -> str:
     if len(codes) == 1:  # one node: no order to make
         ((rank, code),) = codes.items()
         return f'{{\n        "{int(rank)}": {int(code)}\n      }}'
-    codes = rank_exit_codes(job)
-    lines = ",\n        ".join(f'"{rank}": {code}' for rank, code in codes.items())
-    return "{\n        " + lines + "\n      }"
+    return _value(rank_exit_codes(job))
 
 
 def write_json_list(
@@ -305,23 +313,7 @@ def _indented_object(item: dict[str, Any], pad: str) -> str:
             if type(name) is not str:
                 return json.dumps(item, indent=2).replace("\n", "\n" + pad)
             prefix = prefixes[(inner, name)] = f"{inner}{encode(name)}: "
-        kind = type(value)
-        if kind is str:
-            parts.append(prefix + encode(value))
-        elif value is None:
-            parts.append(prefix + "null")
-        elif kind is int or (kind is float and math.isfinite(value)):
-            parts.append(prefix + repr(value))
-        elif value is True or value is False:
-            parts.append(prefix + ("true" if value else "false"))
-        elif isinstance(value, str):  # a State: json writes a str subclass's text
-            parts.append(prefix + encode(value))
-        elif not value and (kind is dict or kind is list):
-            parts.append(prefix + ("{}" if kind is dict else "[]"))
-        elif kind is dict and (flat := _flat_object(value, inner + "  ")) is not None:
-            parts.append(prefix + flat)  # a finished job's rank exit codes: {"0": 0, "1": 3}
-        else:  # lists, nested objects, non-finite floats: as json.dumps writes them
-            parts.append(prefix + json.dumps(value, indent=2).replace("\n", "\n" + inner))
+        parts.append(prefix + _value(value, inner))
     return "{\n" + ",\n".join(parts) + "\n" + pad + "}"
 
 
