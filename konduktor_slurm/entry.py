@@ -18,9 +18,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, NoReturn
 
+TYPE_CHECKING = False  # not typing's: a status over SSH starts its login before typing loads
 if TYPE_CHECKING:
+    from typing import NoReturn
+
     from konduktor_slurm.service.status import StatusQuery, StatusView
 
 DEBUG_ENV = "KONDUKTOR_DEBUG"
@@ -39,7 +41,14 @@ def run() -> NoReturn:
 
         run_cli()
         sys.exit(0)  # click's standalone mode exits by itself; this is never reached
-    code = _bare_status(as_json)
+    # Over SSH, the login (most of a status's time) starts now, before anything loads.
+    from konduktor_slurm import login_ahead
+
+    login_ahead.start_early()
+    try:
+        code = _bare_status(as_json)
+    finally:
+        login_ahead.abandon()  # the status never got to it (a config or store error)
     # Nothing is left to tear down: the session (store, SSH master) is closed and only
     # stdout and stderr hold data. Leaving without the interpreter's teardown (unloading
     # ~120 modules) spares every cron or watch-loop status about 10 ms.

@@ -10,9 +10,10 @@ The promises of ssh.py hold:
 * **One connection per konduktor command.** The first command opens a ControlMaster (its
   socket in a private 0700 directory) and runs over it; later commands multiplex over the
   same connection. A status that will ask Slurm starts the master ahead (``connect_ahead``,
-  no command): the login's round trips, most of a status over SSH, then overlap konduktor
-  loading its modules and reading the store. ``close()`` ends the master; if konduktor is
-  killed first, the master ends itself after ``CONTROL_PERSIST_SECONDS`` without a session.
+  login_ahead.py): the login's round trips, most of a status over SSH, then overlap
+  konduktor loading its modules and reading the store, and the first command rides that
+  login's own session. ``close()`` ends the master; if konduktor is killed first, the
+  master ends itself after ``CONTROL_PERSIST_SECONDS`` without a session.
 * **The same settings.** config.yaml's values are ``-o`` options, which win over
   ``~/.ssh/config`` exactly as ssh.py's override block does (user, port, identity file,
   ProxyJump or ProxyCommand, known_hosts, connect timeout). Host keys are checked against the
@@ -36,15 +37,22 @@ import shlex
 import subprocess
 from typing import TYPE_CHECKING
 
+from konduktor_slurm import login_ahead
+from konduktor_slurm.login_ahead import CONTROL_PERSIST_SECONDS, private_directory
 from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from konduktor_slurm.config import SSHSettings
+    from konduktor_slurm.login_ahead import AheadLogin
     from konduktor_slurm.ssh import SSHTransport
 
 CLIENT_ENV = "KONDUKTOR_SSH_CLIENT"  # "paramiko": never use OpenSSH's client
-CONTROL_PERSIST_SECONDS = 30  # a master konduktor did not end (killed) ends itself then
 SSH_FAILED = 255  # ssh's own exit status when it could not connect or lost the connection
+# The first command rides the login started ahead as one line of its stdin (a longer one,
+# or one with a newline or with input, runs as the commands after it do).
+_MAX_RIDING_LINE = 32 * 1024
 
 
 def _on_path(program: str) -> str | None:
@@ -86,15 +94,17 @@ class OpenSSHTransport:
         slurm_bin_dir: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         config_path: str | None = None,
+        remember_in: Path | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.slurm_bin_dir = slurm_bin_dir
         self.timeout = timeout
         self.config_path = config_path
+        self.remember_in = remember_in  # where a login started ahead is kept for the next one
         self.description = f"ssh {settings.display}"
         self._socket_dir: str | None = None  # holds the ControlMaster's socket once opened
-        self._ahead: subprocess.Popen | None = None  # a master started by connect_ahead()
+        self._ahead: AheadLogin | None = None  # the login connect_ahead() started
         self._failed = False  # ssh failed once: every later command goes through ssh.py
         self._paramiko: SSHTransport | None = None
         self._user: str | None = None
@@ -153,37 +163,43 @@ class OpenSSHTransport:
     def connect_ahead(self) -> None:
         """Start logging in now, in the background, for the commands that will follow: the
         login's round trips (most of a status over SSH) then overlap konduktor's own start
-        (its imports, the store), and the first command runs over the ready connection.
+        (its imports, the store), and the first command rides the login (login_ahead.py).
 
-        The master runs no command (``-N``); with ControlPersist it detaches once logged in,
-        and the command's ``ssh`` process exits. Failures surface at the first command, which
-        then runs through ssh.py like any other OpenSSH failure."""
+        The login entry.py started as the process started is taken over when it is this
+        one; otherwise one starts now, and is remembered for the next status. Failures
+        surface at the first command, which then runs through ssh.py like any other
+        OpenSSH failure."""
         if self._failed or self._socket_dir is not None:
             return
-        self._socket_dir = _private_directory()
-        self._ahead = subprocess.Popen(
-            [self.client, *self._options(), *self._control(master=True), "-N", "--",
-             self.settings.host],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # the detached master keeps what it inherits open
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        options, host = self._options(), self.settings.host
+        ahead = login_ahead.claim(self.client, options, host)
+        if ahead is None:
+            ahead = login_ahead.spawn(self.client, options, host)
+            if self.remember_in is not None and self.config_path is not None:
+                login_ahead.remember(self.remember_in, self.config_path, self.client, options,
+                                     host)  # fmt: skip
+        self._ahead, self._socket_dir = ahead, ahead.socket_dir
 
     def run(
         self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, input_text: str | None = None
     ) -> CommandResult:
         if self._failed:
             return self.paramiko().run(argv, timeout=timeout, input_text=input_text)
+        line = self._command_line(argv)
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None
             if not self._wait_for_master(ahead):
+                ahead.release()
                 return self._fall_back(argv, timeout, input_text)
+            if input_text is None and "\n" not in line and len(line) < _MAX_RIDING_LINE:
+                return self._finish(ahead, argv, timeout, None, (line + "\n").encode())
+            ahead.release()  # its shell reads no line: the command goes as the next ones do
         opening = self._socket_dir is None
         if opening:
-            self._socket_dir = _private_directory()
+            self._socket_dir = private_directory()
         ssh = [
             self.client, *self._options(), *self._control(master=opening),
-            "--", self.settings.host, self._command_line(argv),
+            "--", self.settings.host, line,
         ]  # fmt: skip
         proc = subprocess.Popen(
             ssh,
@@ -193,11 +209,21 @@ class OpenSSHTransport:
         )
         if opening and not self._wait_for_master(proc):
             return self._fall_back(argv, timeout, input_text)
-        # From here the connection is up: ``timeout`` is the command's, as in ssh.py.
+        stdin = input_text.encode() if input_text is not None else None
+        return self._finish(proc, argv, timeout, input_text, stdin)
+
+    def _finish(
+        self,
+        proc: subprocess.Popen | AheadLogin,
+        argv: list[str],
+        timeout: float,
+        input_text: str | None,
+        stdin: bytes | None,
+    ) -> CommandResult:
+        """The command's answer (``stdin`` is what its ssh reads), over a connection that
+        is up: ``timeout`` is the command's, as in ssh.py."""
         try:
-            out, err = proc.communicate(
-                input_text.encode() if input_text is not None else None, timeout=timeout
-            )
+            out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -215,11 +241,10 @@ class OpenSSHTransport:
             tuple(argv), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
         )
 
-    def _wait_for_master(self, proc: subprocess.Popen) -> bool:
+    def _wait_for_master(self, proc: subprocess.Popen | AheadLogin) -> bool:
         """Whether the ControlMaster came up (its socket appears once logged in) within the
         connect timeout. ``proc`` is the ssh that opens it: one running the first command
-        (which then runs over it), or connect_ahead's, which exits once the master it forked
-        is up."""
+        (which then runs over it), or connect_ahead's, which waits for its first command."""
         import time
 
         socket = f"{self._socket_dir}/master"
@@ -320,12 +345,10 @@ class OpenSSHTransport:
         return self.paramiko().rsync_shell()
 
     def close(self) -> None:
-        if self._ahead is not None and self._ahead.poll() is None:
-            # Still logging in (no command came): stop it; a master it already forked is
-            # told to exit below like any other.
-            self._ahead.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._ahead.wait(timeout=5)
+        if self._ahead is not None:
+            # No command came (or it is still logging in): stop it; a master it already
+            # forked is told to exit below like any other.
+            self._ahead.release()
         self._ahead = None
         self._close_master()
         if self._paramiko is not None:
@@ -351,18 +374,3 @@ class OpenSSHTransport:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C in the terminal does not cut it short
         )
-
-
-def _private_directory() -> str:
-    """A new 0700 directory for the control socket (a socket path must stay under ~100
-    bytes: $TMPDIR when it is short, else /tmp)."""
-    base = os.environ.get("TMPDIR") or "/tmp"
-    if len(base) > 60:
-        base = "/tmp"
-    while True:
-        path = os.path.join(base, f"konduktor-ssh-{os.getpid()}-{os.urandom(4).hex()}")
-        try:
-            os.mkdir(path, 0o700)
-            return path
-        except FileExistsError:
-            continue

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING
 from konduktor_slurm.service.errors import InputError, JobNotFoundError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from konduktor_slurm.config import Settings
     from konduktor_slurm.slurm import Slurm
     from konduktor_slurm.store import JobRecord, Store
@@ -90,6 +88,7 @@ def open_slurm(config: Settings, commands_only: bool = False, connect_ahead: boo
                 slurm_bin_dir=config.slurm_bin_dir,
                 timeout=config.slurm_timeout,
                 config_path=str(config.config_path),
+                remember_in=config.home,
             )
             if connect_ahead:
                 commands.connect_ahead()  # before the Slurm adapter's import, to overlap it
@@ -117,7 +116,11 @@ def open_session(config: Settings | None = None, commands_only: bool = False) ->
     """``commands_only``: see ``open_slurm``. Over SSH, a status of a store with unfinished
     jobs starts logging in before the store and the Slurm adapter are even loaded."""
     config = config or load_config()
-    ahead = commands_only and config.ssh is not None and _may_ask_slurm(config.store_path)
+    ahead = False
+    if commands_only and config.ssh is not None:
+        from konduktor_slurm.login_ahead import may_ask_slurm
+
+        ahead = may_ask_slurm(str(config.store_path))
     slurm = open_slurm(config, commands_only, connect_ahead=ahead)
     try:
         from konduktor_slurm.store import Store
@@ -126,25 +129,3 @@ def open_session(config: Settings | None = None, commands_only: bool = False) ->
     except BaseException:
         slurm.transport.close()  # a login started ahead is not left behind
         raise
-
-
-def _may_ask_slurm(store_path: Path) -> bool:
-    """Whether the store holds a submitted job that has not finished (a status asks Slurm
-    about it), read straight from SQLite before the store module is loaded. Only a hint:
-    the store proper is opened and checked right after; any doubt (a damaged or locked
-    file) says yes, and a store that does not exist yet says no."""
-    import sqlite3
-
-    if not store_path.is_file():
-        return False
-    try:
-        db = sqlite3.connect(f"{store_path.resolve().as_uri()}?mode=ro", uri=True, timeout=0.1)
-        try:
-            row = db.execute(
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE terminal = 0 AND slurm_job_id IS NOT NULL)"
-            ).fetchone()
-        finally:
-            db.close()
-    except (sqlite3.Error, OSError, ValueError):
-        return True
-    return bool(row and row[0])

@@ -970,3 +970,74 @@ def test_status_with_accept_new_host_keys_through_openssh_remembers_the_key(
     assert f"[127.0.0.1]:{sshd.port} ssh-ed25519 " in laptop.known_hosts.read_text()
     checked = laptop.run("check", "--json")
     assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.output
+
+
+# Runs a bare `konduktor status --json` (entry.py's path) and says on stderr whether the
+# transport took over the login entry.py started as the process started.
+_CLAIM_WITNESS = """
+import sys
+from konduktor_slurm import entry, login_ahead
+claim = login_ahead.claim
+def witnessed(*args):
+    login = claim(*args)
+    sys.stderr.write("early login: " + ("taken over" if login else "none") + "\\n")
+    return login
+login_ahead.claim = witnessed
+sys.argv = ["konduktor", "status", "--json"]
+entry.run()
+"""
+
+
+def test_a_bare_status_starts_its_login_as_it_starts_and_leaves_nothing(
+    laptop: Workstation,
+    sshd: DedicatedSSHD,
+    tmp_path: Path,
+    remote_cleanup: list[str],
+    short_tmpdir: Path,
+) -> None:
+    from konduktor_slurm import login_ahead
+
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"early{tag}")
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: early{tag}\nslurm:\n  sbatch_options: ['--hold']\nrun: 'true'\n")
+    launched = laptop.run("launch", "-y", "-d", str(task))
+    assert launched.returncode == 0, launched.output
+    name, _ = submitted(launched.stdout)
+    held = "SUSPENDED (by user)"  # --hold: a user hold, as `konduktor stop` makes
+    env = {**laptop.env(), "TMPDIR": str(short_tmpdir)}
+
+    def status() -> tuple[dict, str]:
+        before = sshd.accepted()
+        proc = subprocess.run([sys.executable, "-c", _CLAIM_WITNESS], capture_output=True,
+                              text=True, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        time.sleep(0.2)
+        assert sshd.accepted() - before == 1  # one login, whoever started it
+        deadline = time.monotonic() + 10  # the master ends with the command, its dir too
+        while masters_in(short_tmpdir) or any(short_tmpdir.iterdir()):
+            assert time.monotonic() < deadline, masters_in(short_tmpdir)
+            time.sleep(0.1)
+        jobs = {job["name"]: job["status"] for job in json.loads(proc.stdout)["jobs"]}
+        return jobs, proc.stderr
+
+    # The first status logs in as before, and remembers how (privately: it is a command).
+    jobs, stderr = status()
+    assert jobs[name] == held and "early login: none" in stderr
+    remembered = laptop.directory / "kdhome" / login_ahead.CACHE_NAME
+    assert remembered.stat().st_mode & 0o777 == 0o600
+    # The next one starts that login before loading anything; its squeue rides it.
+    jobs, stderr = status()
+    assert jobs[name] == held and "early login: taken over" in stderr
+
+    # A remembered login that is not the one the config asks for (here: as nobody) is
+    # ended unused, and the status is the config's, over a login of its own.
+    head = 1 + len(login_ahead._key(env["KONDUKTOR_CONFIG"], env) or [])
+    client, host, *options = login_ahead._records(remembered.read_bytes())[0][head:]
+    # (ssh takes an option's first value: nobody's login, which has no key, is refused.)
+    login_ahead.remember(remembered.parent, env["KONDUKTOR_CONFIG"], client,
+                         ["-o", "User=nobody", *options], host)  # fmt: skip
+    assert login_ahead._remembered(env)[2][1] == "User=nobody"  # type: ignore[index]
+    jobs, stderr = status()
+    assert jobs[name] == held and "early login: none" in stderr
+    assert login_ahead._remembered(env)[2] == options  # type: ignore[index]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from konduktor_slurm.config import Settings, SSHSettings
+from konduktor_slurm.login_ahead import DEFERRED_COMMAND
 from konduktor_slurm.openssh import OpenSSHTransport, openssh_client
 from konduktor_slurm.service.session import open_slurm
 from konduktor_slurm.ssh import SSHTransport
@@ -115,7 +116,10 @@ if [ $master = yes ]; then
   [ "$FAKE_SSH_LOGIN" = never ] && exec sleep 30
   sleep "${FAKE_SSH_LOGIN:-0}"; : > "$socket"
 fi
-exec sh -c "exec $1"
+case "$1" in  # as sshd runs it: the account's shell -c (exec: a kill ends the command)
+  exec\ *) exec sh -c "$1";;
+  *) exec sh -c "exec $1";;
+esac
 """
 
 
@@ -213,12 +217,40 @@ def test_connect_ahead_logs_in_meanwhile_and_commands_run_over_it(
     started = time.monotonic()
     transport.connect_ahead()
     assert time.monotonic() - started < 0.2  # it does not wait for the login
-    first = transport.run(["echo", "a"], timeout=5)
+    first = transport.run(["sh", "-c", "echo 'a  b'; echo err >&2; exit 3"], timeout=5)
     second = transport.run(["echo", "b"], timeout=5)
-    assert (first.stdout, second.stdout) == ("a\n", "b\n")
+    assert (first.returncode, first.stdout, first.stderr) == (3, "a  b\n", "err\n")
+    assert (second.returncode, second.stdout) == (0, "b\n")
+    # The first command rode the login's own session (no ssh of its own); the next one
+    # multiplexes over its master.
     calls = log.read_text().splitlines()
-    assert "ControlMaster=yes" in calls[0] and calls[0].split()[-3:] == ["-N", "--", "login"]
-    assert all("ControlMaster=no" in call for call in calls[1:3])
+    assert len(calls) == 2, calls
+    assert "ControlMaster=yes" in calls[0] and calls[0].endswith(f"-- login {DEFERRED_COMMAND}")
+    assert "ControlMaster=no" in calls[1] and calls[1].endswith("-- login echo b")
+    assert transport.connections == 1
+    transport.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "input_text"),
+    [
+        (["printf", "%s|", "two\nlines", "x"], None),  # a newline: not one line for read
+        (["cat"], "from stdin\n"),  # input: the command reads stdin, not a line of it
+        (["echo", "y" * 40_000], None),  # longer than a line ridden
+    ],
+    ids=["newline", "input", "long"],
+)
+def test_a_first_command_that_cannot_ride_the_login_runs_over_its_master(
+    fake_ssh, monkeypatch: pytest.MonkeyPatch, argv: list[str], input_text: str | None
+) -> None:
+    transport, log = fake_ssh
+    monkeypatch.setenv("FAKE_SSH_LOGIN", "0.1")
+    transport.connect_ahead()
+    result = transport.run(argv, timeout=5, input_text=input_text)
+    expected = {"printf": "two\nlines|x|", "cat": "from stdin\n", "echo": "y" * 40_000 + "\n"}
+    assert (result.returncode, result.stdout) == (0, expected[argv[0]])
+    calls = [call for call in log.read_text().splitlines() if call.startswith("-o ")]
+    assert len(calls) == 2 and "ControlMaster=no" in calls[1], calls
     assert transport.connections == 1
     transport.close()
 
@@ -242,11 +274,11 @@ def test_closing_before_any_command_stops_a_login_under_way(
 
 
 def test_a_status_logs_in_ahead_only_when_slurm_will_be_asked(tmp_path: Path) -> None:
-    from konduktor_slurm.service.session import _may_ask_slurm
+    from konduktor_slurm.login_ahead import may_ask_slurm as _may_ask
     from konduktor_slurm.store import JobRecord, Store
 
     path = tmp_path / "home" / "state.db"
-    assert not _may_ask_slurm(path)  # no store yet: nothing to ask about
+    assert not _may_ask(str(path))  # no store yet: nothing to ask about
 
     def job(name: str, slurm_id: str | None, terminal: bool) -> JobRecord:
         return JobRecord(name=name, task_name="t", user="u", resources="1x", num_nodes=1,
@@ -256,9 +288,9 @@ def test_a_status_logs_in_ahead_only_when_slurm_will_be_asked(tmp_path: Path) ->
     store = Store(path)
     store.add(job("done-1", "11", terminal=True))
     store.add(job("staging-2", None, terminal=False))  # not submitted: Slurm knows nothing
-    assert not _may_ask_slurm(path)
+    assert not _may_ask(str(path))
     store.add(job("waiting-3", "13", terminal=False))
-    assert _may_ask_slurm(path)
+    assert _may_ask(str(path))
     store.close()
     path.write_bytes(b"not a database" * 100)
-    assert _may_ask_slurm(path)  # any doubt: yes (the store proper then says what is wrong)
+    assert _may_ask(str(path))  # any doubt: yes (the store proper then says what is wrong)
