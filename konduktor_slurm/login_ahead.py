@@ -282,8 +282,10 @@ def _remembered(environ: Mapping[str, str]) -> tuple[str, str, list[str], str] |
     when config.yaml and this konduktor are unchanged since, else None."""
     home, config_path = _paths(environ)
     data = _read_private(os.path.join(home, CACHE_NAME))
+    if data is None:  # (a status on the login node itself: no login, no file)
+        return None
     key = _key(config_path, environ)
-    if data is None or key is None:
+    if key is None:
         return None
     head = [_MAGIC, *key]
     for record in _records(data):
