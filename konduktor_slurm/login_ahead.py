@@ -29,6 +29,8 @@ from __future__ import annotations
 import os
 import stat
 
+from konduktor_slurm.private_files import read_bytes
+
 TYPE_CHECKING = False  # typing's import is what this module avoids (see above)
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -223,29 +225,6 @@ def _paths(environ: Mapping[str, str]) -> tuple[str, str]:
     return home, os.path.expanduser(environ.get("KONDUKTOR_CONFIG") or f"{home}/config.yaml")
 
 
-def _read_private(path: str) -> bytes | None:
-    """The file's bytes when it is a regular file, ours, that nobody else can write
-    (private_files.read_json's rule, without its imports)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if (
-            not stat.S_ISREG(info.st_mode)
-            or info.st_uid != os.geteuid()
-            or info.st_mode & 0o022
-            or info.st_size > MAX_CACHE_BYTES
-        ):
-            return None
-        return os.read(fd, MAX_CACHE_BYTES + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def _records(data: bytes) -> list[list[str]]:
     """The file's records: each a list of fields, none empty (hence ``\\0\\0`` between
     records)."""
@@ -269,7 +248,7 @@ def remember(home: Path, config_path: str, client: str, options: Sequence[str], 
     if not all(record) or any("\0" in field for field in record):
         return  # (no argument holds a NUL; an empty one would read as a record's end)
     path = home / CACHE_NAME
-    kept = _records(_read_private(str(path)) or b"")
+    kept = _records(read_bytes(path, MAX_CACHE_BYTES) or b"")
     if kept[:1] == [record]:
         return  # already the newest: no write for every status
     head = record[: 1 + len(key)]
@@ -281,7 +260,7 @@ def _remembered(environ: Mapping[str, str]) -> tuple[str, str, list[str], str] |
     """(client, host, options, store path) of this environment's previous status over SSH
     when config.yaml and this konduktor are unchanged since, else None."""
     home, config_path = _paths(environ)
-    data = _read_private(os.path.join(home, CACHE_NAME))
+    data = read_bytes(os.path.join(home, CACHE_NAME), MAX_CACHE_BYTES)
     if data is None:  # (a status on the login node itself: no login, no file)
         return None
     key = _key(config_path, environ)

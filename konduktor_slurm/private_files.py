@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # login_ahead.py reads here before typing or pathlib is loaded
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 
-def read_json(path: Path, max_bytes: int) -> Any | None:
-    """The JSON value in ``path``, or None when it is missing or not to be trusted."""
-    import json
-
+def read_bytes(path: str | Path, max_bytes: int) -> bytes | None:
+    """The bytes in ``path``, or None when it is missing or not to be trusted."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -33,11 +34,24 @@ def read_json(path: Path, max_bytes: int) -> Any | None:
             or info.st_size > max_bytes
         ):
             return None
-        return json.loads(os.read(fd, max_bytes + 1))
-    except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested deep
+        return os.read(fd, max_bytes + 1)
+    except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def read_json(path: Path, max_bytes: int) -> Any | None:
+    """The JSON value in ``path``, or None when it is missing or not to be trusted."""
+    import json
+
+    data = read_bytes(path, max_bytes)
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deep
+        return None
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -886,6 +886,19 @@ def masters_in(directory: Path) -> list[str]:
     return found
 
 
+def launch_task(
+    laptop: Workstation, tmp_path: Path, remote_cleanup: list[str], prefix: str, body: str
+) -> tuple[str, str]:
+    """``launch -d`` of a task named ``<prefix><tag>`` with ``body``: (job name, Slurm id)."""
+    task_name = f"{prefix}{uuid.uuid4().hex[:6]}"
+    remote_cleanup.append(task_name)
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: {task_name}\n{body}")
+    launched = laptop.run("launch", "-y", "-d", str(task))
+    assert launched.returncode == 0, launched.output
+    return submitted(launched.stdout)
+
+
 def test_status_of_a_job_that_ended_unseen_is_one_connection_through_openssh(
     laptop: Workstation,
     sshd: DedicatedSSHD,
@@ -893,13 +906,7 @@ def test_status_of_a_job_that_ended_unseen_is_one_connection_through_openssh(
     remote_cleanup: list[str],
     short_tmpdir: Path,
 ) -> None:
-    tag = uuid.uuid4().hex[:6]
-    remote_cleanup.append(f"sshstatus{tag}")
-    task = tmp_path / "task.yaml"
-    task.write_text(f"name: sshstatus{tag}\nrun: exit 3\n")
-    launched = laptop.run("launch", "-y", "-d", str(task))
-    assert launched.returncode == 0, launched.output
-    name, job_id = submitted(launched.stdout)
+    name, job_id = launch_task(laptop, tmp_path, remote_cleanup, "sshstatus", "run: exit 3\n")
     deadline = time.monotonic() + 60  # ended on the cluster, not yet seen by konduktor
     while job_id in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
                                    text=True).stdout.split():  # fmt: skip
@@ -997,13 +1004,8 @@ def test_a_bare_status_starts_its_login_as_it_starts_and_leaves_nothing(
 ) -> None:
     from konduktor_slurm import login_ahead
 
-    tag = uuid.uuid4().hex[:6]
-    remote_cleanup.append(f"early{tag}")
-    task = tmp_path / "task.yaml"
-    task.write_text(f"name: early{tag}\nslurm:\n  sbatch_options: ['--hold']\nrun: 'true'\n")
-    launched = laptop.run("launch", "-y", "-d", str(task))
-    assert launched.returncode == 0, launched.output
-    name, _ = submitted(launched.stdout)
+    body = "slurm:\n  sbatch_options: ['--hold']\nrun: 'true'\n"
+    name, _ = launch_task(laptop, tmp_path, remote_cleanup, "early", body)
     held = "SUSPENDED (by user)"  # --hold: a user hold, as `konduktor stop` makes
     env = {**laptop.env(), "TMPDIR": str(short_tmpdir)}
 
