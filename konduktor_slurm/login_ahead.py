@@ -309,23 +309,40 @@ def abandon(login: AheadLogin | None = None) -> None:
     global _early
     if login is None:
         login, _early = _early, None
-    if login is None:
-        return
-    login.release()
-    socket = f"{login.socket_dir}/master"
-    if os.path.exists(socket):  # it got as far as the master: tell it to end too
-        os.posix_spawn(
-            "/bin/sh",
-            ["/bin/sh", "-c", '"$1" -o ControlPath="$2" -O exit konduktor >/dev/null 2>&1;'
-             ' rmdir "$3"', "sh", login.argv[0], socket, login.socket_dir],
-            os.environ,
-            setsid=True,
-        )  # fmt: skip
-        return
-    import contextlib
+    if login is not None:
+        login.release()
+        end_master(login.argv[0], login.socket_dir)
 
-    with contextlib.suppress(OSError):
-        os.rmdir(login.socket_dir)
+
+# `ssh -O exit` returns once the master has the message; the master unlinks its socket a
+# moment later. The directory is removed after that (at most 5 s), else an rmdir that came
+# first would leave it behind.
+_END_MASTER = (
+    '"$1" -o ControlPath="$2/master" -O exit konduktor; i=0; '
+    'while [ -e "$2/master" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; '
+    'rm -rf -- "$2"'
+)
+
+
+def end_master(client: str, socket_dir: str) -> None:
+    """Tell the master in ``socket_dir``, if it got that far, to end, and remove the
+    directory, without waiting for either: a detached shell does it, with nothing of ours
+    open (a pipe reading our output sees its end when we end)."""
+    if not os.path.exists(f"{socket_dir}/master"):
+        try:  # never logged in: nothing to tell (a master killed half-way left a temp socket)
+            for entry in os.scandir(socket_dir):
+                os.unlink(entry.path)
+            os.rmdir(socket_dir)
+        except OSError:
+            pass
+        return
+    os.posix_spawn(
+        "/bin/sh",
+        ["/bin/sh", "-c", _END_MASTER, "sh", client, socket_dir],
+        os.environ,
+        file_actions=[(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)],
+        setsid=True,  # a Ctrl-C in the terminal does not cut it short
+    )
 
 
 def may_ask_slurm(store_path: str) -> bool:

@@ -359,18 +359,5 @@ class OpenSSHTransport:
         command's answer is out, and `ssh -O exit` takes a process start and a round trip.
         (A master that does not get the message ends itself after CONTROL_PERSIST_SECONDS.)"""
         directory, self._socket_dir = self._socket_dir, None
-        if directory is None:
-            return
-        socket = f"{directory}/master"
-        if not os.path.exists(socket):
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
-            return
-        stop = shlex.join([self.client, "-o", f"ControlPath={socket}", "-O", "exit", "konduktor"])
-        subprocess.Popen(
-            ["/bin/sh", "-c", f"{stop} >/dev/null 2>&1; rmdir {shlex.quote(directory)}"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in the terminal does not cut it short
-        )
+        if directory is not None:
+            login_ahead.end_master(self.client, directory)

@@ -1018,7 +1018,8 @@ def test_a_bare_status_starts_its_login_as_it_starts_and_leaves_nothing(
         assert sshd.accepted() - before == 1  # one login, whoever started it
         deadline = time.monotonic() + 10  # the master ends with the command, its dir too
         while masters_in(short_tmpdir) or any(short_tmpdir.iterdir()):
-            assert time.monotonic() < deadline, masters_in(short_tmpdir)
+            left = (masters_in(short_tmpdir), list(short_tmpdir.rglob("*")))
+            assert time.monotonic() < deadline, left
             time.sleep(0.1)
         jobs = {job["name"]: job["status"] for job in json.loads(proc.stdout)["jobs"]}
         return jobs, proc.stderr

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -105,7 +107,11 @@ while [ $# -gt 0 ]; do
           ControlPath=*) socket="${2#ControlPath=}";;
           ControlMaster=yes) master=yes;;
         esac; shift 2;;
-    -O) [ "$2" = exit ] && rm -f "$socket"; exit 0;;
+    -O) [ "$2" = exit ] || exit 0
+        if [ -n "$FAKE_SSH_SLOW_EXIT" ]; then  # the master unlinks its socket a moment later
+          (sleep "$FAKE_SSH_SLOW_EXIT"; rm -f "$socket") >/dev/null 2>&1 &
+        else rm -f "$socket"; fi
+        exit 0;;
     -G) echo "user fakeuser"; exit 0;;
     --) shift; shift; break;;
     *) shift;;
@@ -174,6 +180,49 @@ def test_commands_share_one_master_and_close_ends_it(fake_ssh) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert any("-O exit" in call for call in log.read_text().splitlines())
+
+
+def test_the_directory_goes_once_a_slow_master_has_let_go_of_its_socket(
+    fake_ssh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport, _ = fake_ssh
+    monkeypatch.setenv("FAKE_SSH_SLOW_EXIT", "0.5")
+    assert transport.run(["echo", "a"], timeout=5).stdout == "a\n"
+    transport.close()
+    tmpdir = Path(os.environ["TMPDIR"])
+    time.sleep(0.8)  # an rmdir right after `ssh -O exit` failed, and the directory stayed
+    assert not any(tmpdir.iterdir())
+
+
+def test_ending_the_master_holds_nothing_of_the_caller_open(
+    fake_ssh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `konduktor status | cat` ends when konduktor does, not when the shell that removes
+    # the socket's directory (after a slow master) does.
+    transport, _ = fake_ssh
+    monkeypatch.setenv("FAKE_SSH_SLOW_EXIT", "3")
+    script = (
+        "import sys\n"
+        "from konduktor_slurm.config import SSHSettings\n"
+        "from konduktor_slurm.openssh import OpenSSHTransport\n"
+        f"t = OpenSSHTransport(SSHSettings('login'), {transport.client!r})\n"
+        "print(t.run(['echo', 'done'], timeout=5).stdout, end='')\n"
+        "t.close()\n"
+    )
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout) == (0, "done\n"), proc.stderr
+    assert time.monotonic() - start < 2.5
+
+
+def test_a_login_killed_half_way_leaves_no_directory(tmp_path: Path) -> None:
+    from konduktor_slurm.login_ahead import end_master
+
+    directory = tmp_path / "konduktor-ssh-1"
+    directory.mkdir()
+    (directory / "master.Xa1b2c3d4e5f6g7h8").write_text("")  # OpenSSH's temporary socket
+    end_master("/usr/bin/ssh", str(directory))
+    assert not directory.exists()
 
 
 def test_a_command_that_hangs_is_a_timeout_not_a_lost_connection(fake_ssh) -> None:
