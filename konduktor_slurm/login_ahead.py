@@ -341,7 +341,7 @@ def end_master(client: str, socket_dir: str) -> None:
         ["/bin/sh", "-c", _END_MASTER, "sh", client, socket_dir],
         os.environ,
         file_actions=[(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)],
-        setsid=True,  # a Ctrl-C in the terminal does not cut it short
+        setpgroup=0,  # a Ctrl-C in the terminal does not cut it short (POSIX, unlike setsid)
     )
 
 

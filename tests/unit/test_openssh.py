@@ -188,10 +188,25 @@ def test_the_directory_goes_once_a_slow_master_has_let_go_of_its_socket(
     transport, _ = fake_ssh
     monkeypatch.setenv("FAKE_SSH_SLOW_EXIT", "0.5")
     assert transport.run(["echo", "a"], timeout=5).stdout == "a\n"
-    transport.close()
     tmpdir = Path(os.environ["TMPDIR"])
+    transport.close()
+    # The shell that waits is out of our process group: a Ctrl-C at the terminal that
+    # stops konduktor does not cut it short.
+    waiting = [pid for pid in _processes_mentioning(str(tmpdir)) if pid != os.getpid()]
+    assert waiting and all(os.getpgid(pid) != os.getpgrp() for pid in waiting)
     time.sleep(0.8)  # an rmdir right after `ssh -O exit` failed, and the directory stayed
     assert not any(tmpdir.iterdir())
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_ending_the_master_holds_nothing_of_the_caller_open(
