@@ -10,10 +10,12 @@ early as it can:
   keyed on the config file as it was then and on the environment that shaped the command.
   When config.yaml, that environment and this konduktor are unchanged, and the store holds
   a job Slurm will be asked about, that command starts at once, with nothing loaded but
-  ``os`` (not even ``subprocess``: the process is ``posix_spawn``'s). The transport then
-  ``claim``s it only if it is exactly the command it would start itself; anything else is
-  killed unused, and the transport starts its own. Like the config cache, the file is read
-  only when it is ours and nobody else can write it: it holds a command that is run.
+  ``os`` and ``sqlite3`` (not even ``subprocess``: the process is ``posix_spawn``'s). The
+  transport then ``claim``s it only if it is exactly the command it would start itself;
+  anything else is killed unused, and the transport starts its own. Like the config cache,
+  the file is read only when it is ours and nobody else can write it: it holds a command
+  that is run. (No racy-mtime rule is needed: a config edited within its timestamps'
+  granularity at most starts a login that is then not claimed.)
 * **The first command rides the login.** The login runs ``DEFERRED_COMMAND`` on the login
   node: a shell that reads one command line from stdin and runs it. The first command is
   written to it once it is known, so it needs no second ``ssh`` process (a multiplexing
