@@ -1044,3 +1044,21 @@ def test_a_bare_status_starts_its_login_as_it_starts_and_leaves_nothing(
     jobs, stderr = status()
     assert jobs[name] == held and "early login: none" in stderr
     assert login_ahead._remembered(env)[2] == options  # type: ignore[index]
+
+    # The login node gone: the login started ahead fails at once, and the status is what
+    # it always was then: the last known states, one warning line, exit 3, nothing left.
+    sshd.kill()
+    try:
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-c", _CLAIM_WITNESS], capture_output=True,
+                              text=True, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert time.monotonic() - start < 10
+        assert proc.returncode == 3, proc.stderr[-3000:]
+        assert "early login: taken over" in proc.stderr
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("Warning:")]
+        assert len(warnings) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert {job["name"]: job["status"] for job in json.loads(proc.stdout)["jobs"]} == jobs
+        time.sleep(0.5)
+        assert not masters_in(short_tmpdir) and not any(short_tmpdir.iterdir())
+    finally:
+        sshd.start()
