@@ -150,7 +150,7 @@ def test_a_login_that_is_not_the_transports_is_ended_unused(laptop: Laptop) -> N
     early = login_ahead._early
     assert early is not None
     laptop.wait_for_calls(1)
-    # The transport would log in otherwise (a ~/.ssh/config-less option changed, say).
+    # A transport whose login differs from the remembered one (here: as another user).
     transport = OpenSSHTransport(
         SSHSettings("login", connect_timeout=2.0, user="other"),
         str(laptop.client),
@@ -188,18 +188,17 @@ def test_each_environment_keeps_its_own_login(
 ) -> None:
     laptop.first_status()  # a terminal's
     terminal = login_ahead._remembered(os.environ)
+    terminal_path = os.environ["PATH"]
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # cron's
     assert login_ahead._remembered(os.environ) is None
     laptop.first_status()
     assert login_ahead._remembered(os.environ) is not None
-    monkeypatch.undo()
-    monkeypatch.setenv("FAKE_SSH_LOG", str(laptop.log))
-    monkeypatch.setenv("KONDUKTOR_HOME", str(laptop.home))
+    monkeypatch.setenv("PATH", terminal_path)
     assert login_ahead._remembered(os.environ) == terminal
     records = login_ahead._records((laptop.home / login_ahead.CACHE_NAME).read_bytes())
     assert len(records) == 2
-    for _ in range(6):  # bounded
-        monkeypatch.setenv("PATH", f"/opt/{_}:/usr/bin:/bin")
+    for index in range(6):  # bounded
+        monkeypatch.setenv("PATH", f"/opt/{index}:/usr/bin:/bin")
         laptop.first_status()
     assert len(login_ahead._records((laptop.home / login_ahead.CACHE_NAME).read_bytes())) == 4
 
