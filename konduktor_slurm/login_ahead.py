@@ -294,6 +294,11 @@ def start_early(environ: Mapping[str, str] = os.environ) -> None:
         return
 
 
+def started_early() -> bool:
+    """Whether start_early started a login nobody has claimed yet."""
+    return _early is not None
+
+
 def claim(client: str, options: Sequence[str], host: str) -> AheadLogin | None:
     """The login start_early started, if it is this one; any other is ended unused."""
     global _early

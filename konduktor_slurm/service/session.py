@@ -118,9 +118,10 @@ def open_session(config: Settings | None = None, commands_only: bool = False) ->
     config = config or load_config()
     ahead = False
     if commands_only and config.ssh is not None:
-        from konduktor_slurm.login_ahead import may_ask_slurm
+        from konduktor_slurm import login_ahead
 
-        ahead = may_ask_slurm(str(config.store_path))
+        # A login entry.py started has already read the store: not read twice.
+        ahead = login_ahead.started_early() or login_ahead.may_ask_slurm(str(config.store_path))
     slurm = open_slurm(config, commands_only, connect_ahead=ahead)
     try:
         from konduktor_slurm.store import Store
