@@ -140,6 +140,11 @@ def test_slurmd_killed_under_a_two_node_job_names_the_node_then_runs_again(
         'run: echo "run $KONDUKTOR_RESTART_ATTEMPT on rank $RANK"; sleep 300\n',
     )
     wait_for_status(kd, name, {"ACTIVE"})
+    # ACTIVE comes with the allocation; the step starts on the nodes a moment later. Killed
+    # before that, slurmd-node2 fails the launch itself ("Task launch ... failed on node
+    # node2") and the job fails within seconds, before slurmctld can see the node go.
+    wait_until_output(kd, name, "run 0 on rank 0")
+    wait_until_output(kd, name, "run 0 on rank 1")
     kill_daemon("slurmd-node2")
     # slurmctld notices after SlurmdTimeout (20 s) and requeues the job (JobRequeue=1).
     job = wait_until(
@@ -166,12 +171,8 @@ def test_slurmd_killed_under_a_two_node_job_names_the_node_then_runs_again(
     subprocess.run(["scontrol", "update", f"jobname={name}", "starttime=now"], check=False)
     job = wait_for_status(kd, name, {"ACTIVE"}, timeout=150)
     # ACTIVE from the allocation on; each rank prints its line when its task starts.
-    deadline = time.monotonic() + 30
-    logs = kd("logs", name).stdout
-    while not ("run 1 on rank 0" in logs and "run 1 on rank 1" in logs):
-        assert time.monotonic() < deadline, logs
-        time.sleep(1)
-        logs = kd("logs", name).stdout
+    wait_until_output(kd, name, "run 1 on rank 0", timeout=30)
+    wait_until_output(kd, name, "run 1 on rank 1", timeout=30)
     kd("down", "-y", name)
 
 
