@@ -134,6 +134,9 @@ class SlurmFacts:
     # Per-rank exit codes written by the job script itself (rank -> code), since sacct only
     # keeps the highest code of a multi-node step.
     rank_exit_codes: dict[int, int] = field(default_factory=dict)
+    # Ranks srun could not launch (rank -> its node), written by the job script: the node's
+    # slurmd died or did not answer as the run started.
+    ranks_not_started: dict[int, str] = field(default_factory=dict)
     # Nodes that failed (from sacct NodeList on NODE_FAIL, or squeue).
     failed_nodes: str | None = None
 
@@ -581,6 +584,32 @@ class _Ctx:
         return f"ranks {_compress_ranks(ranks)} failed ({first})"
 
     @cached_property
+    def unstarted_ranks(self) -> dict[int, str]:
+        """ranks_not_started with anything unparsable dropped (written by job scripts)."""
+        out: dict[int, str] = {}
+        for rank, node in (self.slurm.ranks_not_started or {}).items():
+            r = _as_int(rank, None)
+            if r is not None and isinstance(node, str) and node:
+                out[r] = node
+        return out
+
+    @cached_property
+    def ranks_not_started(self) -> bool:
+        return bool(self.unstarted_ranks)
+
+    @cached_property
+    def not_started(self) -> str:
+        ranks = self.unstarted_ranks
+        if not ranks:
+            return ""
+        if len(ranks) == 1:
+            ((rank, node),) = ranks.items()
+            return f"rank {rank} never started on {node}"
+        nodes = list(dict.fromkeys(ranks[r] for r in sorted(ranks)))
+        shown = ", ".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+        return f"ranks {_compress_ranks(sorted(ranks))} never started ({shown})"
+
+    @cached_property
     def on_failed_rank(self) -> str:
         return f" on rank {self.failing_ranks[0]}" if self.failing_ranks else ""
 
@@ -679,6 +708,10 @@ def _exit_failed(c: _Ctx) -> bool:
     return c.exit_failed
 
 
+def _ranks_not_started(c: _Ctx) -> bool:
+    return c.ranks_not_started
+
+
 def _requeued_and_waiting(c: _Ctx) -> bool:
     return c.requeued and c.reason_class in WAITING_CLASSES
 
@@ -737,11 +770,16 @@ STATE_RULES: Final[Mapping[str, tuple[Rule, ...]]] = MappingProxyType(
         # sacct keeps only the highest code of a multi-node step, so a rank that failed
         # while the batch step exited 0 still fails the job.
         "COMPLETED": (
+            Rule(_ranks_not_started, State.FAILED, "{c.not_started}"),
             Rule(_ranks_failed, State.FAILED, "{c.rank_failure}"),
             Rule(_exit_failed, State.FAILED, "{c.exit_failure}"),
             Rule(_always, State.COMPLETED, "{c.all_ok}"),
         ),
-        "FAILED": (Rule(_always, State.FAILED, "{c.failure}"),),
+        # A rank that never started explains the job's end better than srun's exit code.
+        "FAILED": (
+            Rule(_ranks_not_started, State.FAILED, "{c.not_started}"),
+            Rule(_always, State.FAILED, "{c.failure}"),
+        ),
         "NODE_FAIL": (Rule(_always, State.FAILED, "node failure{c.failed_nodes_paren}"),),
         "BOOT_FAIL": (Rule(_always, State.FAILED, "node boot failure{c.failed_nodes_paren}"),),
         "TIMEOUT": (Rule(_always, State.FAILED, "timeout{c.after_time_limit}"),),

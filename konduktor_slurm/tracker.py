@@ -27,6 +27,8 @@ from konduktor_slurm.store import JobRecord, Store
 from konduktor_slurm.transport import TransportError
 
 RANK_EXIT_GLOB = "rank-*.exit"
+# Written by the batch script: "RANK NODE" for every rank srun could not launch.
+UNSTARTED_RANKS_FILE = "ranks-not-started"
 
 
 class RefreshResult(NamedTuple):
@@ -46,26 +48,49 @@ class RefreshResult(NamedTuple):
         return self.stale_reason is not None
 
 
-def read_rank_exit_codes(slurm: Slurm, job_dirs: list[str]) -> dict[str, dict[int, int]]:
-    """``{job_dir: {rank: exit code}}`` for all ``job_dirs`` with one command."""
+class RankReport(NamedTuple):
+    """What a finished job's ranks left in its directory."""
+
+    exit_codes: dict[int, int]  # rank -> the exit code its node script recorded
+    not_started: dict[int, str]  # rank -> node: srun could not launch it there
+
+
+def read_rank_reports(slurm: Slurm, job_dirs: list[str]) -> dict[str, RankReport]:
+    """``{job_dir: RankReport}`` for all ``job_dirs`` with one command."""
     if not job_dirs:
         return {}
-    # grep prints "path:line" for every line of every matching file; '' matches any line.
+    # grep prints "path:line" for every line of every matching file; '' matches any line
+    # (an empty rank-N.exit, a rank still running or killed, prints nothing).
     result = slurm.transport.run(
-        ["grep", "-rHs", f"--include={RANK_EXIT_GLOB}", "", *job_dirs], timeout=slurm.timeout
+        [
+            "grep",
+            "-rHs",
+            f"--include={RANK_EXIT_GLOB}",
+            f"--include={UNSTARTED_RANKS_FILE}",
+            "",
+            *job_dirs,
+        ],
+        timeout=slurm.timeout,
     )
-    codes: dict[str, dict[int, int]] = {}
+    reports: dict[str, RankReport] = {}
     for line in result.stdout.splitlines():
         path, _, value = line.rpartition(":")
         directory, _, filename = path.rpartition("/")
+        if filename == UNSTARTED_RANKS_FILE:
+            rank_text, _, node = value.strip().partition(" ")
+            if rank_text.isdigit() and node:
+                report = reports.setdefault(directory, RankReport({}, {}))
+                report.not_started[int(rank_text)] = node
+            continue
         rank_text = filename.removeprefix("rank-").removesuffix(".exit")
         if rank_text.isdigit() and value.strip().lstrip("-").isdigit():
-            codes.setdefault(directory, {})[int(rank_text)] = int(value.strip())
-    return codes
+            report = reports.setdefault(directory, RankReport({}, {}))
+            report.exit_codes[int(rank_text)] = int(value.strip())
+    return reports
 
 
 def slurm_facts(
-    job: JobRecord, queue: QueueRow | None, acct: AcctRow | None, ranks: dict[int, int]
+    job: JobRecord, queue: QueueRow | None, acct: AcctRow | None, ranks: RankReport
 ) -> SlurmFacts:
     return SlurmFacts(
         job_id=job.slurm_job_id,
@@ -78,7 +103,8 @@ def slurm_facts(
         sacct_state=_sacct_state(acct),
         exit_code=acct.exit_code if acct else None,
         time_limit=(queue.time_limit if queue else None) or (acct.time_limit if acct else None),
-        rank_exit_codes=ranks,
+        rank_exit_codes=ranks.exit_codes,
+        ranks_not_started=ranks.not_started,
     )
 
 
@@ -139,7 +165,7 @@ def refresh(
         acct, accounting_error = {}, str(exc)
     finished_dirs = [job.job_dir for job in live if job.slurm_job_id in left_queue]
     try:
-        ranks = read_rank_exit_codes(slurm, finished_dirs)
+        ranks = read_rank_reports(slurm, finished_dirs)
         failed_nodes = _failed_nodes(slurm, live, queue, acct)
         requeue_causes = _requeue_causes(slurm, live, queue)
         # Only when some job was cancelled by a uid: one lookup for all of them.
@@ -234,7 +260,7 @@ def _record(
     live: list[JobRecord],
     queue: dict[str, QueueRow],
     acct: dict[str, AcctRow],
-    ranks: dict[str, dict[int, int]],
+    ranks: dict[str, RankReport],
     failed_nodes: dict[str, str],
     requeue_causes: dict[str, str],
     now: float,
@@ -253,7 +279,7 @@ def _record(
             # Gone from squeue, and sacct cannot say (or does not say, yet) how it ended.
             unconfirmed.add(job.name)
             continue
-        facts = slurm_facts(job, row, acct_row, ranks.get(job.job_dir, {}))
+        facts = slurm_facts(job, row, acct_row, ranks.get(job.job_dir) or RankReport({}, {}))
         if job_id in failed_nodes:
             facts = dataclasses.replace(facts, failed_nodes=failed_nodes[job_id])
         local = dataclasses.replace(

@@ -176,6 +176,36 @@ def test_slurmd_killed_under_a_two_node_job_names_the_node_then_runs_again(
     kd("down", "-y", name)
 
 
+def test_a_rank_srun_cannot_launch_is_named_with_its_node(
+    kd, tmp_path: Path, restore_cluster: None
+) -> None:
+    """slurmd-node2 gone as a two-node job starts, before slurmctld notices: srun cannot
+    launch rank 1 there, ends the step and exits with a bare number (233, 105, ...). The
+    status names the rank and its node; the log says so."""
+    held = "slurm:\n  sbatch_options: ['--hold']\n"
+    name = launch_detached(
+        kd,
+        tmp_path,
+        f"name: {unique('unstarted')}\nnum_nodes: 2\nresources:\n  cpus: 1\n{held}"
+        'run: echo "ran on rank $RANK"; sleep 120\n',
+    )
+    job_id = status_json(kd, name)["jobs"][0]["slurm_job_id"]
+    # slurmctld marks a silent node down SlurmdTimeout (20 s) after its last word, and would
+    # then requeue the job; srun gives up on the launch after MessageTimeout (10 s). A
+    # slurmd started just now has just registered: the job ends well before that.
+    kill_daemon("slurmd-node2")
+    cluster_up()
+    kill_daemon("slurmd-node2")
+    subprocess.run(["scontrol", "release", job_id], check=True)
+    wait_until_output(kd, name, "never started", timeout=60)
+    cluster_up()  # node2 answers again: the job can finish completing
+    job = wait_for_status(kd, name, {"FAILED"}, timeout=90)
+    assert job["detail"] == "rank 1 never started on node2", job
+    logs = kd("logs", name).stdout
+    assert "konduktor: rank 1 never started on node2 (srun could not launch it there)" in logs
+    assert "ran on rank 0" in logs and "ran on rank 1" not in logs
+
+
 def test_slurmdbd_down_follower_and_status_stay_right_from_squeue(
     kd, kd_home: Path, tmp_path: Path, restore_cluster: None
 ) -> None:

@@ -854,6 +854,35 @@ def test_the_stop_record_keeps_its_deadline_and_reads_older_records() -> None:
             Lifecycle(State.FAILED, "failed (JobLaunchFailure)"),
         ),
         (SlurmFacts(sacct_state="FAILED", exit_code=":"), Lifecycle(State.FAILED, "failed")),
+        # A rank srun could not launch (its node's slurmd died or did not answer) beats srun's
+        # exit code, which names nothing ("233:0" is Slurm's error 1001, modulo 256).
+        (
+            SlurmFacts(sacct_state="FAILED", exit_code="233:0", ranks_not_started={1: "node2"}),
+            Lifecycle(State.FAILED, "rank 1 never started on node2"),
+        ),
+        (
+            SlurmFacts(
+                sacct_state="FAILED",
+                exit_code="1:0",
+                rank_exit_codes={0: 1},
+                ranks_not_started={r: f"gpu{r}" for r in (1, 2, 3, 4, 7)},
+            ),
+            Lifecycle(State.FAILED, "ranks 1-4,7 never started (gpu1, gpu2, gpu3 and 2 more)"),
+        ),
+        (
+            SlurmFacts(sacct_state="COMPLETED", exit_code="0:0", ranks_not_started={0: "n1"}),
+            Lifecycle(State.FAILED, "rank 0 never started on n1"),
+        ),
+        (  # written by a job script: anything unreadable is left out
+            SlurmFacts(
+                sacct_state="FAILED", exit_code="233:0", ranks_not_started={"x": "n2", 1: ""}
+            ),
+            Lifecycle(State.FAILED, "exited 233"),
+        ),
+        (
+            SlurmFacts(sacct_state="FAILED", exit_code="233:0", ranks_not_started={"1": "n2"}),
+            Lifecycle(State.FAILED, "rank 1 never started on n2"),
+        ),
         # Out of memory names the rank when the ranks say which.
         (
             SlurmFacts(sacct_state="OUT_OF_MEMORY", rank_exit_codes={0: 137, 1: 0}),

@@ -15,7 +15,7 @@ from konduktor_slurm.lifecycle import SlurmFacts
 from konduktor_slurm.report import failing_rank
 from konduktor_slurm.slurm import Slurm
 from konduktor_slurm.store import JobRecord, Store
-from konduktor_slurm.tracker import _remember_slurm_details, read_rank_exit_codes
+from konduktor_slurm.tracker import _remember_slurm_details, read_rank_reports
 from konduktor_slurm.transport import LocalTransport
 from konduktor_slurm.views import job_json, rank_exit_codes
 
@@ -56,7 +56,7 @@ def finished_job(job_dir: Path) -> JobRecord:
 @pytest.fixture
 def stored(tmp_path: Path, job_dir: Path) -> Path:
     """A store holding the job as the tracker records it, read from the real rank files."""
-    codes = read_rank_exit_codes(Slurm(LocalTransport()), [str(job_dir)])[str(job_dir)]
+    codes = read_rank_reports(Slurm(LocalTransport()), [str(job_dir)])[str(job_dir)].exit_codes
     job = finished_job(job_dir)
     _remember_slurm_details(job, SlurmFacts(sacct_state="FAILED", rank_exit_codes=codes), None)
     home = tmp_path / "kdhome"
