@@ -852,13 +852,56 @@ def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
             f"it, its directory, and {path.name}-wal and {path.name}-shm (ls -l {path.parent})",
             path,
         )
-    if code == sqlite3.SQLITE_FULL:
-        return StoreError(
-            f"cannot write the job store {path}: the disk is full. Free some space and run "
-            "the command again",
-            path,
-        )
+    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+        # SQLite says "disk I/O error" when the disk is full or the quota used up as it
+        # grows the -shm file, which even a read needs (WAL): ask the file system itself.
+        lack = _lack_of_space(path.parent)
+        if lack is not None or code == sqlite3.SQLITE_FULL:
+            return StoreError(
+                f"cannot use the job store {path}: {lack or 'the disk is full'}. Free some "
+                "space and run the command again (nothing in the store was lost)",
+                path,
+            )
     return StoreError(f"the job store {path} failed: {what}", path)
+
+
+# The store's -shm grows 32 KiB at a time; a file system that cannot give this much is full.
+_SPACE_PROBE_BYTES = 64 * 1024
+
+
+def _lack_of_space(directory: Path) -> str | None:
+    """Why ``directory`` cannot take a small new file, when it is for lack of space: its
+    file system is full, or the user's quota there is used up; else None. The file is
+    allocated, not just written: a write may be accepted and fail only at close."""
+    probe = directory / f".konduktor-space-{os.getpid()}-{os.urandom(3).hex()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:  # no inode left, or a quota on files
+        return _space_text(exc.errno, directory)
+    try:
+        os.posix_fallocate(fd, 0, _SPACE_PROBE_BYTES)
+    except OSError as exc:
+        return _space_text(exc.errno, directory)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    return None
+
+
+def _space_text(code: int | None, directory: Path) -> str | None:
+    if code == errno.ENOSPC:
+        try:
+            usage = os.statvfs(directory)
+            free = f"{usage.f_bavail * usage.f_frsize // 1024} KiB free"
+            if usage.f_files and not usage.f_favail:
+                free = "no inodes free"
+        except OSError:
+            free = "no space free"
+        return f"the file system holding {directory} is full ({free})"
+    if code == errno.EDQUOT:
+        return f"your disk quota on the file system holding {directory} is used up"
+    return None
 
 
 T = TypeVar("T")

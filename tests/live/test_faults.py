@@ -8,6 +8,7 @@ starts whatever is not running. They run in `make test` like every live test; th
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -19,7 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KONDUKTOR, ROOT, status_json, wait_for_status, wait_until, write_task
+from tests.conftest import (
+    KONDUKTOR,
+    ROOT,
+    make_runner,
+    status_json,
+    wait_for_status,
+    wait_until,
+    write_task,
+)
 from tests.live.test_launch import submitted_name, unique
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
@@ -246,6 +255,65 @@ def test_disk_full_while_staging_submits_nothing_and_leaves_no_partial_snapshot(
         assert task_name not in queued
     finally:
         subprocess.run(["umount", str(jobs)], check=False)
+
+
+def fill_up(directory: Path) -> Path:
+    """Write a file in ``directory`` until its file system is full; the file."""
+    filler = directory / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def test_a_full_disk_under_the_store_is_named_and_loses_nothing(tmp_path: Path) -> None:
+    """KONDUKTOR_HOME on a full file system (a home over its quota looks the same to
+    SQLite: "disk I/O error" as even a read grows the store's -shm file). Every command says
+    what is full in one line and exits 6; nothing is submitted or lost, and all is as it was
+    once there is space again."""
+    home = tmp_path / "small-home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(home)], check=True)
+    try:
+        kd = make_runner(home, default_timeout=120)
+        task_name = unique("fullhome")
+        name = launch_detached(kd, tmp_path, f"name: {task_name}\nrun: echo kept\n")
+        wait_for_status(kd, name, {"COMPLETED"})
+        filler = fill_up(home)
+        store = home / "state.db"
+        for args in (
+            ("status",),
+            ("status", "--json"),
+            ("status", name),
+            ("logs", name),
+            ("report", "--since", "1d"),
+            ("launch", "-y", "-d", "task.yaml"),
+        ):
+            refused = kd(*args, cwd=tmp_path)
+            assert refused.returncode == 6, (args, refused.output)
+            assert refused.stdout == "" and "Traceback" not in refused.stderr, refused.output
+            assert refused.stderr.startswith(
+                f"Error: cannot use the job store {store}: the file system holding {home} is "
+                "full (0 KiB free). Free some space"
+            ), refused.stderr
+            assert len(refused.stderr.splitlines()) == 1, refused.stderr
+        assert not list(home.glob(".konduktor-space-*"))  # the probe leaves nothing
+        queued = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert queued.count(name) <= 1 and not [
+            job for job in queued if job.startswith(task_name) and job != name
+        ], queued
+        filler.unlink()
+        jobs = status_json(kd)["jobs"]
+        assert [(job["name"], job["status"]) for job in jobs] == [(name, "COMPLETED")]
+        assert "kept" in kd("logs", name).stdout
+    finally:
+        subprocess.run(["umount", str(home)], check=False)
 
 
 def test_lost_sbatch_answer_is_found_not_submitted_twice(kd, kd_home: Path, tmp_path: Path) -> None:

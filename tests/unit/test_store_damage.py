@@ -10,6 +10,7 @@ asks Slurm nothing. Permission cases run as the ordinary user kdtest (root reads
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -32,6 +33,7 @@ from konduktor_slurm.store import (
     JobRecord,
     Store,
     StoreUnreadableError,
+    store_error,
 )
 from tests.conftest import KONDUKTOR, TEST_USER
 
@@ -797,3 +799,38 @@ def test_a_damaged_shared_poll_record_counts_as_no_poll(tmp_path: Path, damage: 
     store.set_meta("shared_poll", damage)
     assert store.claim_poll("shared_poll", 30.0, time.time()) == (True, None)
     assert store.claim_poll("shared_poll", 30.0, time.time()) == (False, None)  # now recorded
+
+
+SHM_SIZE_ERROR = 4874  # SQLITE_IOERR_SHMSIZE: what a read says when the -shm cannot grow
+
+
+@pytest.mark.parametrize(
+    ("refusal", "says"),
+    [
+        (errno.ENOSPC, "the file system holding {home} is full ("),
+        (errno.EDQUOT, "your disk quota on the file system holding {home} is used up"),
+        (errno.EIO, None),  # a real I/O error stays SQLite's words
+    ],
+)
+@pytest.mark.parametrize("code", [SHM_SIZE_ERROR, sqlite3.SQLITE_FULL])
+def test_a_disk_io_error_for_lack_of_space_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: int, says: str | None, code: int
+) -> None:
+    """The live fault test fills a real file system; a quota cannot be made there."""
+
+    def refuse(fd: int, offset: int, length: int) -> None:
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(os, "posix_fallocate", refuse)
+    error = sqlite3.OperationalError("disk I/O error")
+    error.sqlite_errorcode = code
+    path = tmp_path / STORE
+    line = str(store_error(path, error))
+    if says is not None:
+        assert line.startswith(f"cannot use the job store {path}: {says.format(home=tmp_path)}")
+        assert line.endswith("run the command again (nothing in the store was lost)")
+    elif code == sqlite3.SQLITE_FULL:  # SQLite knows the disk is full; the probe did not see it
+        assert f"cannot use the job store {path}: the disk is full." in line
+    else:
+        assert line == f"the job store {path} failed: disk I/O error"
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
