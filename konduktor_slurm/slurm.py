@@ -910,11 +910,16 @@ class Slurm:
     def find_by_name(self, name: str, user: str) -> str | None:
         """The id of the user's job called ``name`` that slurmctld knows, if any (a job name
         konduktor gives is unique: it finds a submission whose answer was lost)."""
+        ids = self.ids_by_name(name, user)
+        return ids[0] if ids else None
+
+    def ids_by_name(self, name: str, user: str) -> list[str]:
+        """The ids of every job of the user called ``name`` that slurmctld knows (an array's
+        elements as "889_0", ...), in squeue's order."""
         result = self._ask_queue(squeue_command(user=user, name=name))
         if not result.ok:
             raise SlurmError("squeue", _first_line(result))
-        ids = [row.job_id for row in parse_squeue(result.stdout).values() if row.name == name]
-        return ids[0] if ids else None
+        return [row.job_id for row in parse_squeue(result.stdout).values() if row.name == name]
 
     def queue_of_user(self, user: str) -> dict[str, QueueRow]:
         """Every job of ``user`` slurmctld still remembers, with its work dir (``store

@@ -89,6 +89,75 @@ def read_rank_reports(slurm: Slurm, job_dirs: list[str]) -> dict[str, RankReport
     return reports
 
 
+# job.extra's record of the process launching a CREATED job (launcher.this_launcher()).
+LAUNCHER_KEY = "launcher"
+
+
+def settle_orphans(store: Store, slurm: Slurm, jobs: list[JobRecord]) -> None:
+    """Settle the CREATED jobs whose launch process ended before it recorded how the launch
+    went: one it ended while submitting is looked up in Slurm by its unique name (squeue,
+    then accounting) and followed from there if Slurm has it; any other is FAILED, with
+    nothing submitted. A job Slurm cannot be asked about now is left for the next refresh."""
+    from konduktor_slurm.launcher import launcher_gone
+
+    orphans = [
+        job
+        for job in jobs
+        if not job.terminal and not job.slurm_job_id and launcher_gone(job.extra.get(LAUNCHER_KEY))
+    ]
+    arrays_by_name: dict[str, list[str]] = {}  # one lookup per name: a sweep's elements share it
+    for job in orphans:
+        launcher = job.extra[LAUNCHER_KEY]
+        slurm_id = None
+        if job.detail == "submitting":
+            # A sweep's elements are job arrays named after the sweep, submitted in order.
+            slurm_name = job.extra.get("sweep") or job.name
+            try:
+                if slurm_name not in arrays_by_name:
+                    arrays_by_name[slurm_name] = _ids_by_name(
+                        slurm, slurm_name, job.user, job.created_at, every="sweep" in job.extra
+                    )
+            except (SlurmError, TransportError):
+                continue
+            slurm_id = _orphan_id(job, arrays_by_name[slurm_name])
+        del job.extra[LAUNCHER_KEY]
+        gone = f"its launch (process {launcher.get('pid')}) ended"
+        with store.transaction():
+            if slurm_id is None:
+                job.terminal = True
+                what = "while submitting; Slurm has no job by its name"
+                if job.detail != "submitting":
+                    what = "before submitting; nothing was submitted"
+                store.set_state(job, State.FAILED.value, f"{gone} {what}")
+            else:
+                job.slurm_job_id, job.submitted_at = slurm_id, job.created_at
+                store.save(job, ("slurm_job_id", "submitted_at"))
+                store.set_state(
+                    job, State.PENDING.value, f"{gone} while submitting; found in Slurm"
+                )
+
+
+def _ids_by_name(slurm: Slurm, name: str, user: str, since: float, every: bool) -> list[str]:
+    """The ids of the user's jobs (job arrays: their array ids) called ``name`` submitted
+    after ``since``, oldest first. Accounting is asked too when squeue has none, or for
+    ``every`` one (a sweep's first array may have left the queue while its second waits)."""
+    ids = slurm.ids_by_name(name, user)
+    if every or not ids:
+        ids += [row.job_id for row in slurm.history(user, since - 60) if row.name == name]
+    base_ids = {job_id.partition("_")[0] for job_id in ids}  # "889_0" -> "889"
+    return sorted(base_ids, key=lambda job_id: (len(job_id), job_id))
+
+
+def _orphan_id(job: JobRecord, ids: list[str]) -> str | None:
+    """The Slurm id of ``job`` among ``ids`` (its name's, oldest first), if it was submitted."""
+    if "sweep" not in job.extra:
+        return ids[0] if ids else None
+    batch, index = job.extra.get("array_batch"), job.extra.get("array_index")
+    if not isinstance(batch, int) or not isinstance(index, int) or batch >= len(ids):
+        return None
+    return f"{ids[batch]}_{index}"
+
+
 def slurm_facts(
     job: JobRecord, queue: QueueRow | None, acct: AcctRow | None, ranks: RankReport
 ) -> SlurmFacts:
@@ -139,6 +208,8 @@ def refresh(
     from squeue; only jobs that left the queue keep their last known state (stale): nothing
     is declared finished on a guess.
     """
+    if any(LAUNCHER_KEY in job.extra for job in jobs if not job.terminal and not job.slurm_job_id):
+        settle_orphans(store, slurm, jobs)
     live = [job for job in jobs if not job.terminal and job.slurm_job_id]
     if not live and not all_users:
         return RefreshResult()

@@ -50,6 +50,12 @@ class ActionError(KonduktorError):
     exit_code = EXIT_FAILED
 
 
+class InterruptedByUser(KonduktorError):
+    """Ctrl-C stopped an action; the message says what was (not) done."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 # ---- Konduktor's return-value errors (its SDK names) -------------------------------------
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from konduktor_slurm.service.errors import ActionError, InputError
+from konduktor_slurm.service.errors import ActionError, InputError, InterruptedByUser
 
 if TYPE_CHECKING:
     from konduktor_slurm.render import JobPlan
@@ -287,20 +287,28 @@ def claim(session: Session, prepared: Prepared) -> tuple[Prepared, list[JobRecor
 
 
 def _new_records(session: Session, prepared: Prepared) -> list[JobRecord]:
+    from konduktor_slurm.launcher import this_launcher
     from konduktor_slurm.lifecycle import State
     from konduktor_slurm.store import JobRecord
+    from konduktor_slurm.tracker import LAUNCHER_KEY
 
     task = prepared.task
     accelerator = task.resources.accelerator
     user = session.slurm.transport.user  # over SSH: the remote account the job runs as
     now = time.time()
+    # Should this process end before it records how the launch went, a refresh that finds
+    # it gone settles the job (tracker.settle_orphans) instead of leaving it CREATED.
+    launcher = this_launcher()
     records = []
-    for batch in prepared.batches:
+    for number, batch in enumerate(prepared.batches):
         for index, name in enumerate(batch.names):
-            extra = {}
+            extra: dict = {LAUNCHER_KEY: launcher}
             if prepared.grid is not None:
                 variant = batch.plan.array.elements[index] if batch.plan.array else ()
-                extra = {"sweep": prepared.job_name, "grid": dict(variant)}
+                extra |= {"sweep": prepared.job_name, "grid": dict(variant)}
+                # Which array and element: how a launch that ended while submitting is
+                # found in Slurm (tracker.settle_orphans).
+                extra |= {"array_batch": number, "array_index": index}
             records.append(
                 JobRecord(
                     name=name,
@@ -339,6 +347,7 @@ def submit_all(
     from konduktor_slurm.render import render_secrets
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.staging import StagingError, stage
+    from konduktor_slurm.tracker import LAUNCHER_KEY
     from konduktor_slurm.transport import CommandTimeout, TransportError
 
     prepared, records = claim(session, prepared)
@@ -349,6 +358,7 @@ def submit_all(
         with store.transaction():
             for job in jobs:
                 job.terminal = True
+                job.extra.pop(LAUNCHER_KEY, None)
                 store.set_state(job, State.FAILED.value, detail)
 
     script_paths = []
@@ -386,6 +396,10 @@ def submit_all(
         raise ActionError(
             f"staging failed: {exc}. Nothing was submitted; fix it and launch again."
         ) from None
+    except KeyboardInterrupt:
+        fail_all(records, "launch interrupted (Ctrl-C) while staging; nothing was submitted")
+        _remove_partial_snapshot(slurm.transport, plan.job_dir)
+        raise InterruptedByUser("interrupted while staging; nothing was submitted") from None
     with store.transaction():
         for job in records:
             job.detail = "submitting"
@@ -417,6 +431,7 @@ def submit_all(
                 # scancel take for it.
                 job.slurm_job_id = job_id if batch.plan.array is None else f"{job_id}_{index}"
                 job.submitted_at = now
+                job.extra.pop(LAUNCHER_KEY, None)
                 store.save(job)
                 store.set_state(job, State.PENDING.value, "submitted")
     from konduktor_slurm.service.notify import run_due

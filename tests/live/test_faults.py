@@ -340,6 +340,115 @@ def test_lost_sbatch_answer_is_found_not_submitted_twice(kd, kd_home: Path, tmp_
     assert len(queued) == 1 and status_json(kd, name)["jobs"][0]["slurm_job_id"] == queued[0]
 
 
+def slow_command(bin_dir: Path, name: str, before: str = "", after: str = "") -> None:
+    """A wrapper in ``bin_dir`` that runs the real ``name`` between two shell snippets."""
+    real = subprocess.run(["which", name], capture_output=True, text=True).stdout.strip()
+    bin_dir.mkdir(exist_ok=True)
+    wrapper = bin_dir / name
+    wrapper.write_text(f'#!/bin/sh\n{before}\n"{real}" "$@"\nrc=$?\n{after}\nexit $rc\n')
+    wrapper.chmod(0o755)
+
+
+def start_launch(kd_home: Path, cwd: Path, path_first: Path | None = None) -> subprocess.Popen:
+    """`konduktor launch -y -d task.yaml` in a session of its own, as a terminal runs it."""
+    env = {**os.environ, "KONDUKTOR_HOME": str(kd_home)}
+    if path_first is not None:
+        env["PATH"] = f"{path_first}:{env['PATH']}"
+    return subprocess.Popen(
+        [KONDUKTOR, "launch", "-y", "-d", "task.yaml"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_ctrl_c_while_staging_submits_nothing_and_says_so(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    slow = tmp_path / "slow-bin"
+    slow_command(slow, "rsync", before="sleep 30")
+    task_name = unique("ctrlc")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "data.txt").write_text("data")
+    write_task(tmp_path, f"name: {task_name}\nworkdir: project\nrun: 'true'\n")
+    launch = start_launch(kd_home, tmp_path, path_first=slow)
+    wait_until_staging(kd)
+    os.killpg(launch.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+    out, err = launch.communicate(timeout=30)
+    assert launch.returncode == 130, (out, err)
+    assert err.endswith("Error: interrupted while staging; nothing was submitted\n"), err
+    (job,) = status_json(kd)["jobs"]
+    assert job["status"] == "FAILED", job
+    assert job["detail"] == "launch interrupted (Ctrl-C) while staging; nothing was submitted"
+    assert not Path(job["job_dir"]).exists(), "the partial snapshot was left behind"
+    assert not squeue_names(task_name)
+
+
+def wait_until_staging(kd, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not [job for job in status_json(kd)["jobs"] if job["detail"] == "staging workdir"]:
+        assert time.monotonic() < deadline, "the launch never started staging"
+        time.sleep(0.2)
+
+
+def squeue_names(prefix: str) -> list[str]:
+    queued = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [name for name in queued if name.startswith(prefix)]
+
+
+def test_a_launch_killed_after_sbatch_is_found_in_slurm_by_the_next_status(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    """The launching process dies (kill -9, its SSH session gone) after slurmctld took the
+    job but before it recorded the id: the next status finds the job by its unique name and
+    follows it, instead of showing it CREATED for good."""
+    bin_dir = tmp_path / "slurm-bin"
+    slow_command(bin_dir, "sbatch", after="sleep 60")
+    (kd_home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\nslurm_timeout: 120\n")
+    task_name = unique("orphan")
+    write_task(tmp_path, f"name: {task_name}\nrun: echo ran\n")
+    launch = start_launch(kd_home, tmp_path)
+    deadline = time.monotonic() + 60
+    while not squeue_names(task_name):
+        assert time.monotonic() < deadline and launch.poll() is None, launch.communicate()
+        time.sleep(0.2)
+    os.killpg(launch.pid, signal.SIGKILL)
+    launch.communicate(timeout=30)
+    (name,) = squeue_names(task_name)
+    job = wait_for_status(kd, name, {"COMPLETED"}, timeout=90)
+    history = [(step["status"], step["detail"]) for step in job["history"]]
+    assert history[:2] == [("CREATED", "staging workdir"), ("PENDING", history[1][1])], history
+    assert re.fullmatch(r"its launch \(process \d+\) ended while submitting; found in Slurm",
+                        history[1][1]), history  # fmt: skip
+    assert "ran" in kd("logs", name).stdout
+
+
+def test_a_launch_killed_while_staging_is_failed_by_the_next_status(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    slow = tmp_path / "slow-bin"
+    slow_command(slow, "rsync", before="sleep 30")
+    task_name = unique("killed")
+    (tmp_path / "project").mkdir()
+    write_task(tmp_path, f"name: {task_name}\nworkdir: project\nrun: 'true'\n")
+    launch = start_launch(kd_home, tmp_path, path_first=slow)
+    wait_until_staging(kd)
+    os.killpg(launch.pid, signal.SIGKILL)
+    launch.communicate(timeout=30)
+    (job,) = status_json(kd)["jobs"]
+    assert job["status"] == "FAILED", job
+    assert re.fullmatch(
+        r"its launch \(process \d+\) ended before submitting; nothing was submitted",
+        job["detail"],
+    ), job
+    assert not squeue_names(task_name)
+
+
 def test_a_job_whose_id_slurm_handed_out_again_is_lost_not_another(
     kd, kd_home: Path, tmp_path: Path
 ) -> None:
