@@ -758,6 +758,54 @@ def test_connection_dropped_mid_staging_fails_the_job_and_submits_nothing(
     assert "0: staged-fine" in again.stdout
 
 
+def test_ctrl_c_mid_staging_over_ssh_submits_nothing_and_removes_the_snapshot(
+    laptop: Workstation, tmp_path: Path, remote_cleanup: list[str]
+) -> None:
+    """Ctrl-C reaches konduktor, rsync and ssh alike (the terminal's process group)."""
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"intr{tag}")
+    project = tmp_path / "project"
+    project.mkdir()
+    with (project / "big.bin").open("wb") as handle:
+        for _ in range(30):
+            handle.write(os.urandom(10_000_000))  # 300 MB: a few seconds over SSH
+    task = tmp_path / "task.yaml"
+    task.write_text(f"name: intr{tag}\nworkdir: project\nrun: 'true'\n")
+    proc = subprocess.Popen(
+        [KONDUKTOR, "launch", "-y", str(task)],
+        env=laptop.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(
+            path.stat().st_size > 0 for path in REMOTE_JOBS.glob(f"intr{tag}-*/workdir/.big.bin.*")
+        ):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "staging never started"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (stdout, stderr)
+    assert stderr.endswith("Error: interrupted while staging; nothing was submitted\n"), stderr
+    assert "Traceback" not in stderr
+    assert not any(job.startswith(f"intr{tag}-") for job in slurm_job_names())
+    (job,) = json.loads(laptop.run("status", "--json").stdout)["jobs"]
+    assert (job["status"], job["detail"]) == (
+        "FAILED",
+        "launch interrupted (Ctrl-C) while staging; nothing was submitted",
+    )
+    assert not list(REMOTE_JOBS.glob(f"intr{tag}-*")), "the partial snapshot was left behind"
+
+
 def test_follow_reports_a_dropped_connection_and_exits(
     laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path
 ) -> None:
