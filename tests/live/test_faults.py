@@ -368,14 +368,7 @@ def start_launch(kd_home: Path, cwd: Path, path_first: Path | None = None) -> su
 def test_ctrl_c_while_staging_submits_nothing_and_says_so(
     kd, kd_home: Path, tmp_path: Path
 ) -> None:
-    slow = tmp_path / "slow-bin"
-    slow_command(slow, "rsync", before="sleep 30")
-    task_name = unique("ctrlc")
-    (tmp_path / "project").mkdir()
-    (tmp_path / "project" / "data.txt").write_text("data")
-    write_task(tmp_path, f"name: {task_name}\nworkdir: project\nrun: 'true'\n")
-    launch = start_launch(kd_home, tmp_path, path_first=slow)
-    wait_until_staging(kd)
+    task_name, launch = start_slow_staging(kd, kd_home, tmp_path, "ctrlc")
     os.killpg(launch.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
     out, err = launch.communicate(timeout=30)
     assert launch.returncode == 130, (out, err)
@@ -387,11 +380,22 @@ def test_ctrl_c_while_staging_submits_nothing_and_says_so(
     assert not squeue_names(task_name)
 
 
-def wait_until_staging(kd, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
+def start_slow_staging(
+    kd, kd_home: Path, tmp_path: Path, prefix: str
+) -> tuple[str, subprocess.Popen]:
+    """A launch whose rsync takes 30 s to start, once it is staging: (task name, process)."""
+    slow = tmp_path / "slow-bin"
+    slow_command(slow, "rsync", before="sleep 30")
+    task_name = unique(prefix)
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "data.txt").write_text("data")
+    write_task(tmp_path, f"name: {task_name}\nworkdir: project\nrun: 'true'\n")
+    launch = start_launch(kd_home, tmp_path, path_first=slow)
+    deadline = time.monotonic() + 30
     while not [job for job in status_json(kd)["jobs"] if job["detail"] == "staging workdir"]:
         assert time.monotonic() < deadline, "the launch never started staging"
         time.sleep(0.2)
+    return task_name, launch
 
 
 def squeue_names(prefix: str) -> list[str]:
@@ -431,13 +435,7 @@ def test_a_launch_killed_after_sbatch_is_found_in_slurm_by_the_next_status(
 def test_a_launch_killed_while_staging_is_failed_by_the_next_status(
     kd, kd_home: Path, tmp_path: Path
 ) -> None:
-    slow = tmp_path / "slow-bin"
-    slow_command(slow, "rsync", before="sleep 30")
-    task_name = unique("killed")
-    (tmp_path / "project").mkdir()
-    write_task(tmp_path, f"name: {task_name}\nworkdir: project\nrun: 'true'\n")
-    launch = start_launch(kd_home, tmp_path, path_first=slow)
-    wait_until_staging(kd)
+    task_name, launch = start_slow_staging(kd, kd_home, tmp_path, "killed")
     os.killpg(launch.pid, signal.SIGKILL)
     launch.communicate(timeout=30)
     (job,) = status_json(kd)["jobs"]

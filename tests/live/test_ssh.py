@@ -704,19 +704,18 @@ def test_a_silent_server_and_an_unreachable_host_behind_a_jump_host(
     )
 
 
-def test_connection_dropped_mid_staging_fails_the_job_and_submits_nothing(
-    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path, remote_cleanup: list[str]
-) -> None:
-    tag = uuid.uuid4().hex[:6]
-    remote_cleanup.append(f"drop{tag}")
+def start_big_staging(
+    laptop: Workstation, tmp_path: Path, task_name: str, run: str
+) -> tuple[Path, subprocess.Popen]:
+    """A launch of a 300 MB workdir (a few seconds over SSH), in a session of its own as a
+    terminal runs it, once rsync writes the big file on the cluster: (task file, process)."""
     project = tmp_path / "project"
     project.mkdir()
     with (project / "big.bin").open("wb") as handle:
         for _ in range(30):
-            handle.write(os.urandom(10_000_000))  # 300 MB: a few seconds over SSH
+            handle.write(os.urandom(10_000_000))
     task = tmp_path / "task.yaml"
-    task.write_text(f"name: drop{tag}\nworkdir: project\nrun: echo staged-fine\n")
-
+    task.write_text(f"name: {task_name}\nworkdir: project\nrun: {run}\n")
     proc = subprocess.Popen(
         [KONDUKTOR, "launch", "-y", str(task)],
         env=laptop.env(),
@@ -725,17 +724,31 @@ def test_connection_dropped_mid_staging_fails_the_job_and_submits_nothing(
         text=True,
         stdin=subprocess.DEVNULL,
         cwd=tmp_path,
+        start_new_session=True,
     )
+    deadline = time.monotonic() + 60
     try:
-        # Wait until rsync is writing the big file on the cluster, then cut the connection.
-        deadline = time.monotonic() + 60
         while not any(
-            path.stat().st_size > 0 for path in REMOTE_JOBS.glob(f"drop{tag}-*/workdir/.big.bin.*")
+            path.stat().st_size > 0
+            for path in REMOTE_JOBS.glob(f"{task_name}-*/workdir/.big.bin.*")
         ):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "staging never started"
             time.sleep(0.02)
-        sshd.kill()
+    except BaseException:
+        proc.kill()
+        raise
+    return task, proc
+
+
+def test_connection_dropped_mid_staging_fails_the_job_and_submits_nothing(
+    laptop: Workstation, sshd: DedicatedSSHD, tmp_path: Path, remote_cleanup: list[str]
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    remote_cleanup.append(f"drop{tag}")
+    task, proc = start_big_staging(laptop, tmp_path, f"drop{tag}", "echo staged-fine")
+    try:
+        sshd.kill()  # cut the connection while rsync writes the big file
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -764,31 +777,8 @@ def test_ctrl_c_mid_staging_over_ssh_submits_nothing_and_removes_the_snapshot(
     """Ctrl-C reaches konduktor, rsync and ssh alike (the terminal's process group)."""
     tag = uuid.uuid4().hex[:6]
     remote_cleanup.append(f"intr{tag}")
-    project = tmp_path / "project"
-    project.mkdir()
-    with (project / "big.bin").open("wb") as handle:
-        for _ in range(30):
-            handle.write(os.urandom(10_000_000))  # 300 MB: a few seconds over SSH
-    task = tmp_path / "task.yaml"
-    task.write_text(f"name: intr{tag}\nworkdir: project\nrun: 'true'\n")
-    proc = subprocess.Popen(
-        [KONDUKTOR, "launch", "-y", str(task)],
-        env=laptop.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
+    _, proc = start_big_staging(laptop, tmp_path, f"intr{tag}", "'true'")
     try:
-        deadline = time.monotonic() + 60
-        while not any(
-            path.stat().st_size > 0 for path in REMOTE_JOBS.glob(f"intr{tag}-*/workdir/.big.bin.*")
-        ):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "staging never started"
-            time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
