@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -168,11 +171,13 @@ def launch(
         from konduktor_slurm.staging import default_reporter
 
         if grid is not None:
-            jobs = launching.submit_all(session, prepared, default_reporter())
+            with _hangup_as_interrupt():
+                jobs = launching.submit_all(session, prepared, default_reporter())
             _prune_old_snapshots(session)
             _sweep_submitted(jobs, wait, wait_timeout, session)
             return
-        job = launching.submit(session, prepared, default_reporter())
+        with _hangup_as_interrupt():
+            job = launching.submit(session, prepared, default_reporter())
         _prune_old_snapshots(session)
         click.echo(f"Submitted {job.name} (Slurm job {job.slurm_job_id}).")
         click.echo("Useful commands:")
@@ -184,6 +189,34 @@ def launch(
         if wait:
             _wait_and_exit(session, job, wait_timeout)
         follow_and_exit(session, job)
+
+
+@contextlib.contextmanager
+def _hangup_as_interrupt() -> Iterator[None]:
+    """While staging and submitting, a closed terminal or SSH session (SIGHUP) or a kill
+    (SIGTERM) ends the launch as Ctrl-C does: the job recorded FAILED with why and the partial
+    snapshot removed, rather than the process dying on the spot; then one ``Error:`` line
+    and exit 130. Interrupted while sbatch answers, the job is left to the next status
+    (tracker.settle_orphans), which asks Slurm for it once this process has ended."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    from konduktor_slurm.service.errors import EXIT_INTERRUPTED, InterruptedByUser
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        yield
+    except InterruptedByUser as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:  # outside staging, e.g. while sbatch answers
+        fail(
+            "interrupted; Slurm may have taken the job: `konduktor status` says what became of it",
+            EXIT_INTERRUPTED,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _prune_old_snapshots(session) -> None:

@@ -50,8 +50,10 @@ class ActionError(KonduktorError):
     exit_code = EXIT_FAILED
 
 
-class InterruptedByUser(KonduktorError):
-    """Ctrl-C stopped an action; the message says what was (not) done."""
+class InterruptedByUser(KeyboardInterrupt):
+    """Ctrl-C stopped an action, which cleaned up first; ``str()`` says what was (not) done.
+    Still a KeyboardInterrupt, not a KonduktorError: a program that lets Ctrl-C stop it (or
+    catches ``Exception`` around a launch) is stopped, as without konduktor."""
 
     exit_code = EXIT_INTERRUPTED
 

@@ -397,7 +397,7 @@ def submit_all(
             f"staging failed: {exc}. Nothing was submitted; fix it and launch again."
         ) from None
     except KeyboardInterrupt:
-        fail_all(records, "launch interrupted (Ctrl-C) while staging; nothing was submitted")
+        fail_all(records, "launch interrupted while staging; nothing was submitted")
         _remove_partial_snapshot(slurm.transport, plan.job_dir)
         raise InterruptedByUser("interrupted while staging; nothing was submitted") from None
     with store.transaction():

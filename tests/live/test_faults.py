@@ -365,17 +365,26 @@ def start_launch(kd_home: Path, cwd: Path, path_first: Path | None = None) -> su
     )
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [
+        signal.SIGINT,  # Ctrl-C in the terminal
+        signal.SIGHUP,  # the terminal or SSH session closed
+        signal.SIGTERM,  # kill
+    ],
+    ids=["ctrl-c", "hangup", "term"],
+)
 def test_ctrl_c_while_staging_submits_nothing_and_says_so(
-    kd, kd_home: Path, tmp_path: Path
+    kd, kd_home: Path, tmp_path: Path, sent: signal.Signals
 ) -> None:
     task_name, launch = start_slow_staging(kd, kd_home, tmp_path, "ctrlc")
-    os.killpg(launch.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+    os.killpg(launch.pid, sent)
     out, err = launch.communicate(timeout=30)
     assert launch.returncode == 130, (out, err)
     assert err.endswith("Error: interrupted while staging; nothing was submitted\n"), err
     (job,) = status_json(kd)["jobs"]
     assert job["status"] == "FAILED", job
-    assert job["detail"] == "launch interrupted (Ctrl-C) while staging; nothing was submitted"
+    assert job["detail"] == "launch interrupted while staging; nothing was submitted"
     assert not Path(job["job_dir"]).exists(), "the partial snapshot was left behind"
     assert not squeue_names(task_name)
 
@@ -405,12 +414,13 @@ def squeue_names(prefix: str) -> list[str]:
     return [name for name in queued if name.startswith(prefix)]
 
 
+@pytest.mark.parametrize("sent", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_a_launch_killed_after_sbatch_is_found_in_slurm_by_the_next_status(
-    kd, kd_home: Path, tmp_path: Path
+    kd, kd_home: Path, tmp_path: Path, sent: signal.Signals
 ) -> None:
-    """The launching process dies (kill -9, its SSH session gone) after slurmctld took the
-    job but before it recorded the id: the next status finds the job by its unique name and
-    follows it, instead of showing it CREATED for good."""
+    """The launching process ends (kill -9, Ctrl-C) after slurmctld took the job but before
+    it recorded the id: the next status finds the job by its unique name and follows it,
+    instead of showing it CREATED for good."""
     bin_dir = tmp_path / "slurm-bin"
     slow_command(bin_dir, "sbatch", after="sleep 60")
     (kd_home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\nslurm_timeout: 120\n")
@@ -421,8 +431,14 @@ def test_a_launch_killed_after_sbatch_is_found_in_slurm_by_the_next_status(
     while not squeue_names(task_name):
         assert time.monotonic() < deadline and launch.poll() is None, launch.communicate()
         time.sleep(0.2)
-    os.killpg(launch.pid, signal.SIGKILL)
-    launch.communicate(timeout=30)
+    os.killpg(launch.pid, sent)
+    _, err = launch.communicate(timeout=30)
+    if sent == signal.SIGINT:
+        assert launch.returncode == 130, err
+        assert err.endswith(
+            "Error: interrupted; Slurm may have taken the job: `konduktor status` says what "
+            "became of it\n"
+        ), err
     (name,) = squeue_names(task_name)
     job = wait_for_status(kd, name, {"COMPLETED"}, timeout=90)
     history = [(step["status"], step["detail"]) for step in job["history"]]

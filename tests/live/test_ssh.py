@@ -791,7 +791,7 @@ def test_ctrl_c_mid_staging_over_ssh_submits_nothing_and_removes_the_snapshot(
     (job,) = json.loads(laptop.run("status", "--json").stdout)["jobs"]
     assert (job["status"], job["detail"]) == (
         "FAILED",
-        "launch interrupted (Ctrl-C) while staging; nothing was submitted",
+        "launch interrupted while staging; nothing was submitted",
     )
     assert not list(REMOTE_JOBS.glob(f"intr{tag}-*")), "the partial snapshot was left behind"
 

@@ -152,6 +152,35 @@ def test_a_script_that_fails_to_render_after_staging_leaves_a_failed_record_and_
     assert fake.calls == []  # nothing submitted
 
 
+def test_ctrl_c_while_staging_fails_the_job_and_stays_a_keyboard_interrupt(
+    session: Session, fake: FakeSlurm, tmp_path: Path
+) -> None:
+    """The SDK's caller sees the KeyboardInterrupt it expects (a program that catches
+    Exception around a launch is still stopped by Ctrl-C), after the cleanup."""
+    from konduktor_slurm.staging import SilentReporter
+
+    class CtrlC(SilentReporter):
+        def start(self, label: str, source: Path, destination: str) -> None:
+            raise KeyboardInterrupt
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text("print(1)\n")
+    task = parse_task(f"name: t\nworkdir: {tmp_path / 'code'}\nrun: python train.py\n")
+    try:
+        launch.submit(session, launch.prepare(session, task), CtrlC())
+    except Exception as exc:  # what a careless caller writes
+        raise AssertionError(f"Ctrl-C became {exc!r}") from exc
+    except KeyboardInterrupt as exc:
+        assert str(exc) == "interrupted while staging; nothing was submitted"
+    else:
+        raise AssertionError("the launch went on after Ctrl-C")
+    (job,) = session.store.jobs()
+    assert job.state == State.FAILED and job.terminal
+    assert job.detail == "launch interrupted while staging; nothing was submitted"
+    assert not Path(job.job_dir).exists()
+    assert fake.calls == []  # nothing submitted
+
+
 # ---- status ----------------------------------------------------------------------------
 
 
