@@ -116,13 +116,15 @@ def launch(
 ) -> None:
     """Validate TASK_YAML, stage its files, submit it to Slurm and follow its output.
 
-    The job is named <task name>-<4 hex>. Ctrl-C while following detaches: the job keeps
-    running. With --wait nothing is streamed: the command returns when the job ends.
+    The job is named <task name>-<4 hex>. Ctrl-C while staging submits nothing (the job is
+    recorded FAILED, the partial snapshot removed); Ctrl-C while following detaches: the
+    job keeps running. With --wait nothing is streamed: the command returns when the job
+    ends.
 
     \b
     Exit codes: 0 the job COMPLETED (or, with -d/--dryrun, it was submitted/rendered);
     1 it FAILED or could not be submitted; 2 invalid input (nothing submitted); 3 the
-    cluster could not be reached; 5 --wait-timeout passed first.
+    cluster could not be reached; 5 --wait-timeout passed first; 130 interrupted.
     """
     from konduktor_slurm.service import launch as launching
     from konduktor_slurm.service.session import open_session
