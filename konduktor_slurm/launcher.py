@@ -14,19 +14,27 @@ from typing import Any
 
 
 def this_launcher() -> dict[str, Any]:
-    """What identifies the current process later: host, pid and the pid's start time."""
+    """What identifies the current process later: host, pid namespace, pid and the pid's
+    start time."""
     pid = os.getpid()
-    return {"host": os.uname().nodename, "pid": pid, "started": _start_ticks(pid)}
+    return {
+        "host": os.uname().nodename,
+        "pidns": _pid_namespace(),
+        "pid": pid,
+        "started": _start_ticks(pid),
+    }
 
 
 def launcher_gone(launcher: object) -> bool:
     """Whether the recorded launching process has certainly ended. False when it cannot be
-    told: a record without one (an older konduktor) or from another host (a home shared by
-    several login nodes)."""
+    told: a record without one (an older konduktor), from another host (a home shared by
+    several login nodes) or from another pid namespace (a container on this host)."""
     if not isinstance(launcher, dict):
         return False
     pid = launcher.get("pid")
     if launcher.get("host") != os.uname().nodename or not isinstance(pid, int) or pid <= 0:
+        return False
+    if launcher.get("pidns") != _pid_namespace():  # a container's pids are not ours to see
         return False
     if pid == os.getpid():
         return False
@@ -48,4 +56,12 @@ def _start_ticks(pid: int) -> int | None:
             fields = stat.read().rpartition(b")")[2].split()
         return int(fields[19])  # field 22 of stat(5); fields[0] is field 3, the state
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_namespace() -> int | None:
+    """The inode of this process's pid namespace (Linux); None elsewhere."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
         return None

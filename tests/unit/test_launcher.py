@@ -72,6 +72,7 @@ def test_a_pid_given_to_another_process_is_gone() -> None:
         None,  # a record from a konduktor that did not keep one
         "12345",
         {"host": "another-login-node", "pid": 1, "started": 0},  # a home shared by hosts
+        {**this_launcher(), "pidns": 1, "pid": 999_999_999},  # a container's process
         {"host": os.uname().nodename, "pid": "x"},
         {"host": os.uname().nodename, "pid": 0},
         {"host": os.uname().nodename, "pid": -5},
