@@ -48,10 +48,15 @@ class Session:
 
 
 def did_you_mean(name: str, names: list[str]) -> str:
-    """`` Did you mean 'train-1a2b'?`` for the closest known names, or nothing."""
+    """`` Did you mean 'train-1a2b'?`` for the closest known names, or nothing.
+
+    A name that starts with what was typed comes first: a name cut short (a copy that lost
+    its end) is the likeliest mistake, and difflib can score another name just as close
+    ("exp-c1" is as near to "exp-ece1" as to "exp-c148")."""
     import difflib
 
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    close.sort(key=lambda known: not known.startswith(name))  # stable: difflib's order next
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 

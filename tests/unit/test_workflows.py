@@ -445,6 +445,20 @@ def test_one_bad_name_changes_nothing(session: Session, fake: FakeSlurm) -> None
     assert not fake.slurm_calls("scontrol")
 
 
+@pytest.mark.parametrize(
+    "names",
+    [["exp3609ef-ece1", "exp3609ef-c148"], ["exp3609ef-c148", "exp3609ef-ece1"]],
+)
+def test_a_name_cut_short_suggests_the_name_it_starts_first(names: list[str]) -> None:
+    """difflib scores "exp3609ef-ece1" as close to "exp3609ef-c1" as "exp3609ef-c148"
+    (found by a live test whose random suffixes made that tie)."""
+    from konduktor_slurm.service.session import did_you_mean
+
+    hint = did_you_mean("exp3609ef-c1", names)
+    assert hint == " Did you mean 'exp3609ef-c148', 'exp3609ef-ece1'?"
+    assert did_you_mean("zzz", names) == ""
+
+
 def test_all_users_is_refused_to_an_ordinary_user_before_anything_is_done(
     session: Session, fake: FakeSlurm
 ) -> None:
