@@ -211,11 +211,8 @@ def _hangup_as_interrupt() -> Iterator[None]:
         yield
     except InterruptedByUser as exc:
         fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:  # outside staging, e.g. while sbatch answers
-        fail(
-            "interrupted; Slurm may have taken the job: `konduktor status` says what became of it",
-            EXIT_INTERRUPTED,
-        )
+    except KeyboardInterrupt:  # between the steps the service names (recording, callbacks)
+        fail("interrupted: `konduktor status` says what became of the job", EXIT_INTERRUPTED)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -350,7 +350,12 @@ def submit_all(
     from konduktor_slurm.tracker import LAUNCHER_KEY
     from konduktor_slurm.transport import CommandTimeout, TransportError
 
-    prepared, records = claim(session, prepared)
+    try:
+        prepared, records = claim(session, prepared)
+    except KeyboardInterrupt:
+        # A record claim left behind keeps this process as its launcher: the next status
+        # fails it once this process has ended (tracker.settle_orphans).
+        raise InterruptedByUser("interrupted before staging; nothing was submitted") from None
     task, plan, store, slurm = prepared.task, prepared.plan, session.store, session.slurm
     by_name = {job.name: job for job in records}
 
@@ -364,8 +369,8 @@ def submit_all(
     script_paths = []
     # The scripts render on another thread while rsync (another process) copies: the thread
     # takes the GIL only while this one waits for rsync's output.
-    rendered = _render_ahead(prepared.batches)
     try:
+        rendered = _render_ahead(prepared.batches)
         stage(
             slurm.transport,
             plan.job_dir,
@@ -408,6 +413,13 @@ def submit_all(
         jobs = [by_name[name] for name in batch.names]
         try:
             job_id = slurm.submit(script_path)
+        except KeyboardInterrupt:
+            # The records stay "submitting", with this process as their launcher: the next
+            # status, once this process has ended, asks Slurm for them by name.
+            raise InterruptedByUser(
+                "interrupted while submitting; Slurm may have taken the job: `konduktor "
+                "status` says what became of it"
+            ) from None
         except CommandTimeout as exc:
             # sbatch did not answer in time: slurmctld may still have taken the job.
             # Submitting again could run it twice, so look for it by its (unique) name.

@@ -394,16 +394,20 @@ def start_slow_staging(
 ) -> tuple[str, subprocess.Popen]:
     """A launch whose rsync takes 30 s to start, once it is staging: (task name, process)."""
     slow = tmp_path / "slow-bin"
-    slow_command(slow, "rsync", before="sleep 30")
+    started = tmp_path / "rsync-started"
+    slow_command(slow, "rsync", before=f"touch {started}; sleep 30")
     task_name = unique(prefix)
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "data.txt").write_text("data")
     write_task(tmp_path, f"name: {task_name}\nworkdir: project\nrun: 'true'\n")
     launch = start_launch(kd_home, tmp_path, path_first=slow)
+    # rsync has started, not just the record: the job is CREATED "staging workdir" from
+    # the moment its name is claimed, a moment before staging begins.
     deadline = time.monotonic() + 30
-    while not [job for job in status_json(kd)["jobs"] if job["detail"] == "staging workdir"]:
-        assert time.monotonic() < deadline, "the launch never started staging"
-        time.sleep(0.2)
+    while not started.exists():
+        assert time.monotonic() < deadline and launch.poll() is None, "staging never started"
+        time.sleep(0.05)
+    assert status_json(kd)["jobs"][0]["detail"] == "staging workdir"
     return task_name, launch
 
 
@@ -436,8 +440,8 @@ def test_a_launch_killed_after_sbatch_is_found_in_slurm_by_the_next_status(
     if sent == signal.SIGINT:
         assert launch.returncode == 130, err
         assert err.endswith(
-            "Error: interrupted; Slurm may have taken the job: `konduktor status` says what "
-            "became of it\n"
+            "Error: interrupted while submitting; Slurm may have taken the job: `konduktor "
+            "status` says what became of it\n"
         ), err
     (name,) = squeue_names(task_name)
     job = wait_for_status(kd, name, {"COMPLETED"}, timeout=90)

@@ -181,6 +181,37 @@ def test_ctrl_c_while_staging_fails_the_job_and_stays_a_keyboard_interrupt(
     assert fake.calls == []  # nothing submitted
 
 
+@pytest.mark.parametrize("step", ["claim", "sbatch"])
+def test_ctrl_c_before_staging_or_in_sbatch_says_what_was_done(
+    session: Session, fake: FakeSlurm, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """The job's record stays with this process as its launcher: the next status settles it
+    once this process has ended (the live fault tests kill real launches)."""
+    from konduktor_slurm.tracker import LAUNCHER_KEY
+
+    real_run = fake.run
+
+    def ctrl_c(argv: list[str], **kwargs):
+        if (step == "claim" and argv[:1] == ["mkdir"]) or (
+            step == "sbatch" and argv[0] == "sbatch"
+        ):
+            raise KeyboardInterrupt
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(fake, "run", ctrl_c)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        submit(session)
+    said = {
+        "claim": "interrupted before staging; nothing was submitted",
+        "sbatch": "interrupted while submitting; Slurm may have taken the job: `konduktor "
+        "status` says what became of it",
+    }
+    assert str(raised.value) == said[step]
+    (job,) = session.store.jobs()
+    assert job.state == State.CREATED and LAUNCHER_KEY in job.extra
+    assert job.detail == ("staging workdir" if step == "claim" else "submitting")
+
+
 # ---- status ----------------------------------------------------------------------------
 
 
