@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 # humanize_ago lives with the other time formats (pure too); re-exported for compatibility.
 from konduktor_slurm.durations import humanize_ago
@@ -301,6 +301,20 @@ def _parse_exit_code(raw: str | None) -> tuple[int, int] | None:
     return code, sig
 
 
+V = TypeVar("V")
+
+
+def _by_rank(raw: Mapping[Any, Any] | None, value: Callable[[Any], V | None]) -> dict[int, V]:
+    """``raw`` (rank -> what a job script wrote) with int ranks and the values ``value``
+    reads, and without anything it cannot read (None, "")."""
+    out: dict[int, V] = {}
+    for rank, text in (raw or {}).items():
+        r, v = _as_int(rank, None), value(text)
+        if r is not None and v is not None and v != "":
+            out[r] = v
+    return out
+
+
 def _compress_ranks(ranks: list[int]) -> str:
     """Sorted ranks -> "1,2" / "0-3,7": a 64-rank failure must still fit on a status line.
 
@@ -558,12 +572,7 @@ class _Ctx:
     @cached_property
     def rank_codes(self) -> dict[int, int]:
         """rank_exit_codes with anything unparsable dropped (written by job scripts)."""
-        out: dict[int, int] = {}
-        for rank, code in (self.slurm.rank_exit_codes or {}).items():
-            r, c = _as_int(rank, None), _as_int(code, None)
-            if r is not None and c is not None:
-                out[r] = c
-        return out
+        return _by_rank(self.slurm.rank_exit_codes, lambda code: _as_int(code, None))
 
     @cached_property
     def failing_ranks(self) -> list[int]:
@@ -586,12 +595,9 @@ class _Ctx:
     @cached_property
     def unstarted_ranks(self) -> dict[int, str]:
         """ranks_not_started with anything unparsable dropped (written by job scripts)."""
-        out: dict[int, str] = {}
-        for rank, node in (self.slurm.ranks_not_started or {}).items():
-            r = _as_int(rank, None)
-            if r is not None and isinstance(node, str) and node:
-                out[r] = node
-        return out
+        return _by_rank(
+            self.slurm.ranks_not_started, lambda node: node if isinstance(node, str) else None
+        )
 
     @cached_property
     def ranks_not_started(self) -> bool:

@@ -94,17 +94,14 @@ LAUNCHER_KEY = "launcher"
 
 
 def settle_orphans(store: Store, slurm: Slurm, jobs: list[JobRecord]) -> None:
-    """Settle the CREATED jobs whose launch process ended before it recorded how the launch
-    went: one it ended while submitting is looked up in Slurm by its unique name (squeue,
-    then accounting) and followed from there if Slurm has it; any other is FAILED, with
-    nothing submitted. A job Slurm cannot be asked about now is left for the next refresh."""
+    """Settle those of ``jobs`` (CREATED, with a launcher recorded) whose launch process
+    ended before it recorded how the launch went: one it ended while submitting is looked
+    up in Slurm by its unique name (squeue, then accounting) and followed from there if
+    Slurm has it; any other is FAILED, with nothing submitted. A job Slurm cannot be asked
+    about now is left for the next refresh."""
     from konduktor_slurm.launcher import launcher_gone
 
-    orphans = [
-        job
-        for job in jobs
-        if not job.terminal and not job.slurm_job_id and launcher_gone(job.extra.get(LAUNCHER_KEY))
-    ]
+    orphans = [job for job in jobs if launcher_gone(job.extra.get(LAUNCHER_KEY))]
     arrays_by_name: dict[str, list[str]] = {}  # one lookup per name: a sweep's elements share it
     for job in orphans:
         launcher = job.extra[LAUNCHER_KEY]
@@ -208,8 +205,13 @@ def refresh(
     from squeue; only jobs that left the queue keep their last known state (stale): nothing
     is declared finished on a guess.
     """
-    if any(LAUNCHER_KEY in job.extra for job in jobs if not job.terminal and not job.slurm_job_id):
-        settle_orphans(store, slurm, jobs)
+    launching = [
+        job
+        for job in jobs
+        if not job.terminal and not job.slurm_job_id and LAUNCHER_KEY in job.extra
+    ]
+    if launching:
+        settle_orphans(store, slurm, launching)
     live = [job for job in jobs if not job.terminal and job.slurm_job_id]
     if not live and not all_users:
         return RefreshResult()
