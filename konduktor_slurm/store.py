@@ -787,6 +787,9 @@ def check_file(path: Path) -> None:
     _check_writable(path, st)
 
 
+_OWNER_RW = stat.S_IRUSR | stat.S_IWUSR
+
+
 def _check_writable(path: Path, st: os.stat_result) -> None:
     if _read_only_fs(path):
         raise StoreReadOnlyError(
@@ -802,12 +805,30 @@ def _check_writable(path: Path, st: os.stat_result) -> None:
         )
     for suffix in ("-wal", "-shm"):  # left behind by another account (`sudo konduktor`)
         companion = Path(f"{path}{suffix}")
-        if os.path.lexists(companion) and not os.access(companion, os.R_OK | os.W_OK):
+        try:
+            found = os.lstat(companion)
+        except OSError:
+            continue  # none: SQLite creates it
+        # Another process of ours may remove it (closing the store last) and make it again at
+        # any moment: one lstat judges our own file, where os.access, asking again by name,
+        # could meet no file at all and call it read-only.
+        if os.geteuid() == 0:
+            continue  # root may write any file
+        ours = found.st_uid == os.geteuid()
+        if ours:
+            usable = found.st_mode & _OWNER_RW == _OWNER_RW
+        else:
+            usable = os.access(companion, os.R_OK | os.W_OK) or not os.path.lexists(companion)
+        if not usable:
+            remedy = (
+                f"Make it yours to write again (chmod u+rw {companion})"
+                if ours
+                else f"Give it back to your account (sudo chown $USER {companion})"
+            )
             raise StoreReadOnlyError(
                 f"cannot write the job store {path}: {companion.name} is read-only to you "
-                f"({_mode_of(companion)}); SQLite writes it beside the store, and it may hold "
-                f"the store's latest changes. Give it back to your account "
-                f"(sudo chown $USER {companion})",
+                f"({_mode(found)}); SQLite writes it beside the store, and it may hold "
+                f"the store's latest changes. {remedy}",
                 path,
             )
     directory = path.parent

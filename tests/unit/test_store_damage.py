@@ -372,6 +372,15 @@ def _wal_owned_by_root(home: Path) -> Path:
     return path
 
 
+def _own_shm_read_only(home: Path) -> Path:
+    """The user's own -shm, left read-only (a chmod -R a-w of the home, say). It is judged by
+    one lstat, since another process of the user's may remove and remake it at any moment."""
+    path = _wal_owned_by_root(home)
+    give_to_user(path)
+    os.chmod(f"{path}-shm", 0o444)
+    return path
+
+
 BROKEN = [
     Broken("garbage-bytes", _garbage, "is not an SQLite database"),
     Broken("garbage-text", _text_file, "is not an SQLite database"),
@@ -404,6 +413,9 @@ BROKEN = [
     Broken("unreadable-directory", _unreadable_directory, "Permission denied", as_user=True),
     Broken("owned-by-root", _owned_by_root, "permission denied (mode -rw-------, owner root", True),
     Broken("wal-owned-by-root", _wal_owned_by_root, f"{STORE}-wal is read-only", True),
+    Broken(
+        "own-shm-read-only", _own_shm_read_only, "-shm is read-only to you (mode -r--r--r--", True
+    ),
 ]
 REBUILD = "run `konduktor store rebuild` to keep it aside and re-record your jobs from Slurm"
 NEEDS_REBUILD = {
@@ -565,6 +577,31 @@ def test_a_writer_in_wal_mode_does_not_block_status(base: Path) -> None:
         holder.wait()
     assert result.returncode == 0 and result.stderr == "", result
     assert result.seconds < 3
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_a_companion_file_removed_while_checked_is_not_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """The last process to close the store removes its -wal and -shm. When that happens between
+    the check seeing the file and asking whether it is writable, the file is gone, not
+    read-only (a CI run of eight processes opening one new store at once met this)."""
+    path = sound_store(tmp_path)
+    companion = Path(f"{path}{suffix}")
+    companion.write_bytes(b"")
+    real_access = os.access
+
+    def access_after_the_other_process_closed(target: object, mode: int) -> bool:
+        if Path(str(target)) == companion:
+            companion.unlink(missing_ok=True)
+        return real_access(target, mode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("konduktor_slurm.store.os.access", access_after_the_other_process_closed)
+    store = Store(path)
+    try:
+        assert {job.name for job in store.jobs()} == {"train-0000", "train-0001"}
+    finally:
+        store.close()
 
 
 # ---- damaged values in a row: the others are read, one warning names the damage -----------
