@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,6 +132,19 @@ def status_json(kd: Callable[..., Run], name: str | None = None) -> dict:
     result = kd("status", "--json", *([name] if name else []))
     assert result.returncode == 0, result.output
     return json.loads(result.stdout)
+
+
+def launch_sweep(run: Callable[..., Run], task: Path, grid: str) -> tuple[str, str, list[str]]:
+    """`konduktor launch -y -d --grid <grid> <task>`: the sweep's name, its Slurm job
+    array's id and its variants' names."""
+    launched = run("launch", "-y", "-d", "--grid", grid, str(task))
+    assert launched.returncode == 0, launched.output
+    match = re.search(
+        r"Submitted sweep (\S+): (\d+) variants .* \(Slurm job array (\d+)\)", launched.stdout
+    )
+    assert match, launched.stdout
+    sweep, count, array = match.groups()
+    return sweep, array, [f"{sweep}-{index}" for index in range(int(count))]
 
 
 def wait_for_status(

@@ -27,10 +27,12 @@ from tests.conftest import (
     TEST_USER,
     Run,
     held_job_record,
+    launch_sweep,
     status_json,
     wait_for_status,
     wait_until,
 )
+from tests.live.test_store_live import damage
 
 pytestmark = pytest.mark.live
 
@@ -231,6 +233,38 @@ def test_pending_stop_start_and_cancel(laptop: Laptop, release: Release) -> None
     assert taken.returncode == 0, taken.output
     job = laptop.status(blocker)
     assert (job["status"], job["detail"]) == ("FAILED", f"cancelled by {TEST_USER}"), job
+
+
+def test_store_rebuild_brings_back_each_variant_of_a_sweep(laptop: Laptop) -> None:
+    """A sweep of three 2-node variants, one at a time on the cluster: the first fails, the
+    second is taken down running and the third waiting. Each release keeps such an array
+    its own way in accounting ("<id>_[1-2]", a plain "<id>"); `store rebuild` must bring
+    every variant back as it was."""
+    task = laptop.directory / "sweep.yaml"
+    task.write_text(
+        f"name: {_name('sweep')}\nnum_nodes: 2\nresources:\n  accelerators: H100:8\n"
+        'run: |\n  [ "$SEED" != 0 ] || exit 3\n  sleep 120\n'
+    )
+    sweep, array, variants = launch_sweep(laptop.run, task, "SEED=0,1,2")
+    laptop.wait_for(variants[0], {"FAILED"})
+    laptop.wait_for(variants[1], {"ACTIVE"})
+    assert laptop.status(variants[2])["status"] == "PENDING"
+    down = laptop.run("down", "-y", f"{sweep}-*")
+    assert down.returncode == 0, down.output
+    before = {variant: laptop.wait_for(variant, {"FAILED"}) for variant in variants}
+
+    damage(Path(laptop.env()["KONDUKTOR_HOME"]) / "state.db")
+    rebuilt = laptop.run("store", "rebuild", "-y")
+    assert rebuilt.returncode == 0, rebuilt.output
+    shown = {job["name"]: job for job in status_json(laptop.run)["jobs"]}
+    assert sorted(name for name in shown if name.startswith(sweep)) == variants, shown
+    for index, variant in enumerate(variants):
+        job = shown[variant]
+        assert job["slurm_job_id"] == f"{array}_{index}", job
+        for field in ("status", "job_dir", "log_path", "resources"):
+            assert job[field] == before[variant][field], (variant, field, job)
+    assert shown[variants[0]]["detail"] == before[variants[0]]["detail"]
+    assert all("cancelled" in shown[variant]["detail"] for variant in variants[1:]), shown
 
 
 # A training loop in bash (the test clusters' nodes have no Python): saves its step on the

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import status_json, wait_for_status, write_task
+from tests.conftest import launch_sweep, status_json, wait_for_status, write_task
 from tests.live.test_launch import submitted_name, unique
 from tests.live.test_lifecycle_live import cleanup
 from tests.live.test_ssh import (
@@ -163,6 +163,100 @@ def test_a_running_job_survives_a_damaged_store(kd, kd_home: Path, tmp_path: Pat
         )
     finally:
         cleanup(kd, job_name)
+
+
+# ---- a grid sweep: one Slurm job array, a record per variant ------------------------------------
+
+
+def test_a_sweep_comes_back_variant_by_variant(kd, kd_home: Path, tmp_path: Path) -> None:
+    """Each element of the sweep's job array is re-recorded as the variant launch made, with
+    its own state, log and result; one still running goes on being followed."""
+    name = unique("sweepback")
+    release = tmp_path / "release"
+    task = write_task(
+        tmp_path,
+        f"name: {name}\nrun: |\n"
+        '  echo "variant seed=$SEED"\n'
+        '  echo "{\\"seed\\": $SEED}" > "$KONDUKTOR_OUTPUT_DIR/result.json"\n'
+        '  [ "$SEED" != 1 ] || exit 7\n'
+        f'  if [ "$SEED" = 2 ]; then until [ -e {release} ]; do sleep 1; done; fi\n',
+    )
+    sweep, array, variants = launch_sweep(kd, task, "SEED=0,1,2")
+    try:
+        wait_for_status(kd, variants[0], {"COMPLETED"}, timeout=120)
+        wait_for_status(kd, variants[1], {"FAILED"}, timeout=120)
+        wait_for_status(kd, variants[2], {"ACTIVE"}, timeout=120)
+        before = {job["name"]: job for job in status_json(kd)["jobs"]}
+
+        damage(kd_home / "state.db")
+        rebuilt = kd("store", "rebuild", "-y")
+        assert rebuilt.returncode == 0, rebuilt.output
+        for variant in variants:
+            assert variant in rebuilt.stdout, rebuilt.stdout
+        assert not re.search(rf"^\s*{sweep}\s", rebuilt.stdout, re.MULTILINE), rebuilt.stdout
+
+        after = {job["name"]: job for job in status_json(kd)["jobs"]}
+        assert sorted(name for name in after if name.startswith(sweep)) == variants
+        for index, variant in enumerate(variants):
+            job = after[variant]
+            assert job["slurm_job_id"] == f"{array}_{index}"
+            for field in ("status", "job_dir", "log_path", "task_name", "resources"):
+                assert job[field] == before[variant][field], (variant, field)
+        assert after[variants[1]]["detail"] == "rank 0 exited 7", after[variants[1]]
+
+        logs = kd("logs", "--no-follow", variants[1])
+        assert logs.returncode == 0 and "variant seed=1" in logs.stdout, logs.output
+        assert "seed=0" not in logs.stdout
+        result = kd("result", variants[0])
+        assert result.returncode == 0 and json.loads(result.stdout) == {"seed": 0}, result.output
+
+        release.touch()  # the running variant ends; the rebuilt store follows it
+        wait_for_status(kd, variants[2], {"COMPLETED"}, timeout=120)
+        down = kd("down", "-y", f"{sweep}-*")  # the sweep is still one unit to act on
+        assert down.returncode == 0, down.output
+        assert not any(job["name"].startswith(sweep) for job in status_json(kd)["jobs"])
+    finally:
+        release.touch()
+        subprocess.run(["scancel", array], check=False)
+
+
+def test_a_sweep_taken_down_while_it_waited_comes_back_variant_by_variant(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    """Slurm 22.05 keeps an array whose waiting elements were all cancelled as one plain
+    record ("<array id>", no element): each variant must still come back, cancelled."""
+    hog = subprocess.run(
+        ["sbatch", "--parsable", "-N2", "--gres=gpu:h100:8", "--job-name=sweephog",
+         "--output=/dev/null", "--wrap", "sleep 300"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    name = unique("sweepwait")
+    submitted: list[str] = []
+    try:
+        task = write_task(
+            tmp_path,
+            f"name: {name}\nnum_nodes: 2\nresources:\n  accelerators: H100:8\nrun: sleep 1\n",
+        )
+        sweep, array, variants = launch_sweep(kd, task, "SEED=0,1,2")
+        submitted.append(array)
+        for variant in variants:
+            wait_for_status(kd, variant, {"PENDING"}, timeout=60)
+        down = kd("down", "-y", f"{sweep}-*")
+        assert down.returncode == 0, down.output
+        wait_for("the cancellation", lambda: slurm_state(array).startswith("CANC"), 60)
+
+        damage(kd_home / "state.db")
+        rebuilt = kd("store", "rebuild", "-y")
+        assert rebuilt.returncode == 0, rebuilt.output
+        # `down` marks were only in the old store: the variants show again, as Slurm has them.
+        shown = {job["name"]: job for job in status_json(kd)["jobs"]}
+        for index, variant in enumerate(variants):
+            job = shown[variant]
+            assert (job["status"], job["slurm_job_id"]) == ("FAILED", f"{array}_{index}"), job
+            assert "cancel" in job["detail"].lower(), job
+        assert sweep not in shown
+    finally:
+        subprocess.run(["scancel", hog, *submitted], check=False)
 
 
 # ---- a running job, from a workstation over SSH -------------------------------------------------

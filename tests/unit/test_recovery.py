@@ -18,11 +18,12 @@ import pytest
 
 from konduktor_slurm.checkpoint import Checkpoint
 from konduktor_slurm.lifecycle import State
-from konduktor_slurm.render import JobPlan, render_sbatch
+from konduktor_slurm.render import ArrayPlan, JobPlan, render_sbatch
 from konduktor_slurm.service.recovery import (
     RECORDED_DETAIL,
     ScriptFacts,
     found_job,
+    found_jobs,
     keep_aside,
     one_per_name,
     parse_job_script,
@@ -256,10 +257,233 @@ def test_job_scripts_are_read_with_one_command_and_missing_ones_left_out(tmp_pat
             calls.append(argv)
             return super().run(argv, **kwargs)
 
-    facts = read_job_scripts(Slurm(Counting()), [first, second, missing])
+    paths = [f"{directory}/sbatch.sh" for directory in (first, second, missing)]
+    facts = read_job_scripts(Slurm(Counting()), paths)
     assert len(calls) == 1
-    assert set(facts) == {first, second}
-    assert facts[second].task_name == "train.llm" and facts[second].max_restarts == 2
+    assert set(facts) == {paths[0], paths[1]}
+    assert facts[paths[1]].task_name == "train.llm" and facts[paths[1]].max_restarts == 2
+
+
+# ---- grid sweeps: one job array (or several) per sweep, a record per variant ------------------
+
+SWEEP_TASK = "name: sweep.lr\nnum_nodes: 1\nresources:\n  accelerators: H100:2\nrun: x\n"
+
+
+def sweep_scripts(jobs_dir: Path, sweep: str, sizes: list[int]) -> Path:
+    """A sweep's directory with the scripts launch writes: sbatch.sh for one array, else
+    sbatch-<n>.sh per array (``sizes``: elements per array, in order)."""
+    task = parse_task(SWEEP_TASK, source="task.yaml")
+    job_dir = jobs_dir / sweep
+    job_dir.mkdir(parents=True)
+    offset = 0
+    for number, size in enumerate(sizes):
+        variants = tuple((("LR", str(offset + index)),) for index in range(size))
+        logs_dir = f"{job_dir}/logs/{number}"
+        plan = JobPlan(
+            job_name=sweep,
+            job_dir=str(job_dir),
+            log_path=f"{job_dir}/job.log",
+            array=ArrayPlan(variants, offset, logs_dir),
+        )
+        name = "sbatch.sh" if len(sizes) == 1 else f"sbatch-{number}.sh"
+        (job_dir / name).write_text(render_sbatch(task, plan))
+        offset += size
+    return job_dir
+
+
+def history_rows(*rows: tuple[str, str, str, Path, bool]):
+    """sacct's history rows (HISTORY_FIELDS) for (JobID, JobName, State, WorkDir, ran), as
+    22.05 prints them: a job cancelled while it waited has a Start (the cancel) but no
+    AllocTRES."""
+    lines = []
+    for job_id, name, state, work_dir, ran in rows:
+        start = "Unknown" if state == "PENDING" else "2026-11-30T09:15:23"
+        tres = "billing=1,cpu=1,gres/gpu:h100=2,gres/gpu=2,mem=1G,node=1" if ran else ""
+        fields = [job_id, name, "root", state, "2026-11-30T09:15:21", start, "Unknown"]
+        lines.append("\x1f".join([*fields, str(work_dir), "1", tres, ""]) + "\x1f\n")
+    return parse_history("".join(lines))
+
+
+def found_in(tmp_path: Path, history, array_size: list[int] | None = None) -> dict:
+    """found_jobs over ``history`` with the real scripts in tmp_path; {name: FoundJob}.
+    ``array_size``: what MaxArraySize answers (the list records each time it is asked)."""
+
+    def max_array_size() -> int:
+        assert array_size is not None, "MaxArraySize was asked while the scripts say it"
+        array_size.append(array_size[0])
+        return array_size[0]
+
+    found, notes = found_jobs(
+        [],
+        history,
+        str(tmp_path / "jobs"),
+        "root",
+        read_scripts=lambda paths: read_job_scripts(Slurm(LocalTransport()), paths),
+        max_array_size=max_array_size,
+    )
+    result = {job.record.name: job for job in found}
+    result["notes"] = notes
+    return result
+
+
+def test_each_element_of_a_sweeps_array_is_recorded_as_the_variant_launch_made(
+    tmp_path: Path,
+) -> None:
+    jobs = tmp_path / "jobs"
+    sweep = sweep_scripts(jobs, "sweep.lr-ab12", [3])
+    single = sweep_scripts(jobs, "solo-0001", [1])  # a sweep of one variant
+    (jobs / "plain-cd34").mkdir()
+    history = history_rows(
+        ("900_0", "sweep.lr-ab12", "COMPLETED", sweep, True),
+        ("900_1", "sweep.lr-ab12", "FAILED", sweep, True),
+        ("900_[2]", "sweep.lr-ab12", "PENDING", sweep, False),  # as sacct prints a waiting one
+        ("901_0", "solo-0001", "COMPLETED", single, True),
+        ("902", "plain-cd34", "COMPLETED", jobs / "plain-cd34", True),
+    )
+    found = found_in(tmp_path, history)
+    assert found.pop("notes") == []
+    assert sorted(found) == [
+        "plain-cd34",
+        "solo-0001-0",
+        "sweep.lr-ab12-0",
+        "sweep.lr-ab12-1",
+        "sweep.lr-ab12-2",
+    ]
+    failed = found["sweep.lr-ab12-1"]
+    job = failed.record
+    assert (job.slurm_job_id, failed.slurm_state) == ("900_1", "FAILED")
+    assert job.job_dir == f"{sweep}/elements/1"
+    assert job.log_path == f"{sweep}/logs/0/1.log"
+    assert job.extra == {"sweep": "sweep.lr-ab12", "array_batch": 0, "array_index": 1}
+    assert (job.task_name, job.resources, job.gpus_per_node) == ("sweep.lr", "1x(H100:2)", 2)
+    assert found["sweep.lr-ab12-2"].record.slurm_job_id == "900_2"
+    plain = found["plain-cd34"].record
+    assert plain.extra == {} and plain.job_dir == str(jobs / "plain-cd34")
+    assert plain.log_path == f"{jobs}/plain-cd34/job.log"
+
+
+def test_a_sweep_of_several_arrays_numbers_each_variant_by_its_arrays_offset(
+    tmp_path: Path,
+) -> None:
+    """MaxArraySize 2: five variants are arrays 910 (0-1), 911 (2-3) and 912 (4)."""
+    sweep = sweep_scripts(tmp_path / "jobs", "big-ef56", [2, 2, 1])
+    history = history_rows(
+        ("912_0", "big-ef56", "PENDING", sweep, False),  # listed first: order is by id
+        ("910_[0-1]", "big-ef56", "COMPLETED", sweep, True),
+        ("911_0", "big-ef56", "RUNNING", sweep, True),
+        ("911_1", "big-ef56", "FAILED", sweep, True),
+    )
+    found = found_in(tmp_path, history)
+    assert found.pop("notes") == []
+    by_id = {job.record.slurm_job_id: job.record for job in found.values()}
+    assert {job_id: job.name for job_id, job in by_id.items()} == {
+        "910_0": "big-ef56-0",
+        "910_1": "big-ef56-1",
+        "911_0": "big-ef56-2",
+        "911_1": "big-ef56-3",
+        "912_0": "big-ef56-4",
+    }
+    assert by_id["911_1"].log_path == f"{sweep}/logs/1/1.log"
+    assert by_id["911_1"].job_dir == f"{sweep}/elements/3"
+    assert by_id["912_0"].extra == {"sweep": "big-ef56", "array_batch": 2, "array_index": 0}
+
+    # The scripts pruned: each array but the last held MaxArraySize variants.
+    for script in sweep.glob("sbatch-*.sh"):
+        script.unlink()
+    asked = [2]
+    again = found_in(tmp_path, history, asked)
+    again.pop("notes")
+    assert {job.record.slurm_job_id: name for name, job in again.items()} == {
+        job_id: job.name for job_id, job in by_id.items()
+    }
+    assert again["big-ef56-4"].record.task_name == "big"  # the script said "sweep.lr"
+    assert len(asked) > 1  # MaxArraySize was asked, as the scripts were gone
+
+
+def test_arrays_without_all_their_scripts_are_numbered_in_order_with_a_note(
+    tmp_path: Path,
+) -> None:
+    sweep = sweep_scripts(tmp_path / "jobs", "big-ef56", [2, 2, 1])
+    (sweep / "sbatch-1.sh").unlink()
+    history = history_rows(
+        ("910_1", "big-ef56", "COMPLETED", sweep, True),
+        ("911_1", "big-ef56", "COMPLETED", sweep, True),
+    )
+    found = found_in(tmp_path, history, [2])
+    assert found.pop("notes") == [
+        f"{sweep}: 2 job arrays in Slurm but 1 of their scripts; "
+        "their variants are numbered in the order of the arrays' ids"
+    ]
+    assert sorted(found) == ["big-ef56-1", "big-ef56-3"]
+
+
+def test_an_array_cancelled_while_it_waited_is_one_plain_row_standing_for_each_element(
+    tmp_path: Path,
+) -> None:
+    """Slurm 22.05 prints an array whose elements were all cancelled while they waited as
+    a plain "920" (`konduktor down 'gone-*'` of a waiting sweep, observed): each variant is
+    recorded from it. A plain row beside element rows stands for the elements without one
+    (an element's run printed without its index, see slurm.with_array_records)."""
+    jobs = tmp_path / "jobs"
+    waited = sweep_scripts(jobs, "gone-1111", [3])
+    ran = sweep_scripts(jobs, "ran-2222", [3])
+    history = history_rows(
+        ("920", "gone-1111", "CANCELLED by 0", waited, False),
+        ("921", "ran-2222", "FAILED", ran, True),
+        ("921_0", "ran-2222", "COMPLETED", ran, True),
+        ("921_2", "ran-2222", "COMPLETED", ran, True),
+    )
+    found = found_in(tmp_path, history)
+    assert found.pop("notes") == []
+    assert sorted(found) == [
+        *(f"gone-1111-{index}" for index in range(3)),
+        *(f"ran-2222-{index}" for index in range(3)),
+    ]
+    assert found["gone-1111-2"].record.slurm_job_id == "920_2"
+    assert found["gone-1111-2"].slurm_state == "CANCELLED by 0"
+    assert found["gone-1111-2"].record.extra["array_index"] == 2
+    assert [found[f"ran-2222-{index}"].slurm_state for index in range(3)] == [
+        "COMPLETED",
+        "FAILED",
+        "COMPLETED",
+    ]
+
+    # Its script pruned, nothing says it was a sweep: it is recorded as the one job Slurm
+    # shows, so that it is not lost track of.
+    (waited / "sbatch.sh").unlink()
+    again = found_in(tmp_path, history)
+    assert again.pop("notes") == []
+    assert again["gone-1111"].record.slurm_job_id == "920"
+
+
+def test_a_plain_array_whose_script_is_gone_is_named_in_a_note(tmp_path: Path) -> None:
+    sweep = sweep_scripts(tmp_path / "jobs", "big-ef56", [2, 1])
+    (sweep / "sbatch-0.sh").unlink()
+    history = history_rows(
+        ("940", "big-ef56", "CANCELLED by 0", sweep, False),
+        ("941_0", "big-ef56", "COMPLETED", sweep, True),
+    )
+    found = found_in(tmp_path, history)
+    assert found.pop("notes") == [
+        f"{sweep}: 2 job arrays in Slurm but 1 of their scripts; their variants are numbered "
+        "in the order of the arrays' ids",
+        f"big-ef56: Slurm lists its job array 940 without its elements and "
+        f"{sweep}/sbatch-0.sh is gone: those variants were not re-recorded",
+    ]
+    assert sorted(found) == ["big-ef56-2"]
+
+
+def test_a_sweep_script_submitted_again_by_hand_keeps_the_newer_array(tmp_path: Path) -> None:
+    sweep = sweep_scripts(tmp_path / "jobs", "again-3333", [1])
+    history = history_rows(
+        ("930_0", "again-3333", "FAILED", sweep, True),
+        ("931_0", "again-3333", "COMPLETED", sweep, True),
+    )
+    found = found_in(tmp_path, history)
+    assert found.pop("notes") == [
+        "again-3333-0: Slurm jobs 931_0 and 930_0 share the name; the newer (931_0) is recorded"
+    ]
+    assert found["again-3333-0"].record.slurm_job_id == "931_0"
 
 
 # ---- keeping the old store -------------------------------------------------------------------
