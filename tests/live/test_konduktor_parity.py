@@ -142,6 +142,22 @@ def test_skypilot_rdzv_task_gets_one_task_id_on_both_ranks(
     assert "#SBATCH --gres=gpu:h100:2" in script
 
 
+def test_skypilot_setup_names_and_cluster_info_reach_every_node(
+    kd_user, user_dir: Path, user_config: dict[str, str]
+) -> None:
+    copy_world(user_dir, "sky-setup-head-only.yaml")
+    launched = kd_user("launch", "-y", "sky-setup-head-only.yaml", env=user_config, timeout=180)
+    assert launched.returncode == 0, launched.output
+    name = submitted_name(launched.stdout)
+    assert f"{name}: COMPLETED" in launched.stderr, launched.output
+    # Setup's head-only work ran once, on rank 0, with the first node's address.
+    assert re.findall(r"^(\d): head setup on (\S+) with 1 GPU\(s\)$", launched.stdout, re.M) == [
+        ("0", "127.0.0.1")
+    ], launched.output
+    clusters = re.findall(r"^(\d): cluster (\S+) on (\S+)$", launched.stdout, re.M)
+    assert sorted(clusters) == [("0", name, "Slurm"), ("1", name, "Slurm")], launched.output
+
+
 @pytest.mark.parametrize(
     "file",
     [

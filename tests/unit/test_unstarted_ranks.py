@@ -57,8 +57,11 @@ exit 0
 """
 
 
-def run_batch_script(tmp_path: Path, task_text: str, *attempts: str) -> tuple[Path, str, int]:
-    """Run the rendered batch script; attempt N of srun launches the ranks in attempts[N]."""
+def run_batch_script(
+    tmp_path: Path, task_text: str, *attempts: str, env: dict[str, str] | None = None
+) -> tuple[Path, str, int]:
+    """Run the rendered batch script; attempt N of srun launches the ranks in attempts[N].
+    ``env``: more of the job's environment (what Slurm sets, SLURM_*)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     # Each srun call takes the next attempt's ranks: a wrapper shifts them off a file.
@@ -74,14 +77,15 @@ def run_batch_script(tmp_path: Path, task_text: str, *attempts: str) -> tuple[Pa
     job_dir.mkdir()
     task = parse_task(task_text, "task.yaml")
     script = render_sbatch(task, JobPlan("w-1a2b", str(job_dir), str(job_dir / "job.log")))
-    env = {
+    job_env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "HOME": str(tmp_path),
         "SLURM_JOB_ID": "7",
         "SLURM_JOB_NODELIST": "node[1-2]",
+        **(env or {}),
     }
     done = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60
+        ["bash", "-c", script], capture_output=True, text=True, env=job_env, timeout=60
     )
     return job_dir, done.stdout + done.stderr, done.returncode
 
