@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,43 @@ def _section(data: dict[Any, Any], *path: str) -> dict[Any, Any]:
     return node if isinstance(node, dict) else {}
 
 
+# SkyPilot copies the workdir to ~/sky_workdir; on Slurm each job has its own copy
+# ($KONDUKTOR_WORKDIR), so a shared fixed path would mix jobs: `cd ~/sky_workdir` would fail
+# on the node after the wait in the queue, or run another job's files.
+_SKY_WORKDIR = re.compile(r"(?:~|\$HOME|\$\{HOME\})/sky_workdir(?![\w.-])")
+
+
+def _check_sky_workdir(ck: Checker, data: dict[Any, Any]) -> None:
+    for field in ("setup", "run"):
+        script = data.get(field)
+        if not isinstance(script, str):
+            continue
+        key_line = ck.line((field,))
+        block = "\n" in script.rstrip("\n") or script.endswith("\n")
+        for index, text in enumerate(script.splitlines()):
+            found = _SKY_WORKDIR.search(text)
+            if not found or text.lstrip().startswith("#"):
+                continue
+            # A block scalar ("run: |") starts on the line after its key.
+            line = key_line + 1 + index if key_line is not None and block else key_line
+            instead = (
+                "setup and run already start in this job's copy of the workdir on each node, "
+                "$KONDUKTOR_WORKDIR. Drop the cd, or write $KONDUKTOR_WORKDIR"
+                if data.get("workdir")
+                else "this task has no workdir to copy, so drop it"
+            )
+            ck.error_at(
+                ck.source,
+                line,
+                field,
+                f"uses {found.group(0)}, SkyPilot's copy of the workdir, which does not exist "
+                f"on Slurm: {instead}",
+            )
+            break
+
+
 def _check_across_fields(ck: Checker, data: dict[Any, Any]) -> None:
+    _check_sky_workdir(ck, data)
     envs, secrets = _section(data, "envs"), _section(data, "secrets")
     for key in secrets:
         if key in envs:

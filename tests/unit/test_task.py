@@ -1507,3 +1507,38 @@ def test_event_callback_is_taken_without_a_warning() -> None:
     task = parse("run: x\nevent_callback: echo $KONDUKTOR_NEW_STATE >> ~/events\n")
     assert task.event_callback == "echo $KONDUKTOR_NEW_STATE >> ~/events"
     assert task.warnings == ()
+
+
+# ---- SkyPilot's fixed workdir path ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "spelled"),
+    [
+        ("workdir: .\nrun: |\n  echo a\n  cd ~/sky_workdir && make\n", 4, "run", "~/sky_workdir"),
+        ("workdir: .\nrun: cd $HOME/sky_workdir/src; make\n", 2, "run", "$HOME/sky_workdir"),
+        ('workdir: .\nsetup: |\n  ls "${HOME}/sky_workdir"\nrun: x\n', 3, "setup", "${HOME}"),
+    ],
+)
+def test_skypilots_fixed_workdir_path_is_refused_with_its_line(
+    tmp_path: Path, text: str, line: int, field: str, spelled: str
+) -> None:
+    issue = only_issue(text, base_dir=tmp_path)
+    check(issue, line, field, f"uses {spelled}", "start in this job's copy", "$KONDUKTOR_WORKDIR")
+
+
+def test_without_a_workdir_sky_workdir_is_refused_as_nothing_to_copy() -> None:
+    issue = only_issue("name: t\nrun: cd ~/sky_workdir\n")
+    check(issue, 2, "run", "this task has no workdir to copy, so drop it")
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "# cd ~/sky_workdir (a comment)",
+        "ls ~/sky_workdir_old ~/sky_workdir2 ~/sky_workdir.bak /data/sky_workdir",
+        'cd "$KONDUKTOR_WORKDIR"',
+    ],
+)
+def test_other_paths_and_comments_naming_sky_workdir_are_accepted(script: str) -> None:
+    assert parse(f"name: t\nrun: |\n  {script}\n").run.strip() == script
