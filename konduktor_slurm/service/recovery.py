@@ -424,7 +424,7 @@ def place_elements(
     with_elements = {job_dirs[job_id] for job_id in candidates if _ELEMENT_ID.match(job_id)}
     rows: dict[str, QueueRow | HistoryRow] = {}
     notes: list[str] = []
-    placed: dict[str, tuple[str, ArrayBatch]] = {}  # array id -> (directory, its batch)
+    placed: dict[str, ArrayBatch] = {}  # array id -> its batch
     for directory, ids in ids_by_dir.items():
         batches = _array_batches(directory, ids, scripts, directory in with_elements)
         if batches is None:
@@ -436,33 +436,31 @@ def place_elements(
                 f"{directory}: {len(ids)} job arrays in Slurm but {found} of their scripts; "
                 "their variants are numbered in the order of the arrays' ids"
             )
-        for array_id, batch in zip(ids, batches, strict=True):
-            placed[array_id] = (directory, batch)
+        placed.update(zip(ids, batches, strict=True))
 
     elements: dict[str, ArrayElement] = {}
     plain_arrays: list[tuple[str, QueueRow | HistoryRow]] = []
     for job_id, row in candidates.items():
-        base = array_base_id(job_id)
-        if base not in placed:
-            rows[job_id] = row
-        elif base == job_id:
+        if job_id in placed:  # an array's plain row: what it stands for is decided below
             plain_arrays.append((job_id, row))
         else:
             rows[job_id] = row
+    with_own_rows = {array_base_id(job_id) for job_id in rows}
     for array_id, row in plain_arrays:
-        directory, batch = placed[array_id]
-        if batch.size is None:
-            notes.append(
-                f"{row.name}: Slurm lists its job array {array_id} without its elements and "
-                f"{batch.script} is gone: those variants were not re-recorded"
-            )
+        batch = placed[array_id]
+        if batch.size is None:  # which elements it stands for is not known
+            if array_id not in with_own_rows:
+                notes.append(
+                    f"{row.name}: Slurm lists its job array {array_id} without its elements "
+                    f"and {batch.script} is gone: those variants were not re-recorded"
+                )
             continue
         for index in range(batch.size):
             rows.setdefault(f"{array_id}_{index}", row._replace(job_id=f"{array_id}_{index}"))
     for job_id, row in rows.items():
         element = _ELEMENT_ID.match(job_id)
         if element and element.group(1) in placed:
-            batch = placed[element.group(1)][1]
+            batch = placed[element.group(1)]
             index = int(element.group(2))
             elements[job_id] = ArrayElement(
                 row.name, batch.number, index, batch.offset(max_array_size), batch.script
@@ -631,8 +629,11 @@ def found_job(
         name = f"{element.sweep}-{element.number}"
         log_path = f"{job_dir}/logs/{element.batch}/{element.index}.log"
         job_dir = f"{job_dir}/elements/{element.number}"
-        extra = {"sweep": element.sweep, "array_batch": element.batch}
-        extra["array_index"] = element.index
+        extra = {
+            "sweep": element.sweep,
+            "array_batch": element.batch,
+            "array_index": element.index,
+        }
     task_of = element.sweep if element else name  # "<task>-<suffix>"
     record = JobRecord(
         name=name,

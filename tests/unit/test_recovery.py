@@ -472,6 +472,19 @@ def test_a_plain_array_whose_script_is_gone_is_named_in_a_note(tmp_path: Path) -
     ]
     assert sorted(found) == ["big-ef56-2"]
 
+    # Beside rows of its own elements, a plain row whose script is gone stands for nothing
+    # that can be placed: the elements with rows are recorded, without a note.
+    history = history_rows(
+        ("941", "big-ef56", "COMPLETED", sweep, True),
+        ("941_0", "big-ef56", "COMPLETED", sweep, True),
+    )
+    (sweep / "sbatch-1.sh").unlink()
+    again = found_in(tmp_path, history, [2])
+    assert again.pop("notes") == []
+    # Every script gone, one array left in Slurm: it counts as the first (README: "in the
+    # order of their ids"), variant 0, though it was the second array.
+    assert sorted(again) == ["big-ef56-0"]
+
 
 def test_a_sweep_script_submitted_again_by_hand_keeps_the_newer_array(tmp_path: Path) -> None:
     sweep = sweep_scripts(tmp_path / "jobs", "again-3333", [1])
