@@ -304,7 +304,11 @@ while IFS='|' read -r name pidfile; do
 done < <(kc_daemons)
 
 munge_ok() { munge -n </dev/null | unmunge >/dev/null; }
+munge_restarted=
 if ! kc_alive munged "$KC_RUN_DIR/munged.pid"; then
+  # Slurm's daemons, if running, could not authenticate while munged was gone: their nodes
+  # are "not responding" until they register again (see below).
+  kc_alive slurmctld "$KC_RUN_DIR/slurmctld.pid" && munge_restarted=1
   kc_log "starting munged"
   # Foreground under setsid so that $! is munged itself (it runs as the
   # munge user, which could not write a pid file into our run dir). In the
@@ -385,6 +389,14 @@ for n in "${KC_NODES[@]}"; do
       die "slurmd -N $n did not start" "$KC_LOG_DIR/slurmd-$n.out" "$KC_LOG_DIR/slurmd-$n.log"
   fi
 done
+
+# munged died under a running cluster: slurmctld marked the nodes not responding (down*),
+# and they stay so until each slurmd registers again, which reconfigure asks of them now
+# (observed: still down* 60 s after munged was back).
+if [[ -n $munge_restarted ]]; then
+  kc_log "munged was restarted under a running slurmctld: asking the nodes to register again"
+  scontrol reconfigure >/dev/null 2>&1 || true
+fi
 
 # Wait until every node is usable. A node left DOWN/DRAINED by an earlier run
 # (or a test) is resumed once. "*" = not responding yet: just wait.

@@ -149,6 +149,43 @@ class PermissionDenied(SlurmError):
 _PERMISSION_DENIED = re.compile(r"access/permission denied|permission denied|not authorized", re.I)
 
 
+class AuthenticationFailed(SlurmError):
+    """This machine cannot authenticate to Slurm (munge): no Slurm command works from it, and
+    none did anything. Not a controller that is down, though ``scontrol ping`` then says so."""
+
+
+# Observed on 22.05 with munged stopped on the login node: every command retries for a few
+# seconds, then prints 'Munge encode failed: Failed to access "/run/munge/munge.socket.2":
+# No such file or directory (Did you start munged?)' before its own error ("Protocol
+# authentication error"), and `scontrol ping` says the controller is DOWN.
+_MUNGE_ENCODE = re.compile(r"Munge encode failed: (.*?)(?: \(Did you start munged\?\))?$", re.M)
+# Observed with another munge key on the login node: slurmctld logs "Munge decode failed:
+# Invalid credential" and closes the connection, and the command says only this (a clock
+# far off gives the same; so may a network fault, hence a hint, not a verdict).
+_NO_ANSWER = "Zero Bytes were transmitted or received"
+_NO_ANSWER_HINT = (
+    " (slurmctld closed the connection without an answer, as it does when it cannot verify "
+    "this machine's munge credential: another munge key here, or a clock far off)"
+)
+
+
+def slurm_error(command: str, result: CommandResult) -> SlurmError:
+    """The error of a Slurm command that failed, in one line: Slurm's last line, without the
+    program's name repeated ("sbatch: sbatch: error: ..."), and what to check when this
+    machine cannot authenticate (the last line alone would blame the job or the controller)."""
+    local = _MUNGE_ENCODE.search(result.stderr)
+    if local:
+        return AuthenticationFailed(
+            command,
+            f"this machine cannot authenticate to Slurm: munge failed ({local.group(1)}). "
+            "Is munged running here? (systemctl status munge)",
+        )
+    message = _first_line(result).removeprefix(f"{command.split()[0]}: ")
+    if _NO_ANSWER in message:
+        message += _NO_ANSWER_HINT
+    return SlurmError(command, message)
+
+
 class QueueRow(NamedTuple):
     """One job's line of squeue output (QUEUE_FIELDS), parsed."""
 
@@ -811,7 +848,7 @@ class Slurm:
     def _run(self, argv: list[str]) -> CommandResult:
         result = self.transport.run(argv, timeout=self.timeout)
         if not result.ok:
-            raise SlurmError(argv[0], _first_line(result))
+            raise slurm_error(argv[0], result)
         return result
 
     def nodes_that_went_down(self, nodes: Iterable[str], since: float) -> set[str]:
@@ -878,6 +915,9 @@ class Slurm:
         """Raise SlurmError unless slurmctld answers (for callers with no job to ask about)."""
         result = self.transport.run(["scontrol", "ping"], timeout=timeout or self.timeout)
         if not result.ok or " is UP" not in result.stdout:
+            error = slurm_error("scontrol ping", result)
+            if isinstance(error, AuthenticationFailed):  # it says DOWN, and the controller is not
+                raise error
             down = result.stdout.strip().splitlines()
             raise SlurmError("scontrol ping", down[0] if down else _first_line(result))
 
@@ -896,7 +936,7 @@ class Slurm:
             # line that grows with the number of jobs (Linux caps one argument at 128 KiB).
             result = self._ask_queue(squeue_command(user=self.transport.user))
             if not result.ok:
-                raise SlurmError("squeue", _first_line(result))
+                raise slurm_error("squeue", result)
             return with_array_records(parse_squeue(result.stdout), asked)
         result = self._ask_queue(squeue_command(ids))
         # When every id asked for has been purged from slurmctld's memory, squeue fails with
@@ -904,7 +944,7 @@ class Slurm:
         if not result.ok and "Invalid job id" in result.stderr:
             return {}
         if not result.ok:
-            raise SlurmError("squeue", _first_line(result))
+            raise slurm_error("squeue", result)
         return with_array_records(parse_squeue(result.stdout), asked)
 
     def find_by_name(self, name: str, user: str) -> str | None:
@@ -918,7 +958,7 @@ class Slurm:
         elements as "889_0", ...), in squeue's order."""
         result = self._ask_queue(squeue_command(user=user, name=name))
         if not result.ok:
-            raise SlurmError("squeue", _first_line(result))
+            raise slurm_error("squeue", result)
         return [row.job_id for row in parse_squeue(result.stdout).values() if row.name == name]
 
     def queue_of_user(self, user: str) -> dict[str, QueueRow]:
@@ -936,7 +976,7 @@ class Slurm:
         """Every job slurmctld still remembers, of every user (for ``status --all-users``)."""
         result = self._ask_queue(squeue_command())
         if not result.ok:
-            raise SlurmError("squeue", _first_line(result))
+            raise slurm_error("squeue", result)
         return parse_squeue(result.stdout)
 
     def _ask_queue(self, argv: list[str]) -> CommandResult:
@@ -1033,7 +1073,9 @@ class Slurm:
         result = self.transport.run(argv, timeout=self.timeout)
         if result.ok:
             return
-        message = _first_line(result)
-        if _PERMISSION_DENIED.search(message):
-            raise PermissionDenied(" ".join(argv[:2]), message)
-        raise SlurmError(" ".join(argv[:2]), message)
+        error = slurm_error(" ".join(argv[:2]), result)
+        if not isinstance(error, AuthenticationFailed) and _PERMISSION_DENIED.search(
+            error.slurm_message
+        ):
+            raise PermissionDenied(error.command, error.slurm_message)
+        raise error

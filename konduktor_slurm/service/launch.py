@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from konduktor_slurm.service.errors import ActionError, InputError, InterruptedByUser
+from konduktor_slurm.service.errors import (
+    ActionError,
+    InputError,
+    InterruptedByUser,
+    UnreachableError,
+)
 
 if TYPE_CHECKING:
     from konduktor_slurm.render import JobPlan
@@ -345,7 +350,7 @@ def submit_all(
     element (in variant order)."""
     from konduktor_slurm.lifecycle import State
     from konduktor_slurm.render import render_secrets
-    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.slurm import AuthenticationFailed, SlurmError
     from konduktor_slurm.staging import StagingError, stage
     from konduktor_slurm.tracker import LAUNCHER_KEY
     from konduktor_slurm.transport import CommandTimeout, TransportError
@@ -435,6 +440,11 @@ def submit_all(
             rest = [by_name[name] for b in prepared.batches[number:] for name in b.names]
             fail_all(rest, f"submission failed: {exc}")
             done = f" ({number} of {len(prepared.batches)} arrays were submitted)" if number else ""
+            if isinstance(exc, AuthenticationFailed):  # not the job's fault: this machine's
+                more = " more" if number else ""
+                raise UnreachableError(
+                    f"could not submit to Slurm{done}: {exc}. Nothing{more} was submitted"
+                ) from None
             raise ActionError(f"Slurm refused the job{done}: {exc}") from None
         now = time.time()
         with store.transaction():

@@ -139,6 +139,49 @@ def test_slurmctld_restart_is_stale_within_seconds_then_right_again(
         follower.kill()
 
 
+def test_munged_stopped_here_is_named_a_launch_submits_nothing_and_cluster_up_heals(
+    kd, tmp_path: Path, restore_cluster: None
+) -> None:
+    """With munged gone from the login node every Slurm command fails to authenticate, and
+    `scontrol ping` calls the controller DOWN. konduktor must name munge, submit nothing,
+    and be right again once cluster-up.sh has started munged. (After a longer outage the
+    nodes are "not responding" too, and cluster-up.sh asks them to register again: measured
+    by hand, 0.7 s instead of 56 s after two minutes without munged; not waited for here.)"""
+    name = launch_detached(kd, tmp_path, f"name: {unique('munge')}\nrun: sleep 60\n")
+    wait_for_status(kd, name, {"ACTIVE"})
+    kill_daemon("munged", signal.SIGTERM)
+    try:
+        stale = kd("status", timeout=60)
+        assert stale.returncode == 3, stale.output
+        assert re.search(rf"{name}\s+ACTIVE \(stale\)", stale.stdout), stale.output
+        assert "munge failed (Failed to access" in stale.stderr, stale.stderr
+        assert "Is munged running here?" in stale.stderr and "is DOWN" not in stale.stderr
+
+        again = unique("mungelaunch")
+        write_task(tmp_path, f"name: {again}\nrun: echo never\n", "again.yaml")
+        launched = kd("launch", "-y", "-d", "again.yaml", cwd=tmp_path, timeout=60)
+        assert launched.returncode == 3, launched.output
+        assert "Error: could not submit to Slurm: sbatch: this machine cannot authenticate" in (
+            launched.stderr
+        ), launched.stderr
+        assert launched.stderr.rstrip().endswith("Nothing was submitted"), launched.stderr
+    finally:
+        started = time.monotonic()
+        cluster_up()
+    assert time.monotonic() - started < 30
+    for node in ("node1", "node2"):
+        wait_for_node_settled(node, timeout=10)
+    shown = kd("status", "-a")
+    assert shown.returncode == 0, shown.output
+    assert re.search(rf"{name}\s+ACTIVE\s", shown.stdout), shown.stdout
+    assert re.search(rf"{again}-\S+\s+FAILED\s", shown.stdout), shown.stdout
+    queued = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
+    )
+    assert not any(line.startswith(again) for line in queued.stdout.split()), queued.stdout
+    assert kd("down", "-y", name).returncode == 0
+
+
 def test_slurmd_killed_under_a_two_node_job_names_the_node_then_runs_again(
     kd, tmp_path: Path, restore_cluster: None
 ) -> None:

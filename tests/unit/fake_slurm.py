@@ -74,6 +74,9 @@ class FakeSlurm(LocalTransport):
         # "hung" (nothing answers); "slow" (answers after 5 s).
         self.controller = "up"
         self.accounting_down = False  # slurmdbd down: sacct fails, squeue answers
+        # This machine's munge: "up"; "down" (munged stopped here: every command fails as
+        # recorded, ping says DOWN); "other key" (slurmctld closes the connection).
+        self.munge = "up"
         self.max_array_size: int | None = None  # the cluster's MaxArraySize (else recorded)
         self.node_events = True  # False: slurmdbd has not recorded the node's DOWN event yet
         self.operator = operator
@@ -110,8 +113,25 @@ class FakeSlurm(LocalTransport):
         ):
             self.timeouts.append(timeout)
             raise CommandTimeout(f"{argv[0]} did not answer within {timeout:g}s")
+        if self.munge != "up" and argv[:3] != ["scontrol", "show", "hostnames"]:
+            return CommandResult(tuple(argv), *self._munge_failure(argv))
         code, out, err = handler(argv)
         return CommandResult(tuple(argv), code, out, err)
+
+    def _munge_failure(self, argv: list[str]) -> tuple[int, str, str]:
+        """What Slurm 22.05 printed with munged stopped, or another munge key, here."""
+        command = "scontrol-ping" if argv[:2] == ["scontrol", "ping"] else argv[0]
+        out = "Slurmctld(primary) at localhost is DOWN\n" if command == "scontrol-ping" else ""
+        if self.munge == "down" and (FIXTURES / f"munge-down-{command}-22.05.txt").exists():
+            code, err = _recorded_error(f"munge-down-{command}-22.05.txt")
+        elif self.munge == "down":  # not recorded: squeue's words under this command's name
+            code, err = _recorded_error("munge-down-squeue-22.05.txt")
+            err = err.replace("squeue:", f"{argv[0]}:")
+        elif command in ("squeue", "sbatch"):
+            code, err = _recorded_error(f"munge-key-mismatch-{command}-22.05.txt")
+        else:
+            code, err = 1, f"{argv[0]}: error: Zero Bytes were transmitted or received\n"
+        return code, out, err
 
     def _ids(self, argv: list[str]) -> list[str]:
         for arg in argv:

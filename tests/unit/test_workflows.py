@@ -24,13 +24,14 @@ from konduktor_slurm.service.errors import (
     ActionError,
     JobFailedError,
     ResultTimeoutError,
+    UnreachableError,
 )
 from konduktor_slurm.service.report import ReportOptions, report_run
 from konduktor_slurm.service.results import read_result
 from konduktor_slurm.service.session import Session
 from konduktor_slurm.service.status import StatusQuery, status
 from konduktor_slurm.service.waiting import wait_until_terminal
-from konduktor_slurm.slurm import Slurm
+from konduktor_slurm.slurm import AuthenticationFailed, Slurm
 from konduktor_slurm.staging import SilentReporter
 from konduktor_slurm.store import Store
 from konduktor_slurm.task import TaskOverrides, parse_task
@@ -244,6 +245,59 @@ def test_status_when_slurm_is_unreachable_keeps_the_last_states(
     assert view.stale and "Unable to contact slurm controller" in (view.stale_reason or "")
     assert view.jobs[0].state == State.ACTIVE
     assert [t.state for t in view.history] == ["CREATED", "PENDING", "ACTIVE"]
+
+
+# ---- this machine's munge: stopped, or another key than the cluster's -----------------------
+
+MUNGE_DOWN = (
+    "this machine cannot authenticate to Slurm: munge failed (Failed to access "
+    '"/run/munge/munge.socket.2": No such file or directory). Is munged running here?'
+)
+
+
+def test_with_munged_stopped_status_and_launch_say_so_and_nothing_is_submitted(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = submit(session)
+    fake.jobs["100"].queue = "RUNNING"
+    assert status(session).jobs[0].state == State.ACTIVE
+    fake.munge = "down"
+    view = status(session, StatusQuery(name=name))
+    # Not "the controller is DOWN", which is what `scontrol ping` says then.
+    assert view.stale and MUNGE_DOWN in (view.stale_reason or ""), view.stale_reason
+    assert "is DOWN" not in (view.stale_reason or "")
+    assert view.jobs[0].state == State.ACTIVE
+
+    with pytest.raises(UnreachableError) as raised:
+        submit(session)
+    message = str(raised.value)
+    assert message.startswith("could not submit to Slurm: sbatch: " + MUNGE_DOWN), message
+    assert message.endswith("Nothing was submitted")
+    failed = [job for job in session.store.jobs() if job.name != name]
+    assert [job.state for job in failed] == [State.FAILED]
+    assert failed[0].detail.startswith("submission failed: sbatch: this machine cannot")
+    assert len(fake.slurm_calls("sbatch")) == 2  # asked once: never submitted again
+    with pytest.raises(AuthenticationFailed, match="Is munged running here"):
+        session.slurm.ping()  # which on its own would have said "DOWN"
+
+
+def test_with_another_munge_key_slurm_errors_say_what_to_check(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = submit(session)
+    fake.munge = "other key"
+    view = status(session, StatusQuery(name=name))
+    assert view.stale and (view.stale_reason or "").endswith(
+        "Zero Bytes were transmitted or received (slurmctld closed the connection without an "
+        "answer, as it does when it cannot verify this machine's munge credential: another "
+        "munge key here, or a clock far off)"
+    ), view.stale_reason
+    with pytest.raises(ActionError) as raised:
+        submit(session)
+    # sbatch's own name once, not "sbatch: sbatch: error: ...".
+    assert str(raised.value).startswith(
+        "Slurm refused the job: sbatch: error: Batch job submission failed: Zero Bytes"
+    ), raised.value
 
 
 # ---- waiting and results -----------------------------------------------------------------
