@@ -234,12 +234,18 @@ def test_status_of_many_jobs_is_one_squeue_and_finished_jobs_are_not_asked_again
     assert squeue[-1] == f"--jobs={ids[2]},{ids[0]}" and not fake.slurm_calls("sacct")
 
 
-def test_status_when_slurm_is_unreachable_keeps_the_last_states(
-    session: Session, fake: FakeSlurm
-) -> None:
+def running_job(session: Session, fake: FakeSlurm) -> str:
+    """A submitted job (Slurm job 100) that status has seen ACTIVE."""
     name = submit(session)
     fake.jobs["100"].queue = "RUNNING"
     assert status(session).jobs[0].state == State.ACTIVE
+    return name
+
+
+def test_status_when_slurm_is_unreachable_keeps_the_last_states(
+    session: Session, fake: FakeSlurm
+) -> None:
+    name = running_job(session, fake)
     fake.unreachable = True
     view = status(session, StatusQuery(name=name))
     assert view.stale and "Unable to contact slurm controller" in (view.stale_reason or "")
@@ -258,9 +264,7 @@ MUNGE_DOWN = (
 def test_with_munged_stopped_status_and_launch_say_so_and_nothing_is_submitted(
     session: Session, fake: FakeSlurm
 ) -> None:
-    name = submit(session)
-    fake.jobs["100"].queue = "RUNNING"
-    assert status(session).jobs[0].state == State.ACTIVE
+    name = running_job(session, fake)
     fake.munge = "down"
     view = status(session, StatusQuery(name=name))
     # Not "the controller is DOWN", which is what `scontrol ping` says then.
