@@ -169,16 +169,18 @@ _NO_ANSWER_HINT = (
 )
 
 
-def slurm_error(command: str, result: CommandResult) -> SlurmError:
+def slurm_error(command: str, result: CommandResult, host: str | None = None) -> SlurmError:
     """The error of a Slurm command that failed, in one line: Slurm's last line, without the
-    program's name repeated ("sbatch: sbatch: error: ..."), and what to check when this
-    machine cannot authenticate (the last line alone would blame the job or the controller)."""
+    program's name repeated ("sbatch: sbatch: error: ..."), and what to check when the
+    machine it ran on cannot authenticate (the last line alone would blame the job or the
+    controller). ``host``: that machine when it is not this one (the SSH login host)."""
     local = _MUNGE_ENCODE.search(result.stderr)
     if local:
+        machine, there = (f"the login host {host}", "there") if host else ("this machine", "here")
         return AuthenticationFailed(
             command,
-            f"this machine cannot authenticate to Slurm: munge failed ({local.group(1)}). "
-            "Is munged running here? (systemctl status munge)",
+            f"{machine} cannot authenticate to Slurm: munge failed ({local.group(1)}). "
+            f"Is munged running {there}? (systemctl status munge)",
         )
     message = _first_line(result).removeprefix(f"{command.split()[0]}: ")
     if _NO_ANSWER in message:
@@ -845,10 +847,16 @@ class Slurm:
         self.transport = transport
         self.timeout = timeout
 
+    @property
+    def _host(self) -> str | None:
+        """The machine Slurm's commands run on, when it is not this one (for messages)."""
+        description = self.transport.description
+        return description.removeprefix("ssh ") if description.startswith("ssh ") else None
+
     def _run(self, argv: list[str]) -> CommandResult:
         result = self.transport.run(argv, timeout=self.timeout)
         if not result.ok:
-            raise slurm_error(argv[0], result)
+            raise slurm_error(argv[0], result, self._host)
         return result
 
     def nodes_that_went_down(self, nodes: Iterable[str], since: float) -> set[str]:
@@ -915,7 +923,7 @@ class Slurm:
         """Raise SlurmError unless slurmctld answers (for callers with no job to ask about)."""
         result = self.transport.run(["scontrol", "ping"], timeout=timeout or self.timeout)
         if not result.ok or " is UP" not in result.stdout:
-            error = slurm_error("scontrol ping", result)
+            error = slurm_error("scontrol ping", result, self._host)
             if isinstance(error, AuthenticationFailed):  # it says DOWN, and the controller is not
                 raise error
             down = result.stdout.strip().splitlines()
@@ -936,7 +944,7 @@ class Slurm:
             # line that grows with the number of jobs (Linux caps one argument at 128 KiB).
             result = self._ask_queue(squeue_command(user=self.transport.user))
             if not result.ok:
-                raise slurm_error("squeue", result)
+                raise slurm_error("squeue", result, self._host)
             return with_array_records(parse_squeue(result.stdout), asked)
         result = self._ask_queue(squeue_command(ids))
         # When every id asked for has been purged from slurmctld's memory, squeue fails with
@@ -944,7 +952,7 @@ class Slurm:
         if not result.ok and "Invalid job id" in result.stderr:
             return {}
         if not result.ok:
-            raise slurm_error("squeue", result)
+            raise slurm_error("squeue", result, self._host)
         return with_array_records(parse_squeue(result.stdout), asked)
 
     def find_by_name(self, name: str, user: str) -> str | None:
@@ -958,7 +966,7 @@ class Slurm:
         elements as "889_0", ...), in squeue's order."""
         result = self._ask_queue(squeue_command(user=user, name=name))
         if not result.ok:
-            raise slurm_error("squeue", result)
+            raise slurm_error("squeue", result, self._host)
         return [row.job_id for row in parse_squeue(result.stdout).values() if row.name == name]
 
     def queue_of_user(self, user: str) -> dict[str, QueueRow]:
@@ -976,7 +984,7 @@ class Slurm:
         """Every job slurmctld still remembers, of every user (for ``status --all-users``)."""
         result = self._ask_queue(squeue_command())
         if not result.ok:
-            raise slurm_error("squeue", result)
+            raise slurm_error("squeue", result, self._host)
         return parse_squeue(result.stdout)
 
     def _ask_queue(self, argv: list[str]) -> CommandResult:
@@ -1073,7 +1081,7 @@ class Slurm:
         result = self.transport.run(argv, timeout=self.timeout)
         if result.ok:
             return
-        error = slurm_error(" ".join(argv[:2]), result)
+        error = slurm_error(" ".join(argv[:2]), result, self._host)
         if not isinstance(error, AuthenticationFailed) and _PERMISSION_DENIED.search(
             error.slurm_message
         ):

@@ -283,6 +283,15 @@ def test_with_munged_stopped_status_and_launch_say_so_and_nothing_is_submitted(
     assert len(fake.slurm_calls("sbatch")) == 2  # asked once: never submitted again
     with pytest.raises(AuthenticationFailed, match="Is munged running here"):
         session.slurm.ping()  # which on its own would have said "DOWN"
+    # From a workstation the commands run on the login host: that is the machine named.
+    fake.description = "ssh kdtest@login1:22"
+    with pytest.raises(AuthenticationFailed) as over_ssh:
+        session.slurm.ping()
+    assert str(over_ssh.value).startswith(
+        "scontrol ping: the login host kdtest@login1:22 cannot authenticate to Slurm: munge "
+        'failed (Failed to access "/run/munge/munge.socket.2": No such file or directory). '
+        "Is munged running there?"
+    ), over_ssh.value
 
 
 def test_with_another_munge_key_slurm_errors_say_what_to_check(
