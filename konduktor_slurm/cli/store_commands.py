@@ -91,8 +91,9 @@ def rebuild(since: str, yes: bool) -> None:
     The store is kept aside (renamed state.db.damaged-<time>, never deleted) and a new one
     records every job of yours that konduktor launched and Slurm knows: all that slurmctld
     still remembers (squeue) and those that ended since --since (sacct). konduktor's jobs
-    are found by their job comment, or by a work dir under jobs_dir. Their states are then
-    refreshed as `konduktor status` does. What only the old store knew (state history from
+    are found by their job comment, or by a work dir under jobs_dir; a grid sweep's job
+    array comes back as its variants (<sweep>-<n>). Their states are then refreshed as
+    `konduktor status` does. What only the old store knew (state history from
     before, `down` marks, who stopped a job) stays in the old file.
 
     \b
