@@ -24,7 +24,13 @@ from konduktor_slurm.durations import (
     slurm_timestamp,
     slurm_timestamp_text,
 )
-from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult, CommandTimeout, Transport
+from konduktor_slurm.transport import (
+    DEFAULT_TIMEOUT,
+    CommandResult,
+    CommandTimeout,
+    Transport,
+    TransportError,
+)
 
 # The field delimiter of every parsable output konduktor reads (squeue --Format "F:\x1f",
 # sacct --delimiter, sinfo --format): the ASCII unit separator. sacctmgr has no --delimiter;
@@ -895,6 +901,14 @@ class Slurm:
     def max_array_size(self) -> int:
         """How many elements one job array may have here (the cluster's MaxArraySize)."""
         return parse_max_array_size(self._run(["scontrol", "show", "config"]).stdout)
+
+    def elements_per_array(self) -> int:
+        """How many variants launch puts in one job array (indices 0..size-1): the cluster's
+        MaxArraySize, or Slurm's default when the controller cannot say."""
+        try:
+            return max(1, self.max_array_size())
+        except (SlurmError, TransportError):
+            return DEFAULT_MAX_ARRAY_SIZE
 
     def checkpoint_support(self) -> CheckpointSupport:
         return parse_checkpoint_support(self._run(["scontrol", "show", "config"]).stdout)

@@ -201,7 +201,7 @@ def prepare(
     if grid is None:
         plans.append((base, (job_name,), (base.log_path,), (job_dir,)))
     else:
-        size = _array_size(session)
+        size = session.slurm.elements_per_array()
         for batch, offset in enumerate(range(0, len(grid.variants), size)):
             variants = grid.variants[offset : offset + size]
             logs_dir = f"{job_dir}/logs/{batch}"
@@ -233,17 +233,6 @@ def _whole_seconds(retention: float | None) -> int | None:
     import math
 
     return None if retention is None else math.ceil(retention)
-
-
-def _array_size(session: Session) -> int:
-    """Variants per job array: the cluster's MaxArraySize (indices run 0..size-1)."""
-    from konduktor_slurm.slurm import DEFAULT_MAX_ARRAY_SIZE, SlurmError
-    from konduktor_slurm.transport import TransportError
-
-    try:
-        return max(1, session.slurm.max_array_size())
-    except (SlurmError, TransportError):
-        return DEFAULT_MAX_ARRAY_SIZE
 
 
 def _free_name(session: Session, task_name: str, taken: frozenset[str]) -> str:

@@ -171,7 +171,7 @@ def plan(config: Settings, slurm: Slurm, since: float) -> RebuildPlan:
         jobs_dir,
         user,
         read_scripts=lambda paths: read_job_scripts(slurm, paths),
-        max_array_size=lambda: _max_array_size(slurm),
+        max_array_size=slurm.elements_per_array,
     )
     return RebuildPlan(health, user, jobs_dir, since, found, (*notes, *found_notes))
 
@@ -342,16 +342,6 @@ def _in_jobs_dir(row: QueueRow | HistoryRow, jobs_dir: str) -> bool:
     if not row.work_dir or not row.name or "/" in row.name or row.name in (".", ".."):
         return False
     return posixpath.normpath(row.work_dir) == posixpath.normpath(f"{jobs_dir}/{row.name}")
-
-
-def _max_array_size(slurm: Slurm) -> int:
-    from konduktor_slurm.slurm import DEFAULT_MAX_ARRAY_SIZE, SlurmError
-    from konduktor_slurm.transport import TransportError
-
-    try:
-        return max(1, slurm.max_array_size())
-    except (SlurmError, TransportError):
-        return DEFAULT_MAX_ARRAY_SIZE
 
 
 def array_base_id(job_id: str) -> str:
