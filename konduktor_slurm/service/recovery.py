@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from konduktor_slurm.service.errors import UnreachableError
+from konduktor_slurm.slurm import array_base
 from konduktor_slurm.store import (
     COMPANION_SUFFIXES,
     JobRecord,
@@ -196,9 +197,11 @@ def found_jobs(
         )
     job_dirs = {job_id: _job_dir(row, jobs_dir) for job_id, row in candidates.items()}
     ids_by_dir = _ids_by_dir(candidates, job_dirs)
-    scripts = read_scripts(_script_paths(candidates, job_dirs, ids_by_dir))
+    # Directories with rows of array elements: sweeps, whatever their scripts say.
+    element_dirs = {job_dirs[job_id] for job_id in candidates if _ELEMENT_ID.match(job_id)}
+    scripts = read_scripts(_script_paths(ids_by_dir, element_dirs))
     candidates, elements, array_notes = place_elements(
-        candidates, job_dirs, scripts, ids_by_dir, max_array_size
+        candidates, scripts, ids_by_dir, element_dirs, max_array_size
     )
 
     now = time.time()
@@ -206,7 +209,7 @@ def found_jobs(
     for job_id, row in candidates.items():
         element = elements.get(job_id)
         # An element expanded from its array's plain row has the array's directory.
-        directory = job_dirs.get(job_id) or job_dirs[array_base_id(job_id)]
+        directory = job_dirs.get(job_id) or job_dirs[array_base(job_id)]
         script = scripts.get(element.script if element else f"{directory}/sbatch.sh")
         found.append(found_job(row, user, directory, script, now, element))
     unique, duplicates = one_per_name(found)
@@ -344,19 +347,13 @@ def _in_jobs_dir(row: QueueRow | HistoryRow, jobs_dir: str) -> bool:
     return posixpath.normpath(row.work_dir) == posixpath.normpath(f"{jobs_dir}/{row.name}")
 
 
-def array_base_id(job_id: str) -> str:
-    """ "889" for the element "889_3"; a plain job's id as it is."""
-    element = _ELEMENT_ID.match(job_id)
-    return element.group(1) if element else job_id
-
-
 def _ids_by_dir(
     candidates: dict[str, QueueRow | HistoryRow], job_dirs: dict[str, str]
 ) -> dict[str, list[str]]:
     """``{job dir: [Slurm job or array id, ...]}``, in the order they were submitted."""
     ids: dict[str, set[str]] = {}
     for job_id in candidates:
-        ids.setdefault(job_dirs[job_id], set()).add(array_base_id(job_id))
+        ids.setdefault(job_dirs[job_id], set()).add(array_base(job_id))
     return {directory: sorted(found, key=_id_order) for directory, found in ids.items()}
 
 
@@ -364,18 +361,13 @@ def _id_order(job_id: str) -> tuple[int, str]:
     return (int(job_id), "") if job_id.isdigit() else (0, job_id)
 
 
-def _script_paths(
-    candidates: dict[str, QueueRow | HistoryRow],
-    job_dirs: dict[str, str],
-    ids_by_dir: dict[str, list[str]],
-) -> list[str]:
+def _script_paths(ids_by_dir: dict[str, list[str]], element_dirs: set[str]) -> list[str]:
     """Every job's sbatch.sh; where a directory may be a sweep of n arrays (it has element
     rows, or n > 1 jobs), also sbatch-0.sh ... sbatch-<n-1>.sh, which launch writes when a
     sweep needs several arrays."""
-    with_elements = {job_dirs[job_id] for job_id in candidates if _ELEMENT_ID.match(job_id)}
     paths = {f"{directory}/sbatch.sh" for directory in ids_by_dir}
     for directory, ids in ids_by_dir.items():
-        if directory in with_elements or len(ids) > 1:
+        if directory in element_dirs or len(ids) > 1:
             paths.update(f"{directory}/sbatch-{number}.sh" for number in range(len(ids)))
     return sorted(paths)
 
@@ -398,9 +390,9 @@ class ArrayElement:
 
 def place_elements(
     candidates: dict[str, QueueRow | HistoryRow],
-    job_dirs: dict[str, str],
     scripts: dict[str, ScriptFacts],
     ids_by_dir: dict[str, list[str]],
+    element_dirs: set[str],
     max_array_size: Callable[[], int],
 ) -> tuple[dict[str, QueueRow | HistoryRow], dict[str, ArrayElement], list[str]]:
     """The rows to record, where each element of a sweep's arrays belongs, and notes.
@@ -411,12 +403,11 @@ def place_elements(
     cancelled as one plain row, and an element's run may be printed without its index (see
     slurm.with_array_records). Its elements are known from its script's ``--array``.
     """
-    with_elements = {job_dirs[job_id] for job_id in candidates if _ELEMENT_ID.match(job_id)}
     rows: dict[str, QueueRow | HistoryRow] = {}
     notes: list[str] = []
     placed: dict[str, ArrayBatch] = {}  # array id -> its batch
     for directory, ids in ids_by_dir.items():
-        batches = _array_batches(directory, ids, scripts, directory in with_elements)
+        batches = _array_batches(directory, ids, scripts, directory in element_dirs)
         if batches is None:
             continue
         several = [f"{directory}/sbatch-{number}.sh" for number in range(len(ids))]
@@ -435,7 +426,7 @@ def place_elements(
             plain_arrays.append((job_id, row))
         else:
             rows[job_id] = row
-    with_own_rows = {array_base_id(job_id) for job_id in rows}
+    with_own_rows = {array_base(job_id) for job_id in rows}
     for array_id, row in plain_arrays:
         batch = placed[array_id]
         if batch.size is None:  # which elements it stands for is not known
