@@ -66,6 +66,12 @@ from konduktor_slurm.cli import (
 @click.option("--disk-size", help="Accepted for Konduktor; ignored on Slurm, with a warning.")
 @click.option("--cloud", help="Accepted for Konduktor; ignored on Slurm, with a warning.")
 @click.option(
+    "--infra",
+    metavar="slurm[/CLUSTER[/PARTITION]]",
+    help="SkyPilot's --infra: slurm/CLUSTER/PARTITION submits to PARTITION (the cluster is "
+    "the one konduktor is set up for); other infra is ignored, with a warning.",
+)
+@click.option(
     "-s",
     "--skip-image-check",
     is_flag=True,
@@ -109,6 +115,7 @@ def launch(
     image_id: str | None,
     disk_size: str | None,
     cloud: str | None,
+    infra: str | None,
     skip_image_check: bool,
     grid_specs: tuple[str, ...],
     wait: bool,
@@ -148,6 +155,7 @@ def launch(
         image_id=image_id,
         disk_size=disk_size,
         cloud=cloud,
+        infra=infra,
     )
     with service_errors():
         grid = launching.parse_grid(list(grid_specs)) if grid_specs else None

@@ -85,7 +85,6 @@ IGNORED: Final[tuple[Ignored, ...]] = (
     Ignored(("experimental",), "Konduktor", "Konduktor's config overrides are Kubernetes settings"),
     Ignored(("inputs",), _BOTH, "input size hints feed a cloud cost optimizer"),
     Ignored(("outputs",), _BOTH, "output size hints feed a cloud cost optimizer"),
-    Ignored(("config",), "SkyPilot", "per-task SkyPilot settings (docker, kubernetes, clouds)"),
 )
 
 IGNORED_BY_PATH: Final[dict[Loc, Ignored]] = {entry.path: entry for entry in IGNORED}
@@ -114,6 +113,32 @@ REFUSED: Final[dict[Loc, str]] = {
     ),
 }
 
+# SkyPilot's own Slurm settings in a task: `resources.infra: slurm/<cluster>/<partition>` picks
+# the partition and `config.slurm.sbatch_options` adds #SBATCH lines. SkyPilot sets these sbatch
+# options itself and drops them from sbatch_options with a warning; konduktor-slurm does the
+# same (so such a file runs as it does under SkyPilot), saying where each is set instead.
+SKY_PROTECTED_SBATCH: Final[dict[str, str]] = {
+    "job-name": "the job is named from `name`",
+    "output": "konduktor writes the logs that `konduktor logs` reads",
+    "error": "konduktor writes the logs that `konduktor logs` reads",
+    "nodes": "set num_nodes",
+    "wait-all-nodes": "konduktor starts the job's nodes itself",
+    "no-requeue": "to keep Slurm from requeueing the job, write it in slurm.sbatch_options",
+    "cpus-per-task": "set resources.cpus",
+    "mem": "set resources.memory",
+    "gres": "set resources.accelerators",
+    "partition": "name the partition in resources.infra: slurm/<cluster>/<partition>",
+    "signal": "a signal before the time limit is resources.job_config.checkpoint_signal",
+}
+SKY_CONFIG_WHY: Final = "SkyPilot's per-task settings for other infrastructure"
+SKY_SLURM_CONFIG_WHY: Final = (
+    "it configures SkyPilot's own Slurm provisioning; konduktor-slurm reads "
+    "config.slurm.sbatch_options"
+)
+SKY_CLUSTER_WHY: Final = (
+    "konduktor submits to the cluster it is set up for (this machine's Slurm, or config.yaml's "
+    "ssh.host), whatever its name"
+)
 CLOUD_STORAGE_SCHEMES: Final = (
     "s3://",
     "gs://",

@@ -104,7 +104,8 @@ class TaskOverrides:
 
     Values are taken as typed on the command line (strings are fine for numbers). Konduktor's
     flags that mean nothing on Slurm (``--cloud``, ``--image-id``, ``--disk-size``) are
-    applied like their YAML fields, so they get the same warning.
+    applied like their YAML fields, so they get the same warning; so is SkyPilot's
+    ``--infra``, which picks a partition when it names one (``slurm/<cluster>/<partition>``).
     """
 
     name: str | None = None
@@ -121,6 +122,7 @@ class TaskOverrides:
     image_id: str | None = None
     disk_size: int | str | None = None
     cloud: str | None = None
+    infra: str | None = None  # SkyPilot's: slurm/<cluster>/<partition> picks the partition
 
 
 def format_number(value: float) -> str:

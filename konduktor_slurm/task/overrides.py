@@ -30,6 +30,7 @@ _SIMPLE: tuple[tuple[str, Loc, str], ...] = (
     ("image_id", ("resources", "image_id"), "--image-id"),
     ("disk_size", ("resources", "disk_size"), "--disk-size"),
     ("cloud", ("resources", "cloud"), "--cloud"),
+    ("infra", ("resources", "infra"), "--infra"),
 )
 
 

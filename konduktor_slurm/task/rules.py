@@ -11,8 +11,9 @@ import math
 import os
 import posixpath
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from konduktor_slurm import durations
 from konduktor_slurm.task import compat
@@ -538,3 +539,123 @@ def _sbatch_problem(
             f"value of --{name} cannot contain spaces (an #SBATCH line splits on them): {text!r}"
         )
     return name, None
+
+
+# ---- SkyPilot on Slurm ------------------------------------------------------------------
+
+# The options with a field of their own, and how that field reads a value.
+_SKY_DEDICATED: dict[str, tuple[str, Any]] = {
+    "time": ("time_limit", lambda text: time_limit(text)),
+    "account": ("account", lambda text: _slurm_word(text, "account")),
+    "qos": ("qos", lambda text: _slurm_word(text, "qos")),
+    "constraint": ("constraint", lambda text: one_sbatch_word(text)),
+}
+
+
+def _slurm_word(text: str, kind: str) -> str:
+    if not SLURM_NAME_RE.fullmatch(text.strip()):
+        fail(f"expected a Slurm {kind} name (letters, digits, '_', '.', '-'), got {text!r}")
+    return text.strip()
+
+
+def sky_option_name(key: str) -> str | None:
+    """The sbatch option SkyPilot writes for a ``config.slurm.sbatch_options`` key (its
+    underscores become hyphens), as sbatch resolves it; None if it is none."""
+    from konduktor_slurm.task import sbatch_options as sbatch
+
+    return sbatch.resolve(key.strip().replace("_", "-")).name
+
+
+class SkyField(NamedTuple):
+    """An sbatch option of SkyPilot's that konduktor-slurm has a field for: --time ->
+    time_limit."""
+
+    field: str
+    value: str
+    option: str
+    written: str  # the key as written in the task
+
+
+@dataclass(frozen=True)
+class SkySbatchOptions:
+    """SkyPilot's ``config.slurm.sbatch_options``, read as SkyPilot reads them: each entry as
+    (option, value or None for a flag, the key as written)."""
+
+    options: tuple[tuple[str, str | None, str], ...] = ()
+    fields: tuple[SkyField, ...] = ()
+
+
+def sky_sbatch_options(value: Any, info: Any) -> SkySbatchOptions:
+    """``{time: "24:00:00", account: ai, exclusive: true}``: SkyPilot's form. Underscores in
+    a key become hyphens, ``true`` is a flag, ``false`` and ``null`` write nothing; the
+    options SkyPilot sets itself are dropped (validation warns), the ones with a field of
+    their own go to that field. Each bad entry is reported on its own line."""
+    if not isinstance(value, dict):
+        fail(
+            "expected a mapping of sbatch option: value, as SkyPilot reads it (true for a "
+            f"flag), like {{time: '24:00:00', exclusive: true}}, got {describe(value)}"
+        )
+    from konduktor_slurm.task import sbatch_options as sbatch
+
+    issues: list[tuple[tuple[Any, ...], str, tuple[Any, ...] | None]] = []
+    options: list[tuple[str, str | None, str]] = []
+    fields: list[SkyField] = []
+    seen: dict[str, tuple[Any, ...]] = {}
+    set_resources = (info.context or {}).get("set_resources", ())
+    for key, raw in value.items():
+        entry = (key,)
+        if raw is None or raw is False:
+            continue  # SkyPilot writes no line for these
+        text = None if raw is True else as_text(raw)
+        if not isinstance(key, str) or not key.strip():
+            issues.append((entry, f"expected an sbatch option name, got {describe(key)}", None))
+            continue
+        if raw is not True and not isinstance(text, str):
+            message = f"expected a string, a number or true (a flag), got {describe(raw)}"
+            issues.append((entry, message, None))
+            continue
+        written = key.strip().replace("_", "-")
+        name = sbatch.resolve(written).name
+        if name in compat.SKY_PROTECTED_SBATCH:
+            continue  # dropped, as SkyPilot drops it: validation warns
+        if name is not None and name in seen:
+            issues.append((entry, f"--{name} is given twice (also{{also}}); keep one", seen[name]))
+            continue
+        if name in _SKY_DEDICATED:
+            field, read = _SKY_DEDICATED[name]
+            if text is None:
+                issues.append((entry, f"--{name} needs a value, not true", None))
+                continue
+            try:
+                fields.append(SkyField(field, read(text), name, key))
+            except ValueError as exc:  # fail() raises PydanticCustomError, a ValueError
+                issues.append((entry, f"--{name}: {_message(exc)}", None))
+                continue
+            seen[name] = entry
+            continue
+        name, problem = _sbatch_problem(written, text, set_resources)
+        if problem is not None or name is None:
+            issues.append((entry, problem or "not an sbatch option", None))
+            continue
+        seen[name] = entry
+        options.append((name, text, key))
+    if issues:
+        from pydantic_core import PydanticCustomError
+
+        raise PydanticCustomError("several", "several problems", {"issues": issues})
+    return SkySbatchOptions(tuple(options), tuple(fields))
+
+
+def _message(exc: Exception) -> str:
+    message = getattr(exc, "message", None)
+    return message() if callable(message) else str(exc)
+
+
+INFRA_EXPECTED = (
+    "expected 'slurm', 'slurm/<cluster>' or 'slurm/<cluster>/<partition>' ('*' for any)"
+)
+
+
+def infra_parts(text: str) -> list[str]:
+    """SkyPilot's ``infra`` as its parts: ``slurm/mycluster/gpu`` -> slurm, mycluster, gpu."""
+    return [part.strip() for part in text.strip().strip("/").split("/")]

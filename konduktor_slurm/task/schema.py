@@ -195,6 +195,7 @@ Constraint = Annotated[
     After(rules.one_sbatch_word),
 ]
 SbatchOptions = Annotated[tuple[tuple[str, str | None], ...], Plain(rules.sbatch_options)]
+SkySbatchOptions = Annotated[rules.SkySbatchOptions, Plain(rules.sky_sbatch_options)]
 
 
 class Section(BaseModel):
@@ -278,6 +279,23 @@ class ResourcesSection(SlurmSection, Hardware):  # fields: Hardware's, SlurmSect
     cluster_config_overrides: Ignored = Field(None, alias="_cluster_config_overrides")
 
 
+class SkySlurmConfig(Section):
+    """SkyPilot's Slurm settings (sbatch_options, ...)"""
+
+    # Its other keys configure SkyPilot's own provisioning: accepted, each named in a warning.
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    sbatch_options: SkySbatchOptions | None = None
+
+
+class SkyConfig(Section):
+    """SkyPilot's per-task settings (slurm, docker, kubernetes, ...)"""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    slurm: SkySlurmConfig | None = None
+
+
 class TaskSchema(Section):
     name: Name | None = None  # default: from the file name
     run: OptionalScript | None = None
@@ -296,7 +314,7 @@ class TaskSchema(Section):
     experimental: Ignored = None
     inputs: Ignored = None
     outputs: Ignored = None
-    config: Ignored = None
+    config: SkyConfig | None = None  # SkyPilot's; only config.slurm.sbatch_options is read
 
 
 def field_names(model: type[BaseModel]) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ import functools
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from konduktor_slurm.checkpoint import (
     DEFAULT_CHECKPOINT_GRACE,
@@ -122,13 +122,15 @@ def build_task_from_data(
         model = schema.TaskSchema.model_validate(data, context=context)
     except schema.ValidationError as exc:
         _report(ck, exc.errors(include_url=False), data)
+    target = _slurm_target(ck, data)
     _check_slurm_conflicts(ck, data, context)
+    _check_skypilot_slurm(ck, data, context, target)
     _check_across_fields(ck, data)
 
     if ck.issues or model is None:
         raise TaskError(ck.sorted_issues())
-    _warn(ck, data)
-    return _to_task(ck, model, data, default_name, source_path)
+    _warn(ck, data, target)
+    return _to_task(ck, model, data, default_name, source_path, target)
 
 
 def _report(ck: Checker, errors: list[Any], data: dict[Any, Any]) -> None:
@@ -211,6 +213,120 @@ def _check_slurm_conflicts(ck: Checker, data: dict[Any, Any], context: dict[str,
             f"set to {_show_slurm(here)} here but to {_show_slurm(there)} in "
             f"resources.{key}{at}; set it in one place",
         )
+
+
+# ---- SkyPilot on Slurm --------------------------------------------------------------------
+
+
+class SlurmTarget(NamedTuple):
+    """The Slurm cluster and partition a SkyPilot task names, and where it names them."""
+
+    cluster: str | None
+    partition: str | None
+    cluster_loc: Loc
+    partition_loc: Loc
+
+
+def _slurm_target(ck: Checker, data: dict[Any, Any]) -> SlurmTarget | None:
+    """SkyPilot's way to a Slurm partition: ``infra: slurm/<cluster>/<partition>`` (also from
+    ``--infra``), or ``cloud: slurm`` with ``region`` (the cluster) and ``zone`` (the
+    partition). None when the task names no Slurm target ('*' stands for any)."""
+    res = _section(data, "resources")
+    infra = res.get("infra")
+    if isinstance(infra, str) and infra.strip():
+        parts = rules.infra_parts(infra)
+        if parts[0].lower() != "slurm":
+            return None
+        loc = ("resources", "infra")
+        if "" in parts or len(parts) > 3:
+            ck.error(loc, f"{rules.INFRA_EXPECTED}, got {infra!r}")
+            return None
+        cluster, partition = [*parts[1:], None, None][:2]
+        cluster_loc = partition_loc = loc
+    elif str(as_text(res.get("cloud"))).strip().lower() == "slurm":
+        cluster, partition = as_text(res.get("region")), as_text(res.get("zone"))
+        cluster_loc, partition_loc = ("resources", "region"), ("resources", "zone")
+        for value, at in ((cluster, cluster_loc), (partition, partition_loc)):
+            if value is not None and not isinstance(value, str):
+                ck.error(at, f"expected a name, got {rules.describe(res.get(at[-1]))}")
+                return None
+    else:
+        return None
+    cluster = None if cluster in (None, "", "*") else cluster.strip()
+    partition = None if partition in (None, "", "*") else partition.strip()
+    if partition is not None and not rules.SLURM_NAME_RE.fullmatch(partition):
+        ck.error(
+            partition_loc,
+            f"names partition {partition!r}: expected a Slurm partition name "
+            "(letters, digits, '_', '.', '-')",
+        )
+        return None
+    return SlurmTarget(cluster, partition, cluster_loc, partition_loc)
+
+
+def _native_slurm(
+    ck: Checker, data: dict[Any, Any], context: dict[str, Any], key: str
+) -> tuple[Any, str]:
+    """A Slurm field as validly set in ``slurm:`` or ``resources:`` (None if neither), and
+    where, for messages: "slurm.partition (line 7)"."""
+    for section, model in (("slurm", schema.SlurmSection), ("resources", schema.ResourcesSection)):
+        raw = _section(data, section).get(key)
+        if raw is None:
+            continue
+        value = _validated(model, key, raw, context)
+        if value is not None:
+            line = ck.line((section, key))
+            return value, f"{section}.{key}" + (f" (line {line})" if line is not None else "")
+    return None, ""
+
+
+def _sky_sbatch(data: dict[Any, Any], context: dict[str, Any]) -> rules.SkySbatchOptions:
+    raw = _section(data, "config", "slurm").get("sbatch_options")
+    if raw is None:
+        return rules.SkySbatchOptions()
+    found = _validated(schema.SkySlurmConfig, "sbatch_options", raw, context)
+    return found or rules.SkySbatchOptions()
+
+
+def _same_slurm_value(key: str, one: Any, other: Any) -> bool:
+    if key == "time_limit":
+        from konduktor_slurm import durations
+
+        try:
+            return durations.slurm_time_seconds(one) == durations.slurm_time_seconds(other)
+        except durations.DurationError:
+            return one == other
+    return one == other
+
+
+def _check_skypilot_slurm(
+    ck: Checker, data: dict[Any, Any], context: dict[str, Any], target: SlurmTarget | None
+) -> None:
+    """A partition or an sbatch option given SkyPilot's way may not differ from the same
+    setting given konduktor's way (slurm: or resources:)."""
+    if target is not None and target.partition is not None:
+        native, where = _native_slurm(ck, data, context, "partition")
+        if native is not None and native != target.partition:
+            ck.error(
+                target.partition_loc,
+                f"names partition {target.partition!r} but {where} is {native!r}; "
+                "set it in one place",
+            )
+    sky = _sky_sbatch(data, context)
+    options_loc = ("config", "slurm", "sbatch_options")
+    for found in sky.fields:
+        native, where = _native_slurm(ck, data, context, found.field)
+        if native is not None and not _same_slurm_value(found.field, native, found.value):
+            ck.error(
+                (*options_loc, found.written),
+                f"sets --{found.option} to {found.value!r} but {where} is {native!r}; "
+                "set it in one place",
+            )
+    native_options, where = _native_slurm(ck, data, context, "sbatch_options")
+    names = {name for name, _ in native_options or ()}
+    for name, _, written in sky.options:
+        if name in names:
+            ck.error((*options_loc, written), f"--{name} is also in {where}; keep one")
 
 
 def _show_slurm(value: Any) -> str:
@@ -298,10 +414,21 @@ def _present(data: dict[Any, Any], path: Loc) -> bool:
     return True
 
 
-def _warn(ck: Checker, data: dict[Any, Any]) -> None:
+def _warn(ck: Checker, data: dict[Any, Any], target: SlurmTarget | None) -> None:
+    # The fields that named a Slurm target were read, not ignored.
+    read = {target.cluster_loc, target.partition_loc} if target is not None else set()
+    if target is not None and target.cluster_loc == ("resources", "region"):
+        read.add(("resources", "cloud"))
     for entry in compat.IGNORED:
-        if _present(data, entry.path):
+        if _present(data, entry.path) and entry.path not in read:
             ck.warn(entry.path, f"is ignored on Slurm: {entry.why}")
+    if target is not None and target.cluster is not None:
+        ck.warn(
+            target.cluster_loc,
+            f"names Slurm cluster {target.cluster!r}, which is not chosen here: "
+            f"{compat.SKY_CLUSTER_WHY}",
+        )
+    _warn_skypilot_config(ck, data)
     cpus = _section(data, "resources").get("cpus")
     if rules.is_fractional(cpus):
         whole = rules.cpus_value(cpus)
@@ -334,6 +461,25 @@ def _warn(ck: Checker, data: dict[Any, Any]) -> None:
         )
 
 
+def _warn_skypilot_config(ck: Checker, data: dict[Any, Any]) -> None:
+    """SkyPilot's ``config``: only config.slurm.sbatch_options is read; each other setting,
+    and each sbatch option SkyPilot itself drops, is named."""
+    for key in _section(data, "config"):
+        if key != "slurm":
+            ck.warn(("config", key), f"is ignored on Slurm: {compat.SKY_CONFIG_WHY}")
+    for key in _section(data, "config", "slurm"):
+        if key != "sbatch_options":
+            ck.warn(("config", "slurm", key), f"is ignored: {compat.SKY_SLURM_CONFIG_WHY}")
+    for key, value in _section(data, "config", "slurm", "sbatch_options").items():
+        name = rules.sky_option_name(key) if isinstance(key, str) else None
+        if value not in (None, False) and name in compat.SKY_PROTECTED_SBATCH:
+            ck.warn(
+                ("config", "slurm", "sbatch_options", key),
+                f"is ignored, as SkyPilot ignores it (--{name}): "
+                f"{compat.SKY_PROTECTED_SBATCH[name]}",
+            )
+
+
 def _max_run_duration(data: dict[Any, Any]) -> str | None:
     """Konduktor's ``labels.maxRunDurationSeconds`` as a Slurm time limit, if usable."""
     value = _section(data, "resources", "labels").get(compat.MAX_RUN_DURATION_LABEL)
@@ -351,7 +497,12 @@ def _max_run_duration(data: dict[Any, Any]) -> str | None:
 
 
 def _to_task(
-    ck: Checker, model: Any, data: dict[Any, Any], default_name: str, source_path: Path | None
+    ck: Checker,
+    model: Any,
+    data: dict[Any, Any],
+    default_name: str,
+    source_path: Path | None,
+    target: SlurmTarget | None,
 ) -> Task:
     res = model.resources or schema.ResourcesSection()
     section = model.slurm or schema.SlurmSection()
@@ -362,6 +513,17 @@ def _to_task(
         key: getattr(res, key) if getattr(section, key) is None else getattr(section, key)
         for key in SLURM_FIELDS
     }
+    # Then SkyPilot's ways (where both are given, they agree: see _check_skypilot_slurm).
+    if slurm["partition"] is None and target is not None:
+        slurm["partition"] = target.partition
+    sky = model.config.slurm.sbatch_options if model.config and model.config.slurm else None
+    sky = sky or rules.SkySbatchOptions()
+    for found in sky.fields:
+        if slurm[found.field] is None:
+            slurm[found.field] = found.value
+    if sky.options:
+        extra = tuple((name, value) for name, value, _ in sky.options)
+        slurm["sbatch_options"] = (*(slurm["sbatch_options"] or ()), *extra)
     if slurm["time_limit"] is None:
         slurm["time_limit"] = _max_run_duration(data)
     max_restarts = job_config.max_restarts

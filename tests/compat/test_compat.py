@@ -161,13 +161,17 @@ def _name(prefix: str) -> str:
     return f"{prefix}{time.monotonic_ns() % 10**6}"
 
 
-def test_two_node_job_completes_with_ranks_and_gpus(laptop: Laptop) -> None:
+def test_two_node_job_completes_with_ranks_and_gpus_and_an_srun_of_its_own(laptop: Laptop) -> None:
     result, name = laptop.launch(
         f"name: {_name('ranks')}\nnum_nodes: 2\nresources:\n  accelerators: H100:8\n"
         "run: |\n"
         '  echo "rank=$RANK of=$NUM_NODES master=$MASTER_ADDR gpus=$CUDA_VISIBLE_DEVICES"\n'
+        # A plain srun on rank 0 (an MPI launcher): it shares the job with konduktor's step.
+        '  if [ "$RANK" = 0 ]; then srun bash -c \'echo "step on $SLURMD_NODENAME"\'; fi\n'
     )
     assert result.returncode == 0, result.output
+    steps = re.findall(r"^0: \d: step on (\S+)$", result.stdout, re.M)
+    assert sorted(steps) == ["node1", "node2"], result.output
     lines = re.findall(r"^(\d): rank=(\d) of=2 master=(\S+) gpus=(\S+)$", result.stdout, re.M)
     assert sorted((prefix, rank) for prefix, rank, _, _ in lines) == [("0", "0"), ("1", "1")]
     assert len({master for _, _, master, _ in lines}) == 1

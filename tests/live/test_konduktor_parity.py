@@ -158,6 +158,49 @@ def test_skypilot_setup_names_and_cluster_info_reach_every_node(
     assert sorted(clusters) == [("0", name, "Slurm"), ("1", name, "Slurm")], launched.output
 
 
+def test_a_skypilot_on_slurm_task_runs_in_its_partition_with_its_sbatch_options(
+    kd_user, user_dir: Path
+) -> None:
+    """SkyPilot's worked example of a migrated sbatch script: before, its partition (in
+    infra) and its sbatch options (in config) were ignored, and it ran in the default
+    partition with no time limit and no account."""
+    copy_world(user_dir, "sky-slurm-migrated.yaml")
+    launched = kd_user("launch", "-y", "sky-slurm-migrated.yaml", timeout=180)
+    assert launched.returncode == 0, launched.output
+    assert "resources.infra names Slurm cluster 'mycluster'" in launched.stderr
+    name = submitted_name(launched.stdout)
+    assert f"{name}: COMPLETED" in launched.stderr, launched.output
+    shown = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-n", name, "-o", "%P %l %a %h"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # Partition, time limit, account, and --exclusive (not oversubscribed).
+    assert shown == ["high", "1-00:00:00", "konduktor", "NO"], shown
+    assert sorted(re.findall(r"^(\d): rank \d in (\S+)$", launched.stdout, re.M)) == [
+        ("0", "high"),
+        ("1", "high"),
+    ], launched.output
+    # Rank 0's own `srun --overlap` step ran on both nodes.
+    steps = re.findall(r"^0: \d: step on (\S+)$", launched.stdout, re.M)
+    assert sorted(steps) == ["node1", "node2"], launched.output
+
+
+def test_a_plain_srun_in_run_shares_the_job_instead_of_waiting_forever(
+    kd_user, user_dir: Path
+) -> None:
+    """Before, rank 0's `srun` waited for the resources konduktor's own step holds: the job
+    stayed ACTIVE, idle, until its time limit."""
+    copy_world(user_dir, "sky-srun-in-run.yaml")
+    launched = kd_user("launch", "-y", "sky-srun-in-run.yaml", timeout=120)
+    assert launched.returncode == 0, launched.output
+    name = submitted_name(launched.stdout)
+    assert f"{name}: COMPLETED" in launched.stderr, launched.output
+    programs = re.findall(r"^0: \d: program on (\S+) with (\d+) GPUs$", launched.stdout, re.M)
+    assert sorted(programs) == [("node1", "8"), ("node2", "8")], launched.output
+
+
 @pytest.mark.parametrize(
     "file",
     [

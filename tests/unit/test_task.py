@@ -1346,7 +1346,7 @@ def test_every_schema_field_is_supported_ignored_with_a_reason_or_refused() -> N
     from konduktor_slurm.task import compat, schema, validate
 
     supported = {
-        (): set(validate.MAIN_TOP_LEVEL),
+        (): {*validate.MAIN_TOP_LEVEL, "config"},  # config: SkyPilot's, its slurm part read
         ("resources",): {*validate.MAIN_RESOURCES, "job_recovery"},
     }
     for loc, model in (((), schema.TaskSchema), (("resources",), schema.ResourcesSection)):
