@@ -21,8 +21,13 @@ from konduktor_slurm.transport import Transport
 POLL_SECONDS = 1.0  # how often the log file is read (a file read, not a Slurm call)
 # What the job's script prints when a run ends (sbatch.sh.j2): the job may be over, look.
 ATTEMPT_FINISHED = re.compile(rb"konduktor: attempt \d+ finished with exit code")
-# After Slurm reports the job finished, the last lines may still be reaching the file.
-SETTLE_SECONDS = 1.0
+# After that line Slurm is asked this soon, then twice as late each time while the job is
+# still finishing (its script exits, slurmd reports: usually well under a second), until the
+# usual backoff takes over: a few looks, and `launch` returns within a second of the end.
+END_LOOK_SECONDS = 0.25
+# After Slurm reports the job finished, the last lines may still be reaching the file (its
+# writer, slurmstepd, has closed it by then; this is a margin for a shared filesystem).
+SETTLE_SECONDS = 0.25
 # `srun --label` prefixes each line with the task (= node) rank, padded when there are >= 10.
 _RANK_PREFIX = re.compile(r"^\s*(\d+): ")
 
@@ -123,6 +128,7 @@ def follow(
     next_look, max_age = clock(), 0.0  # the first look is our own
     seen = job.state
     carry = b""  # the end of the last read: the marker may arrive split across two reads
+    soon: float | None = None  # after an end line: the next quick look's pause
     while True:
         data = slurm.transport.read_bytes(job.log_path, offset)
         offset += len(data)
@@ -132,7 +138,10 @@ def follow(
             if ATTEMPT_FINISHED.search(window):
                 carry = b""
                 backoff.reset()
-                next_look, max_age = min(next_look, clock() + POLL_SECONDS), 0.0
+                # A look another follower made since (after this line was written) will do.
+                next_look = min(next_look, clock() + END_LOOK_SECONDS)
+                max_age = END_LOOK_SECONDS
+                soon = 2 * END_LOOK_SECONDS
         if job.terminal:
             write(lines.feed(b"", final=True))
             break
@@ -146,10 +155,16 @@ def follow(
             if job.terminal:
                 sleep(SETTLE_SECONDS)
                 continue
-            pause = backoff.next_pause(
-                changed=job.state != seen, failed=result.stale, took=wall() - started
-            )
+            if soon is not None and not result.stale:
+                pause, soon = soon, soon * 2
+                if soon >= backoff.start:
+                    soon = None
+            else:
+                soon = None  # a controller that does not answer gets the backoff
+                pause = backoff.next_pause(
+                    changed=job.state != seen, failed=result.stale, took=wall() - started
+                )
             seen, max_age = job.state, pause
             next_look = clock() + pause
-        sleep(POLL_SECONDS)
+        sleep(max(0.05, min(POLL_SECONDS, next_look - clock())))
     return job

@@ -463,9 +463,52 @@ def test_a_follower_backs_off_and_sees_the_end_soon_after_the_log_says_so(
     )
     assert done.state == State.COMPLETED
     assert "0: done\n" in "".join(written)
-    # A look at 0, then 2, 5, 9.5, 16, 26, 42, 64, 94 s; and one within 2 s of the end line.
+    # A look at 0, then 2, 5, 9.5, 16, 26, 42, 64, 94 s; and one a quarter second after the
+    # end line (read within a second of it being written).
     assert len(looks) == 10, looks
-    assert 100 <= looks[-1] <= 102, looks
+    assert 100 <= looks[-1] <= 101.3, looks
+
+
+@pytest.mark.parametrize("finishing", [0.6, 20.0])
+def test_a_job_still_finishing_after_its_end_line_is_looked_at_quickly_then_by_backoff(
+    session: Session, fake: FakeSlurm, finishing: float
+) -> None:
+    from konduktor_slurm import logs
+
+    job = session.store.get(submit(session))
+    fake.jobs["100"].queue = "RUNNING"
+    log = Path(job.log_path)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    now = [0.0]
+    looks: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= 3 and not log.read_text():
+            log.write_text("konduktor: attempt 1 finished with exit code 0\n")
+        if now[0] >= 3 + finishing:  # Slurm reports the end this long after the line
+            fake.jobs["100"].queue, fake.jobs["100"].acct = None, "COMPLETED"
+
+    original_run = fake.run
+
+    def counting_run(argv, *args, **kwargs):
+        if argv[0] == "squeue":
+            looks.append(round(now[0] - 3, 2))
+        return original_run(argv, *args, **kwargs)
+
+    fake.run = counting_run  # type: ignore[method-assign]
+    done = logs.follow(
+        session.store, session.slurm, job, lambda _: None,
+        sleep=sleep, clock=lambda: now[0], wall=lambda: now[0],
+    )  # fmt: skip
+    assert done.state == State.COMPLETED
+    after = [at for at in looks if at > 0]
+    if finishing < 1:  # quick looks: a quarter second after the line, then half a second on
+        assert after == [0.25, 0.75], looks
+    else:  # 0.25, 0.5 and 1 s apart, then the usual backoff (2, 3, 4.5, ...): few looks
+        assert after[:4] == [0.25, 0.75, 1.75, 3.75], looks
+        assert len(after) <= 9 and after[-1] >= finishing, looks
 
 
 # ---- stop / start / down -----------------------------------------------------------------
