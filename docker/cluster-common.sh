@@ -16,9 +16,10 @@ KC_TEST_USER="${KC_TEST_USER:-kdtest}"
 # auto | on | off: whether Slurm confines jobs with cgroups (see cluster-up.sh).
 KC_CGROUP="${KC_CGROUP:-auto}"
 # Job credential lifetime = delay before a requeued job may start again.
-# 30 s instead of Slurm's 120: a requeued (preempted, node-failed) job waits cred_expire + 1 s
-# before it is eligible again, and the preemption tests wait for exactly that.
-KC_CRED_EXPIRE="${KC_CRED_EXPIRE:-30}"
+# 15 s instead of Slurm's 120: a requeued (preempted, node-failed) job waits cred_expire + 1 s
+# before it is eligible again, and the preemption tests wait for exactly that. Still far more
+# than a step's launch takes here (well under a second), which the credential must outlive.
+KC_CRED_EXPIRE="${KC_CRED_EXPIRE:-15}"
 # Ports, so that clusters of other Slurm releases (docker/chroot-up.sh) can run beside this one.
 KC_CTLD_PORT="${KC_CTLD_PORT:-6817}"
 KC_DBD_PORT="${KC_DBD_PORT:-6819}"

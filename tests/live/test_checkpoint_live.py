@@ -145,7 +145,7 @@ def _partition_problem() -> str | None:
 
 def _preempt(background: Background) -> None:
     """Once the low-priority job has made progress, take its node's GPUs with a job in the
-    high partition; once that one has ended, lift Slurm's requeue delay (cred_expire, 30 s
+    high partition; once that one has ended, lift Slurm's requeue delay (cred_expire, 15 s
     here) as `konduktor start` does, so the test does not wait for it."""
     kd, name = background.kd, background.preempted
     try:

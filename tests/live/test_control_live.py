@@ -161,7 +161,7 @@ def test_user_stop_requeues_start_restarts_at_once_and_logs_keep_following(
         assert started.returncode == 0, started.output
         assert "requeue delay lifted" in started.stdout
         wait_for_status(kd_user, name, {"ACTIVE", "COMPLETED"}, timeout=60)
-        # Slurm's own requeue delay is 30 s on this cluster (cred_expire); start lifts it.
+        # Slurm's own requeue delay is 15 s on this cluster (cred_expire); start lifts it.
         assert time.monotonic() - before < 20
 
         out, err = follower.communicate(timeout=90)

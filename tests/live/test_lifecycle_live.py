@@ -204,11 +204,11 @@ def test_status_costs_the_same_for_1_and_200_jobs(
 def test_five_concurrent_followers_share_their_looks_at_slurm(
     kd, kd_home: Path, tmp_path: Path, counted_slurm: tuple[Path, Path]
 ) -> None:
-    """Five `logs --follow` of one user, over jobs of 45 s: one squeue per interval between
+    """Five `logs --follow` of one user, over jobs of 30 s: one squeue per interval between
     them (the backoff of 2 s growing by half each time, shared through the store), not
     five; and each sees its job's end within seconds of its last line."""
     bin_dir, calls = counted_slurm
-    seconds = 45  # each job runs
+    seconds = 30  # each job runs
     names = [
         launch_detached(kd, tmp_path, f"name: follow{n}\nrun: sleep {seconds}; echo finished-{n}\n")
         for n in range(5)
@@ -235,7 +235,7 @@ def test_five_concurrent_followers_share_their_looks_at_slurm(
         assert follower.returncode == 0, (out, err)
         assert f"finished-{n}" in out
     squeues = calls.read_text().split().count("squeue")
-    # Unshared and without backoff (a look every 2 s each) this was 5 * 45 / 2 = 112 calls.
+    # Unshared and without backoff (a look every 2 s each) this was 5 * 30 / 2 = 75 calls.
     # Shared: about 6 backoff looks, plus each follower's own first look and its look after
     # the end line (the job may still be completing: one more a few seconds later).
     assert squeues <= 22, (squeues, took)
@@ -281,7 +281,7 @@ def test_preempted_job_is_suspended_by_system_and_comes_back(kd, tmp_path: Path)
         preempted = wait_for_status(kd, low, {"SUSPENDED (by system)"}, timeout=60)
         assert "preempted" in preempted["detail"], preempted
         wait_for_status(kd, high, {"COMPLETED"}, timeout=60)
-        # Slurm holds a requeued job back for cred_expire + 1 s (the test cluster: 31 s).
+        # Slurm holds a requeued job back for cred_expire + 1 s (the test cluster: 16 s).
         back = wait_for_status(kd, low, {"ACTIVE"}, timeout=90)
         assert back["restarts"] == 1
         # ACTIVE comes before the run's first line: give the rerun a moment to print it.

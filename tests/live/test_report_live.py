@@ -97,7 +97,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
         names.append(high)
         wait(kd, low, {"SUSPENDED (by system)"}, timeout=60)
         wait(kd, high, {"COMPLETED"}, timeout=60)
-        # Slurm holds the requeued job back for cred_expire + 1 s (31 s here); how it comes
+        # Slurm holds the requeued job back for cred_expire + 1 s (16 s here); how it comes
         # back by itself is test_lifecycle_live's. The report needs only that it does.
         subprocess.run(["scontrol", "update", f"jobname={low}", "starttime=now"], check=False)
         wait(kd, low, {"COMPLETED"}, timeout=120)
