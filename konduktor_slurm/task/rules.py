@@ -548,8 +548,14 @@ _SKY_DEDICATED: dict[str, tuple[str, Any]] = {
     "time": ("time_limit", lambda text: time_limit(text)),
     "account": ("account", lambda text: _slurm_word(text, "account")),
     "qos": ("qos", lambda text: _slurm_word(text, "qos")),
-    "constraint": ("constraint", lambda text: one_sbatch_word(text)),
+    "constraint": ("constraint", lambda text: _constraint(text)),
 }
+
+
+def _constraint(text: str) -> str:
+    if not text.strip() or CONTROL_RE.search(text):
+        fail(f"expected a Slurm constraint like 'a100&ib', got {text!r}")
+    return one_sbatch_word(text)
 
 
 def _slurm_word(text: str, kind: str) -> str:

@@ -93,6 +93,11 @@ FIELDS = [
     "envs",
     "secrets",
     "file_mounts",
+    "resources.infra",  # SkyPilot's: slurm/<cluster>/<partition> is read
+    "config",  # SkyPilot's per-task settings
+    "config.slurm",
+    "config.slurm.sbatch_options",
+    "config.slurm.sbatch_options.exclusive",
 ]
 HOSTILE_TEXT = [
     '"; touch /tmp/pwned; echo "',
@@ -132,7 +137,9 @@ TEXT_CASES = [
     for field, (index, text) in itertools.product(
         ["name", "run", "setup", "envs.V", "secrets.S", "slurm.partition", "slurm.constraint",
          "event_callback", "file_mounts./data/x", "slurm.sbatch_options.mail-user",
-         "resources.job_config.checkpoint_dir"],
+         "resources.job_config.checkpoint_dir", "resources.infra",
+         "config.slurm.sbatch_options.mail_user", "config.slurm.sbatch_options.time",
+         "config.slurm.sbatch_options.account", "config.slurm.sbatch_options.constraint"],
         enumerate(HOSTILE_TEXT),
     )
 ]  # fmt: skip
@@ -140,7 +147,7 @@ OVERRIDE_CASES = [
     pytest.param(attribute, value, id=f"{attribute}={value[:15]!r}")
     for attribute, value in itertools.product(
         ["name", "num_nodes", "cpus", "memory", "gpus", "max_restarts", "completions",
-         "image_id", "disk_size", "cloud"],
+         "image_id", "disk_size", "cloud", "infra"],
         ["", "-1", "nan", "1e400", "H100:0", "tpu-v3-8", "a b", "$(id)", "\x00", "9" * 30],
     )
 ]  # fmt: skip

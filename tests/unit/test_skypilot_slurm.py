@@ -324,3 +324,15 @@ def test_the_python_sdk_takes_infra_as_skypilots_resources_do() -> None:
         "submits to the cluster it is set up for (this machine's Slurm, or config.yaml's "
         "ssh.host), whatever its name",
     )
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["exclusive\n#SBATCH --wrap=id", "$(touch /tmp/pwned)", "exclusive --wrap=id", "-", ""],
+)
+def test_a_hostile_option_name_is_refused_not_written(key: str) -> None:
+    import json
+
+    (issue,) = issues_of(f"config:\n  slurm:\n    sbatch_options: {{{json.dumps(key)}: true}}\n")
+    assert issue.field.startswith("config.slurm.sbatch_options"), issue
+    assert "sbatch option" in issue.message, issue
