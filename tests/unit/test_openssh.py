@@ -349,7 +349,9 @@ def test_closing_before_any_command_stops_a_login_under_way(
     transport.connect_ahead()
     ahead = transport._ahead
     deadline = time.monotonic() + 5
-    while not log.exists():  # the (fake) ssh has started logging in
+    # The (fake) ssh has logged its call and is logging in. Not merely "the log exists": the
+    # shell creates the file before it writes the line (a fresh clone's CI run read it empty).
+    while not (log.exists() and log.read_text().endswith("\n")):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert ahead is not None and ahead.poll() is None
