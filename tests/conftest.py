@@ -168,6 +168,17 @@ def wait_until(
     raise AssertionError(f"{name} never reached {what}; last seen {job}")
 
 
+def squeue_fields(name: str, fields: str) -> list[str]:
+    """``squeue -t all -n NAME -o FIELDS`` (e.g. "%P %l"): what Slurm shows of a job by its
+    name, in any state it still remembers, split into words."""
+    return subprocess.run(
+        ["squeue", "-h", "-t", "all", "-n", name, "-o", fields],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
 def write_task(directory: Path, text: str, filename: str = "task.yaml") -> Path:
     path = directory / filename
     path.write_text(text)

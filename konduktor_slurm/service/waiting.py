@@ -6,6 +6,11 @@ again from 2 s). One poll is one shared refresh (``tracker.refresh_shared``): on
 for every unfinished job of the store, which any other waiter of the same store within its
 interval reuses instead of asking again. A controller that does not answer, or answers
 slowly, is met with a longer pause, never with retries in a loop.
+
+Between polls, a wait on a few jobs reads the end of their logs once a second (a file read,
+not a Slurm call), as ``logs --follow`` does: when a job's script prints that its run
+finished, the next poll comes a quarter second later, so a 10 s job's wait returns at about
+10 s, not at the backoff's next look (16 s).
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from konduktor_slurm.polling import (  # noqa: F401 (the documented names, kept 
     poll_intervals,
 )
 from konduktor_slurm.service.errors import ResultTimeoutError
+
+# Waits on at most this many jobs read their logs' ends between polls (a sweep's wait does
+# not read hundreds of logs a second).
+LOG_WATCH_MAX_JOBS = 8
+LOG_WATCH_SECONDS = 1.0
+# A run's end line is at most this far from the end of the log when the run has ended.
+_LOG_TAIL_BYTES = 256
 
 if TYPE_CHECKING:
     from konduktor_slurm.service.session import Session
@@ -120,6 +132,7 @@ def _wait(
     backoff = Backoff()
     seen = [job.state for job in jobs]
     max_age = 0.0  # the first look is our own; later, another waiter's recent one will do
+    tails: dict[str, bytes] = {}  # the end of each watched log, as last read
     while True:
         result, took = poll_once(session, [job for job in jobs if not job.terminal], max_age, wall)
         run_due(session.store, jobs)  # the jobs' event_callback, once per change
@@ -138,5 +151,44 @@ def _wait(
             if left <= 0:
                 raise timed_out()
             pause = min(pause, left)
-        sleep(pause)
+        if _sleep_until_an_end_line(session, jobs, tails, pause, sleep):
+            # A run just ended: look a quarter second on, taking another waiter's look made
+            # since; the backoff starts again (the job may be restarting, not ending).
+            from konduktor_slurm.logs import END_LOOK_SECONDS
+
+            backoff.reset()
+            pause = END_LOOK_SECONDS
+            sleep(pause)
         max_age = pause
+
+
+def _sleep_until_an_end_line(
+    session: Session,
+    jobs: list[JobRecord],
+    tails: dict[str, bytes],
+    seconds: float,
+    sleep: Callable[[float], None],
+) -> bool:
+    """Sleep ``seconds``, reading the end of each unfinished job's log once a second (when
+    there are few); True as soon as one newly ends with its run's end line."""
+    watched = [job for job in jobs if not job.terminal]
+    if not watched or len(watched) > LOG_WATCH_MAX_JOBS:
+        sleep(seconds)
+        return False
+    from konduktor_slurm.logs import ATTEMPT_FINISHED
+    from konduktor_slurm.transport import TransportError
+
+    left = seconds  # counted down slice by slice: a test's clock may stand still
+    while left > 0:
+        sleep(min(LOG_WATCH_SECONDS, left))
+        left -= LOG_WATCH_SECONDS
+        for job in watched:
+            try:
+                tail = session.slurm.transport.read_tail(job.log_path, _LOG_TAIL_BYTES)
+            except (OSError, TransportError):
+                continue  # the next poll says what is wrong, if anything
+            if tail != tails.get(job.name):
+                tails[job.name] = tail
+                if ATTEMPT_FINISHED.search(tail):
+                    return True
+    return False

@@ -24,6 +24,7 @@ from tests.conftest import (
     KONDUKTOR,
     ROOT,
     make_runner,
+    squeue_fields,
     status_json,
     wait_for_status,
     wait_until,
@@ -374,12 +375,7 @@ def test_lost_sbatch_answer_is_found_not_submitted_twice(kd, kd_home: Path, tmp_
     launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path, timeout=120)
     assert launched.returncode == 0, launched.output
     name = submitted_name(launched.stdout)
-    queued = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-n", name, "-o", "%i"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    queued = squeue_fields(name, "%i")
     assert len(queued) == 1 and status_json(kd, name)["jobs"][0]["slurm_job_id"] == queued[0]
 
 

@@ -15,7 +15,9 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ import pytest
 from tests.conftest import (
     TEST_USER,
     Run,
+    squeue_fields,
     status_json,
     wait_for_status,
     write_task,
@@ -111,12 +114,7 @@ def test_konduktor_docs_task_runs_unchanged_with_bashrc_path_and_node_env(
     assert envs["1"].startswith("local=127.0.0.2 node=node2 accel=H100 ")
     # labels.maxRunDurationSeconds: "3200" became the job's time limit (53:20, which Slurm
     # rounds up to whole minutes).
-    limit = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-n", name, "-o", "%l"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    limit = squeue_fields(name, "%l")
     assert limit == ["54:00"], limit
     assert status_json(kd_user, name)["jobs"][0]["status"] == "COMPLETED"
 
@@ -170,12 +168,7 @@ def test_a_skypilot_on_slurm_task_runs_in_its_partition_with_its_sbatch_options(
     assert "resources.infra names Slurm cluster 'mycluster'" in launched.stderr
     name = submitted_name(launched.stdout)
     assert f"{name}: COMPLETED" in launched.stderr, launched.output
-    shown = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-n", name, "-o", "%P %l %a %h"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    shown = squeue_fields(name, "%P %l %a %h")
     # Partition, time limit, account, and --exclusive (not oversubscribed).
     assert shown == ["high", "1-00:00:00", "konduktor", "NO"], shown
     assert sorted(re.findall(r"^(\d): rank \d in (\S+)$", launched.stdout, re.M)) == [
@@ -415,6 +408,20 @@ def test_wait_blocks_without_streaming_and_exits_by_outcome(kd, tmp_path: Path) 
     kd("down", "-y", submitted_name(slow.stdout))
     both = kd("launch", "-y", "-d", "--wait", "task.yaml", cwd=tmp_path)
     assert both.returncode == 2 and "contradict" in both.stderr
+
+
+def test_wait_returns_within_seconds_of_the_jobs_end(kd, tmp_path: Path) -> None:
+    """Waiting reads the end of the job's log: the run's end line brings the next look a
+    quarter second on. By the backoff alone, a job ending at about 12 s was seen at 18 s."""
+    write_task(tmp_path, f"name: {unique('waitend')}\nrun: sleep 11\n")
+    done = kd("launch", "-y", "--wait", "task.yaml", cwd=tmp_path)
+    returned = time.time()
+    assert done.returncode == 0, done.output
+    job_id = re.search(r"Slurm job (\d+)", done.stdout)[1]
+    sacct = ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "End"]
+    ended = subprocess.run(sacct, capture_output=True, text=True, check=True).stdout.strip()
+    end = datetime.fromisoformat(ended).timestamp()  # whole seconds
+    assert returned - end < 3, (returned - end, ended)
 
 
 def test_stop_start_down_take_dash_a(kd, tmp_path: Path) -> None:

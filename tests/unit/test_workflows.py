@@ -9,8 +9,10 @@ workflows against the real cluster.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,7 @@ from konduktor_slurm.service.status import StatusQuery, status
 from konduktor_slurm.service.waiting import wait_until_terminal
 from konduktor_slurm.slurm import AuthenticationFailed, Slurm
 from konduktor_slurm.staging import SilentReporter
-from konduktor_slurm.store import Store
+from konduktor_slurm.store import JobRecord, Store
 from konduktor_slurm.task import TaskOverrides, parse_task
 from tests.unit.fake_slurm import FakeJob, FakeSlurm
 
@@ -316,26 +318,96 @@ def test_with_another_munge_key_slurm_errors_say_what_to_check(
 # ---- waiting and results -----------------------------------------------------------------
 
 
+def squeue_times(
+    fake: FakeSlurm, clock: Callable[[], float], before: Callable[[], None] = lambda: None
+) -> list[float]:
+    """The ``clock()`` of each squeue the fake Slurm answers from now on (looks at Slurm);
+    ``before`` runs before each is answered."""
+    looks: list[float] = []
+    answer = fake.run
+
+    def counting_run(argv, *args, **kwargs):
+        if argv[0] == "squeue":
+            looks.append(clock())
+            before()
+        return answer(argv, *args, **kwargs)
+
+    fake.run = counting_run  # type: ignore[method-assign]
+    return looks
+
+
+def job_running_with_log(session: Session, fake: FakeSlurm, text: str = "") -> JobRecord:
+    """A submitted job that Slurm (job 100) runs, with ``text`` in its log so far."""
+    job = session.store.get(submit(session))
+    fake.jobs["100"].queue = "RUNNING"
+    log = Path(job.log_path)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(text)
+    return job
+
+
+def end_the_run(fake: FakeSlurm, log: Path) -> None:
+    """The run ends: its script prints the end line, and Slurm reports job 100 COMPLETED."""
+    with log.open("a") as handle:
+        handle.write("konduktor: attempt 1 finished with exit code 0\n")
+    fake.jobs["100"].queue, fake.jobs["100"].acct = None, "COMPLETED"
+
+
 def test_waiting_backs_off_and_restarts_the_backoff_on_a_change(
     session: Session, fake: FakeSlurm
 ) -> None:
     name = submit(session)
     job = session.store.get(name)
-    sleeps: list[float] = []
-    script = iter(["PENDING", "PENDING", "RUNNING", "RUNNING", "RUNNING", None])
+    script = iter(["PENDING", "PENDING", "PENDING", "RUNNING", "RUNNING", "RUNNING", None])
     now = [time.time()]
 
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
+    def next_state() -> None:  # each look finds the next state
         state = next(script)
         fake.jobs["100"].queue = state
         if state is None:
             fake.jobs["100"].acct = "COMPLETED"
 
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    looks = squeue_times(fake, lambda: now[0], next_state)
     done = wait_until_terminal(session, job, sleep=sleep, clock=lambda: 0.0, wall=lambda: now[0])
     assert done.state == State.COMPLETED
-    assert sleeps == [2.0, 3.0, 4.5, 2.0, 3.0, 4.5]  # back to 2 s once it started running
+    pauses = [round(b - a, 2) for a, b in itertools.pairwise(looks)]
+    assert pauses == [2.0, 3.0, 4.5, 2.0, 3.0, 4.5]  # back to 2 s once it started running
+
+
+def test_a_wait_looks_a_quarter_second_after_the_end_line_in_the_log(
+    session: Session, fake: FakeSlurm
+) -> None:
+    """As a follower does: a 10 s job's wait returns at about 10 s, not at 16 s."""
+    job = job_running_with_log(session, fake, "0: working\n")
+    now = [0.0]
+    looks = squeue_times(fake, lambda: now[0])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= 10 and fake.jobs["100"].queue == "RUNNING":
+            end_the_run(fake, Path(job.log_path))
+
+    done = wait_until_terminal(session, job, sleep=sleep, clock=lambda: now[0], wall=lambda: now[0])
+    assert done.state == State.COMPLETED
+    # Looks at 0, 2, 5 and 9.5 s (the backoff; the next would be at 16.25), then a quarter
+    # second after the line, written at 10 s, is read (the log is read once a second).
+    assert looks == [0.0, 2.0, 5.0, 9.5, 10.75], looks
+
+
+def test_a_sweeps_wait_does_not_read_its_many_logs(session: Session, fake: FakeSlurm) -> None:
+    from konduktor_slurm.service import waiting
+
+    jobs = [session.store.get(submit(session)) for _ in range(waiting.LOG_WATCH_MAX_JOBS + 1)]
+    read: list[str] = []
+    session.slurm.transport.read_tail = lambda path, size: read.append(path) or b""  # type: ignore[method-assign]
+    slept: list[float] = []
+    assert not waiting._sleep_until_an_end_line(session, jobs, {}, 4.5, slept.append)
+    assert (read, slept) == ([], [4.5])
+    assert not waiting._sleep_until_an_end_line(session, jobs[:2], {}, 2.5, slept.append)
+    assert slept[1:] == [1.0, 1.0, 0.5] and len(read) == 6  # two logs, once a second
 
 
 def test_waiting_gives_up_at_the_timeout(session: Session, fake: FakeSlurm) -> None:
@@ -427,30 +499,19 @@ def test_a_follower_backs_off_and_sees_the_end_soon_after_the_log_says_so(
 ) -> None:
     from konduktor_slurm import logs
 
-    job = session.store.get(submit(session))
-    fake.jobs["100"].queue = "RUNNING"
+    job = job_running_with_log(session, fake, "0: step 1\n")
     log = Path(job.log_path)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("0: step 1\n")
     now = [time.time()]
-    looks: list[float] = []
     start = now[0]
+    looks = squeue_times(fake, lambda: now[0] - start)
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
         if now[0] - start >= 100 and fake.jobs["100"].queue == "RUNNING":
-            with log.open("a") as handle:  # the run ends; the script says so, then exits
-                handle.write("0: done\nkonduktor: attempt 1 finished with exit code 0\n")
-            fake.jobs["100"].queue, fake.jobs["100"].acct = None, "COMPLETED"
+            with log.open("a") as handle:  # the run's last line; then the script says so
+                handle.write("0: done\n")
+            end_the_run(fake, log)
 
-    original_run = fake.run
-
-    def counting_run(argv, *args, **kwargs):
-        if argv[0] == "squeue":
-            looks.append(now[0] - start)
-        return original_run(argv, *args, **kwargs)
-
-    fake.run = counting_run  # type: ignore[method-assign]
     written: list[str] = []
     done = logs.follow(
         session.store,
@@ -475,13 +536,10 @@ def test_a_job_still_finishing_after_its_end_line_is_looked_at_quickly_then_by_b
 ) -> None:
     from konduktor_slurm import logs
 
-    job = session.store.get(submit(session))
-    fake.jobs["100"].queue = "RUNNING"
+    job = job_running_with_log(session, fake)
     log = Path(job.log_path)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
     now = [0.0]
-    looks: list[float] = []
+    looks = squeue_times(fake, lambda: round(now[0] - 3, 2))
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
@@ -490,14 +548,6 @@ def test_a_job_still_finishing_after_its_end_line_is_looked_at_quickly_then_by_b
         if now[0] >= 3 + finishing:  # Slurm reports the end this long after the line
             fake.jobs["100"].queue, fake.jobs["100"].acct = None, "COMPLETED"
 
-    original_run = fake.run
-
-    def counting_run(argv, *args, **kwargs):
-        if argv[0] == "squeue":
-            looks.append(round(now[0] - 3, 2))
-        return original_run(argv, *args, **kwargs)
-
-    fake.run = counting_run  # type: ignore[method-assign]
     done = logs.follow(
         session.store, session.slurm, job, lambda _: None,
         sleep=sleep, clock=lambda: now[0], wall=lambda: now[0],
