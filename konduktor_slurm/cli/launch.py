@@ -86,6 +86,13 @@ from konduktor_slurm.cli import (
     "staging): variant N runs as <job>-N. Repeatable.",
 )
 @click.option(
+    "--num-jobs",
+    type=int,
+    metavar="N",
+    help="SkyPilot's --num-jobs: N copies of the task as one sweep, copy i with "
+    "SKYPILOT_JOB_RANK=i and SKYPILOT_NUM_JOBS=N.",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="Block until the job is COMPLETED or FAILED, without streaming its output.",
@@ -118,6 +125,7 @@ def launch(
     infra: str | None,
     skip_image_check: bool,
     grid_specs: tuple[str, ...],
+    num_jobs: int | None,
     wait: bool,
     wait_timeout: float | None,
 ) -> None:
@@ -159,6 +167,10 @@ def launch(
     )
     with service_errors():
         grid = launching.parse_grid(list(grid_specs)) if grid_specs else None
+        if num_jobs is not None:
+            if grid is not None:
+                fail("--num-jobs and --grid each make a sweep; give one", EXIT_USAGE)
+            grid = launching.num_jobs_grid(num_jobs)
         task = launching.load(task_yaml, overrides)
         for warning in task.warnings:
             click.echo(f"Warning: {warning}", err=True)

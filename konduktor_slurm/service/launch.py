@@ -118,6 +118,22 @@ def parse_grid(specs: list[str]) -> Grid:
 # More variants than this in one launch is a mistake (a typo in a range), not a sweep.
 MAX_GRID = 100_000
 
+# SkyPilot's `sky jobs launch --num-jobs N` gives each of N copies of a task these.
+JOB_RANK_ENV, NUM_JOBS_ENV = "SKYPILOT_JOB_RANK", "SKYPILOT_NUM_JOBS"
+
+
+def num_jobs_grid(count: int) -> Grid:
+    """SkyPilot's ``--num-jobs N``: N variants of the task, variant i with
+    ``SKYPILOT_JOB_RANK=i`` and every one with ``SKYPILOT_NUM_JOBS=N``, as SkyPilot sets
+    them (data-parallel work takes its slice by them). One sweep: one staging, one array."""
+    if not 1 <= count <= MAX_GRID:
+        raise InputError(f"--num-jobs {count}: expected 1 to {MAX_GRID}")
+    total = (NUM_JOBS_ENV, str(count))
+    return Grid(
+        (JOB_RANK_ENV, NUM_JOBS_ENV),
+        tuple(((JOB_RANK_ENV, str(rank)), total) for rank in range(count)),
+    )
+
 
 @dataclass(frozen=True)
 class Batch:

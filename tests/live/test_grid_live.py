@@ -113,3 +113,23 @@ def test_a_whole_sweep_is_stopped_started_and_torn_down_by_pattern(kd, tmp_path:
             assert "cancel" in (job.get("detail") or "").lower(), job
     finally:
         subprocess.run(["scancel", hog], check=False)
+
+
+def test_num_jobs_gives_each_copy_its_skypilot_rank(kd, tmp_path: Path) -> None:
+    """SkyPilot's `--num-jobs N`: a data-parallel task reads its slice from
+    SKYPILOT_JOB_RANK and SKYPILOT_NUM_JOBS (unset before: every copy took slice '')."""
+    task = write_task(
+        tmp_path,
+        f"name: {unique('shards')}\nrun: |\n"
+        '  : "${SKYPILOT_JOB_RANK:?}"\n'
+        '  echo "shard $SKYPILOT_JOB_RANK of $SKYPILOT_NUM_JOBS"\n',
+    )
+    launched = kd("launch", "-y", "--wait", "--num-jobs", "3", str(task))
+    assert launched.returncode == 0, launched.output
+    sweep, _ = _sweep_name(launched.stdout)
+    assert "3 COMPLETED, 0 FAILED" in launched.stderr, launched.output
+    for rank in range(3):
+        shown = kd("logs", f"{sweep}-{rank}").stdout
+        assert f"0: shard {rank} of 3" in shown, shown
+    both = kd("launch", "-y", "--num-jobs", "2", "--grid", "A=1,2", str(task))
+    assert both.returncode == 2 and "give one" in both.stderr, both.output

@@ -987,6 +987,24 @@ def test_bad_grids_are_refused(specs: list[str], message: str) -> None:
         launch.parse_grid(specs)
 
 
+def test_num_jobs_is_a_sweep_of_copies_with_skypilots_rank_and_count(
+    session: Session, fake: FakeSlurm
+) -> None:
+    from konduktor_slurm.service.errors import InputError
+
+    grid = launch.num_jobs_grid(3)
+    jobs = launch.submit_all(
+        session, launch.prepare(session, parse_task("name: s\nrun: x\n"), grid=grid),
+        SilentReporter(),
+    )  # fmt: skip
+    assert len(jobs) == 3 and len(fake.slurm_calls("sbatch")) == 1
+    (script,) = fake.scripts
+    assert "2) export SKYPILOT_JOB_RANK=2; export SKYPILOT_NUM_JOBS=3; ;;" in script
+    for bad in (0, -1, launch.MAX_GRID + 1):
+        with pytest.raises(InputError, match="--num-jobs"):
+            launch.num_jobs_grid(bad)
+
+
 def test_one_variant_can_be_stopped_or_the_whole_sweep(session: Session, fake: FakeSlurm) -> None:
     grid = launch.parse_grid(["SEED=0,1,2"])
     jobs = launch.submit_all(
