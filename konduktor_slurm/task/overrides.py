@@ -32,6 +32,9 @@ _SIMPLE: tuple[tuple[str, Loc, str], ...] = (
     ("cloud", ("resources", "cloud"), "--cloud"),
     ("infra", ("resources", "infra"), "--infra"),
 )
+# Konduktor's and SkyPilot's `--gpus none` (also --cpus, --memory, --image-id, --cloud)
+# removes the field the file sets: a GPU task file run without GPUs, for a quick try.
+_RESET_BY_NONE = frozenset({"gpus", "cpus", "memory", "image_id", "cloud"})
 
 
 def apply_overrides(data: dict[Any, Any], ov: TaskOverrides, ck: Checker) -> None:
@@ -47,9 +50,22 @@ def apply_overrides(data: dict[Any, Any], ov: TaskOverrides, ck: Checker) -> Non
         target[loc[-1]] = value
         ck.origins[loc] = origin
 
+    def reset(loc: Loc) -> None:
+        target: Any = data
+        for part in loc[:-1]:
+            target = target.get(part) if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            target.pop(loc[-1], None)
+
     for attribute, loc, flag in _SIMPLE:
         value = getattr(ov, attribute)
-        if value is not None:
+        if (
+            attribute in _RESET_BY_NONE
+            and isinstance(value, str)
+            and value.strip().lower() == "none"
+        ):
+            reset(loc)
+        elif value is not None:
             put(loc, value, command_line(flag))
     if ov.workdir is not None:
         # Relative to where the command runs, like every relative path of a task.

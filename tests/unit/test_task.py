@@ -1139,6 +1139,26 @@ def test_overrides_without_resources_section() -> None:
     assert task.num_nodes == 2
 
 
+@pytest.mark.parametrize("none", ["none", "None", "NONE"])
+def test_none_on_the_command_line_removes_the_field_as_konduktor_does(none: str) -> None:
+    """`--gpus none`: a GPU task file run without GPUs (Konduktor and SkyPilot reset the
+    field); before, it asked Slurm for --gres=gpu:none:1."""
+    text = """\
+        resources:
+          accelerators: H100:8
+          cpus: 8
+          memory: 64
+          image_id: docker:pytorch
+          cloud: kubernetes
+        run: x
+        """
+    flags = {key: none for key in ("gpus", "cpus", "memory", "image_id", "cloud")}
+    task = parse(text, overrides=TaskOverrides(**flags))
+    assert task.resources == Resources()
+    assert task.warnings == ()  # nothing left to ignore
+    assert parse("run: x\n", overrides=TaskOverrides(gpus=none)).resources.accelerator is None
+
+
 def test_override_replaces_bad_yaml_value() -> None:
     # Overrides are applied before validation, so a fixed value on the command line wins.
     task = parse("run: x\nresources:\n  cpus: eight\n", overrides=TaskOverrides(cpus="8"))
