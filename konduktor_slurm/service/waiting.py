@@ -32,7 +32,7 @@ from konduktor_slurm.service.errors import ResultTimeoutError
 # not read hundreds of logs a second).
 LOG_WATCH_MAX_JOBS = 8
 LOG_WATCH_SECONDS = 1.0
-# A run's end line is at most this far from the end of the log when the run has ended.
+# A run's end line (and a restart line after it) fit in this much of the log's end.
 _LOG_TAIL_BYTES = 256
 
 if TYPE_CHECKING:
@@ -189,6 +189,8 @@ def _sleep_until_an_end_line(
                 continue  # the next poll says what is wrong, if anything
             if tail != tails.get(job.name):
                 tails[job.name] = tail
-                if ATTEMPT_FINISHED.search(tail):
+                # Among the last two lines: the script prints it last, or just before its
+                # restart line. Once a restarted run prints on, an old one no longer counts.
+                if ATTEMPT_FINISHED.search(b"\n".join(tail.rstrip(b"\n").split(b"\n")[-2:])):
                     return True
     return False

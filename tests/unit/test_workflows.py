@@ -397,6 +397,26 @@ def test_a_wait_looks_a_quarter_second_after_the_end_line_in_the_log(
     assert looks == [0.0, 2.0, 5.0, 9.5, 10.75], looks
 
 
+def test_an_old_end_line_under_a_restarted_runs_output_brings_no_quick_look(
+    session: Session, fake: FakeSlurm
+) -> None:
+    from konduktor_slurm.service import waiting
+
+    job = job_running_with_log(session, fake)
+    log, tails = Path(job.log_path), {}
+    lines = [
+        "konduktor: attempt 1 finished with exit code 3\n",
+        "konduktor: restarting from the beginning (attempt 2 of 2)\n",
+        "konduktor: job t attempt 2 of 2 on node1\n",
+        "0: step 1\n",
+    ]
+    seen = []
+    for count in range(1, len(lines) + 1):
+        log.write_text("".join(lines[:count]))
+        seen.append(waiting._sleep_until_an_end_line(session, [job], tails, 1.0, lambda _: None))
+    assert seen == [True, True, False, False]
+
+
 def test_a_sweeps_wait_does_not_read_its_many_logs(session: Session, fake: FakeSlurm) -> None:
     from konduktor_slurm.service import waiting
 
