@@ -424,6 +424,18 @@ def test_wait_returns_within_seconds_of_the_jobs_end(kd, tmp_path: Path) -> None
     assert returned - end < 3, (returned - end, ended)
 
 
+def test_gpus_none_runs_a_gpu_task_file_without_gpus(kd, tmp_path: Path) -> None:
+    write_task(
+        tmp_path,
+        f"name: {unique('nogpu')}\nresources:\n  accelerators: H100:8\n"
+        "run: echo gpus=$NUM_GPUS_PER_NODE cuda=${CUDA_VISIBLE_DEVICES:-unset}\n",
+    )
+    launched = kd("launch", "-y", "--gpus", "none", "task.yaml", cwd=tmp_path)
+    assert launched.returncode == 0, launched.output
+    assert "0: gpus=0 cuda=unset" in launched.stdout, launched.output
+    assert squeue_fields(submitted_name(launched.stdout), "%b") == ["N/A"]  # no GRES asked
+
+
 def test_stop_start_down_take_dash_a(kd, tmp_path: Path) -> None:
     write_task(tmp_path, f"name: {unique('dasha')}\nrun: sleep 120\n")
     launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path)
