@@ -61,6 +61,10 @@ IGNORED: Final[tuple[Ignored, ...]] = (
         "SkyPilot",
         "a Slurm job ends with its run; there is no cluster left to stop",
     ),
+    # `sky utils convert-slurm` writes an sbatch script's --time here (with wait_for: none).
+    Ignored(
+        ("autostop",), "SkyPilot", "a Slurm job ends with its run; there is no cluster left to stop"
+    ),
     Ignored(
         ("resources", "labels"),
         _BOTH,
@@ -134,6 +138,14 @@ SKY_CONFIG_WHY: Final = "SkyPilot's per-task settings for other infrastructure"
 SKY_SLURM_CONFIG_WHY: Final = (
     "it configures SkyPilot's own Slurm provisioning; konduktor-slurm reads "
     "config.slurm.sbatch_options"
+)
+# SkyPilot's autostop with `wait_for: none` stops the cluster idle_minutes on, running or not.
+SKY_AUTOSTOP_LIMIT: Final = (
+    "with wait_for: none is read as the job's time limit, {minutes} min (SkyPilot stops the "
+    "cluster that long on, its job running or not)"
+)
+SKY_AUTOSTOP_OVERRIDDEN: Final = (
+    "is ignored on Slurm: the job's time limit is set in {where}, and a Slurm job ends with its run"
 )
 SKY_CLUSTER_WHY: Final = (
     "konduktor submits to the cluster it is set up for (this machine's Slurm, or config.yaml's "

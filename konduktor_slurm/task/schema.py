@@ -312,6 +312,7 @@ class TaskSchema(Section):
     serving: refused(compat.REFUSED[("serving",)]) = None
     volumes: refused(compat.REFUSED[("volumes",)]) = None
     experimental: Ignored = None
+    autostop: Ignored = None  # SkyPilot's task-level autostop (sky utils convert-slurm)
     inputs: Ignored = None
     outputs: Ignored = None
     config: SkyConfig | None = None  # SkyPilot's; only config.slurm.sbatch_options is read

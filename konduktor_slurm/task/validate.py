@@ -129,8 +129,9 @@ def build_task_from_data(
 
     if ck.issues or model is None:
         raise TaskError(ck.sorted_issues())
-    _warn(ck, data, target)
-    return _to_task(ck, model, data, default_name, source_path, target)
+    autostop = _autostop_limit(data)
+    _warn(ck, data, target, autostop)
+    return _to_task(ck, model, data, default_name, source_path, target, autostop)
 
 
 def _report(ck: Checker, errors: list[Any], data: dict[Any, Any]) -> None:
@@ -329,6 +330,44 @@ def _check_skypilot_slurm(
             ck.error((*options_loc, written), f"--{name} is also in {where}; keep one")
 
 
+class AutostopLimit(NamedTuple):
+    """SkyPilot's autostop read as a time limit, where it is, and what else sets one."""
+
+    loc: Loc
+    minutes: int
+    overridden_by: str | None  # where the task sets its time limit otherwise
+
+
+def _autostop_limit(data: dict[Any, Any]) -> AutostopLimit | None:
+    """SkyPilot's autostop with ``wait_for: none`` stops the cluster ``idle_minutes`` on,
+    whether its job runs or not: a wall-clock limit (``sky utils convert-slurm`` writes an
+    sbatch script's --time so, as a top-level autostop)."""
+    for loc in (("autostop",), ("resources", "autostop")):
+        node = _section(data, *loc)
+        wait_for = as_text(node.get("wait_for"))
+        minutes = rules.whole_number(node.get("idle_minutes"))
+        if not (isinstance(wait_for, str) and wait_for.strip().lower() == "none"):
+            continue
+        if isinstance(minutes, bool) or not isinstance(minutes, int):
+            continue
+        if not 0 < minutes <= 365 * 24 * 60:
+            continue
+        return AutostopLimit(loc, minutes, _time_limit_set_in(data))
+    return None
+
+
+def _time_limit_set_in(data: dict[Any, Any]) -> str | None:
+    """Where the task sets its time limit in a way that wins over an autostop, if it does."""
+    for section in ("slurm", "resources"):
+        if _section(data, section).get("time_limit") is not None:
+            return f"{section}.time_limit"
+    for key, value in _section(data, "config", "slurm", "sbatch_options").items():
+        named_time = isinstance(key, str) and rules.sky_option_name(key) == "time"
+        if named_time and value not in (None, False):
+            return f"config.slurm.sbatch_options.{key}"
+    return None
+
+
 def _show_slurm(value: Any) -> str:
     if isinstance(value, tuple):
         return (
@@ -414,11 +453,20 @@ def _present(data: dict[Any, Any], path: Loc) -> bool:
     return True
 
 
-def _warn(ck: Checker, data: dict[Any, Any], target: SlurmTarget | None) -> None:
-    # The fields that named a Slurm target were read, not ignored.
+def _warn(
+    ck: Checker, data: dict[Any, Any], target: SlurmTarget | None, autostop: AutostopLimit | None
+) -> None:
+    # The fields that named a Slurm target, or the time limit, were read, not ignored.
     read = {target.cluster_loc, target.partition_loc} if target is not None else set()
     if target is not None and target.cluster_loc == ("resources", "region"):
         read.add(("resources", "cloud"))
+    if autostop is not None:
+        read.add(autostop.loc)
+        if autostop.overridden_by is None:
+            message = compat.SKY_AUTOSTOP_LIMIT.format(minutes=autostop.minutes)
+        else:
+            message = compat.SKY_AUTOSTOP_OVERRIDDEN.format(where=autostop.overridden_by)
+        ck.warn(autostop.loc, message)
     for entry in compat.IGNORED:
         if _present(data, entry.path) and entry.path not in read:
             ck.warn(entry.path, f"is ignored on Slurm: {entry.why}")
@@ -503,6 +551,7 @@ def _to_task(
     default_name: str,
     source_path: Path | None,
     target: SlurmTarget | None,
+    autostop: AutostopLimit | None,
 ) -> Task:
     res = model.resources or schema.ResourcesSection()
     section = model.slurm or schema.SlurmSection()
@@ -524,6 +573,8 @@ def _to_task(
     if sky.options:
         extra = tuple((name, value) for name, value, _ in sky.options)
         slurm["sbatch_options"] = (*(slurm["sbatch_options"] or ()), *extra)
+    if slurm["time_limit"] is None and autostop is not None:
+        slurm["time_limit"] = rules.seconds_as_time_limit(autostop.minutes * 60)
     if slurm["time_limit"] is None:
         slurm["time_limit"] = _max_run_duration(data)
     max_restarts = job_config.max_restarts

@@ -180,6 +180,21 @@ def test_a_skypilot_on_slurm_task_runs_in_its_partition_with_its_sbatch_options(
     assert sorted(steps) == ["node1", "node2"], launched.output
 
 
+def test_a_file_from_sky_utils_convert_slurm_keeps_the_scripts_time_limit(
+    kd_user, user_dir: Path
+) -> None:
+    """SkyPilot's sbatch converter writes the script's --time as an autostop that waits for
+    nothing; before, it was ignored and the job had no time limit."""
+    copy_world(user_dir, "sky-convert-slurm.yaml")
+    launched = kd_user("launch", "-y", "sky-convert-slurm.yaml", timeout=180)
+    assert launched.returncode == 0, launched.output
+    assert "is read as the job's time limit, 90 min" in launched.stderr, launched.stderr
+    name = submitted_name(launched.stdout)
+    assert squeue_fields(name, "%P %l %a") == ["high", "1:30:00", "konduktor"]
+    ranks = re.findall(r"^(\d): rank (\d) of 2 on \S+ in high$", launched.stdout, re.M)
+    assert sorted(ranks) == [("0", "0"), ("1", "1")], launched.output
+
+
 def test_a_plain_srun_in_run_shares_the_job_instead_of_waiting_forever(
     kd_user, user_dir: Path
 ) -> None:

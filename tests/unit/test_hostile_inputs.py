@@ -98,6 +98,8 @@ FIELDS = [
     "config.slurm",
     "config.slurm.sbatch_options",
     "config.slurm.sbatch_options.exclusive",
+    "autostop.idle_minutes",  # with wait_for: none, SkyPilot's hard stop: a time limit
+    "autostop.wait_for",
 ]
 HOSTILE_TEXT = [
     '"; touch /tmp/pwned; echo "',

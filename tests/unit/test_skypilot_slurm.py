@@ -336,3 +336,53 @@ def test_a_hostile_option_name_is_refused_not_written(key: str) -> None:
     (issue,) = issues_of(f"config:\n  slurm:\n    sbatch_options: {{{json.dumps(key)}: true}}\n")
     assert issue.field.startswith("config.slurm.sbatch_options"), issue
     assert "sbatch option" in issue.message, issue
+
+
+# ---- autostop with wait_for: none: SkyPilot's hard stop, `sky utils convert-slurm`'s --time
+
+
+@pytest.mark.parametrize("where", ["", "resources:\n  "])
+def test_autostop_that_waits_for_nothing_is_the_time_limit(where: str) -> None:
+    body = "autostop:\n    idle_minutes: 90\n    down: true\n    wait_for: none\n"
+    indented = body if where else body.replace("\n    ", "\n  ")
+    task = parse(f"{where}{indented}run: x\n")
+    assert task.slurm.time_limit == "0-01:30:00"
+    (warning,) = task.warnings
+    assert "autostop with wait_for: none is read as the job's time limit, 90 min" in warning
+
+
+@pytest.mark.parametrize(
+    "autostop",
+    [
+        "autostop: 10m",
+        "autostop:\n  idle_minutes: 10",
+        "autostop:\n  idle_minutes: 10\n  wait_for: jobs",
+        "autostop:\n  idle_minutes: 0\n  wait_for: none",
+        "autostop:\n  idle_minutes: [1]\n  wait_for: none",
+    ],
+)
+def test_other_autostops_are_ignored_as_before(autostop: str) -> None:
+    task = parse(f"{autostop}\nrun: x\n")
+    assert task.slurm.time_limit is None
+    (warning,) = task.warnings
+    assert "autostop is ignored on Slurm: a Slurm job ends with its run" in warning
+
+
+@pytest.mark.parametrize(
+    ("other", "where"),
+    [
+        ("slurm:\n  time_limit: '2:00:00'\n", "slurm.time_limit"),
+        (
+            "config:\n  slurm:\n    sbatch_options:\n      time: '2:00:00'\n",
+            "config.slurm.sbatch_options.time",
+        ),
+    ],
+)
+def test_a_time_limit_given_otherwise_wins_over_the_autostop(other: str, where: str) -> None:
+    task = parse(f"autostop:\n  idle_minutes: 90\n  wait_for: none\n{other}run: x\n")
+    assert task.slurm.time_limit == "2:00:00"
+    assert any(
+        w.endswith(f"autostop is ignored on Slurm: the job's time limit is set in {where}, "
+                   "and a Slurm job ends with its run")
+        for w in task.warnings
+    ), task.warnings  # fmt: skip
