@@ -321,3 +321,11 @@ class TaskSchema(Section):
 def field_names(model: type[BaseModel]) -> tuple[str, ...]:
     """The keys a section accepts, as written in YAML (aliases included)."""
     return tuple(info.alias or name for name, info in model.model_fields.items())
+
+
+def validated(model: Any, key: str, value: Any, context: dict[str, Any]) -> Any:
+    """``value`` validated as field ``key`` of ``model``; None if it is not valid."""
+    try:
+        return getattr(model.model_validate({key: value}, context=context), key)
+    except ValidationError:
+        return None

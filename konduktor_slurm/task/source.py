@@ -207,6 +207,14 @@ def _spelled(value: Any, spelling: str) -> Any:
     return out
 
 
+def mapping_at(data: Any, *path: Any) -> dict[Any, Any]:
+    """The mapping at ``path`` in YAML data; {} where there is none (or not a mapping)."""
+    node: Any = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 

@@ -13,19 +13,19 @@ import functools
 import math
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from konduktor_slurm.checkpoint import (
     DEFAULT_CHECKPOINT_GRACE,
     DEFAULT_CHECKPOINT_SIGNAL,
     Checkpoint,
 )
-from konduktor_slurm.task import compat, rules, schema
+from konduktor_slurm.task import compat, rules, schema, skypilot
 from konduktor_slurm.task.checker import Checker, Level, close_match
 from konduktor_slurm.task.errors import TaskError, TaskIssue
 from konduktor_slurm.task.model import Resources, SlurmOptions, Task, TaskOverrides
 from konduktor_slurm.task.overrides import apply_overrides
-from konduktor_slurm.task.source import Loc, Positions, as_text, load_yaml
+from konduktor_slurm.task.source import Loc, Positions, as_text, load_yaml, mapping_at
 
 SLURM_FIELDS = ("partition", "account", "qos", "time_limit", "constraint", "sbatch_options")
 JOB_CONFIG_FIELDS = (
@@ -122,14 +122,14 @@ def build_task_from_data(
         model = schema.TaskSchema.model_validate(data, context=context)
     except schema.ValidationError as exc:
         _report(ck, exc.errors(include_url=False), data)
-    target = _slurm_target(ck, data)
+    target = skypilot.slurm_target(ck, data)
     _check_slurm_conflicts(ck, data, context)
-    _check_skypilot_slurm(ck, data, context, target)
+    skypilot.check_conflicts(ck, data, context, target)
     _check_across_fields(ck, data)
 
     if ck.issues or model is None:
         raise TaskError(ck.sorted_issues())
-    autostop = _autostop_limit(data)
+    autostop = skypilot.autostop_limit(data)
     _warn(ck, data, target, autostop)
     return _to_task(ck, model, data, default_name, source_path, target, autostop)
 
@@ -175,14 +175,6 @@ def _fill_env_vars(data: dict[Any, Any], positions: Positions) -> None:
 # ---- rules across fields ----------------------------------------------------------------
 
 
-def _validated(model: Any, key: str, value: Any, context: dict[str, Any]) -> Any:
-    """``value`` validated as field ``key`` of ``model``; None if it is not valid."""
-    try:
-        return getattr(model.model_validate({key: value}, context=context), key)
-    except schema.ValidationError:
-        return None
-
-
 def _set_resources(data: dict[Any, Any], context: dict[str, Any]) -> frozenset[str]:
     """The resources validly set, which some sbatch options would conflict with."""
     res = data.get("resources")
@@ -191,7 +183,8 @@ def _set_resources(data: dict[Any, Any], context: dict[str, Any]) -> frozenset[s
     return frozenset(
         key
         for key in ("cpus", "memory")
-        if res.get(key) is not None and _validated(schema.ResourcesSection, key, res[key], context)
+        if res.get(key) is not None
+        and schema.validated(schema.ResourcesSection, key, res[key], context)
     )
 
 
@@ -203,8 +196,8 @@ def _check_slurm_conflicts(ck: Checker, data: dict[Any, Any], context: dict[str,
     for key in SLURM_FIELDS:
         if section.get(key) is None or res.get(key) is None:
             continue
-        here = _validated(schema.SlurmSection, key, section[key], context)
-        there = _validated(schema.ResourcesSection, key, res[key], context)
+        here = schema.validated(schema.SlurmSection, key, section[key], context)
+        there = schema.validated(schema.ResourcesSection, key, res[key], context)
         if here is None or there is None or here == there:
             continue
         line = ck.line(("resources", key))
@@ -216,158 +209,6 @@ def _check_slurm_conflicts(ck: Checker, data: dict[Any, Any], context: dict[str,
         )
 
 
-# ---- SkyPilot on Slurm --------------------------------------------------------------------
-
-
-class SlurmTarget(NamedTuple):
-    """The Slurm cluster and partition a SkyPilot task names, and where it names them."""
-
-    cluster: str | None
-    partition: str | None
-    cluster_loc: Loc
-    partition_loc: Loc
-
-
-def _slurm_target(ck: Checker, data: dict[Any, Any]) -> SlurmTarget | None:
-    """SkyPilot's way to a Slurm partition: ``infra: slurm/<cluster>/<partition>`` (also from
-    ``--infra``), or ``cloud: slurm`` with ``region`` (the cluster) and ``zone`` (the
-    partition). None when the task names no Slurm target ('*' stands for any)."""
-    res = _section(data, "resources")
-    infra = res.get("infra")
-    if isinstance(infra, str) and infra.strip():
-        parts = rules.infra_parts(infra)
-        if parts[0].lower() != "slurm":
-            return None
-        loc = ("resources", "infra")
-        if "" in parts or len(parts) > 3:
-            ck.error(loc, f"{rules.INFRA_EXPECTED}, got {infra!r}")
-            return None
-        cluster, partition = [*parts[1:], None, None][:2]
-        cluster_loc = partition_loc = loc
-    elif str(as_text(res.get("cloud"))).strip().lower() == "slurm":
-        cluster, partition = as_text(res.get("region")), as_text(res.get("zone"))
-        cluster_loc, partition_loc = ("resources", "region"), ("resources", "zone")
-        for value, at in ((cluster, cluster_loc), (partition, partition_loc)):
-            if value is not None and not isinstance(value, str):
-                ck.error(at, f"expected a name, got {rules.describe(res.get(at[-1]))}")
-                return None
-    else:
-        return None
-    cluster = None if cluster in (None, "", "*") else cluster.strip()
-    partition = None if partition in (None, "", "*") else partition.strip()
-    if partition is not None and not rules.SLURM_NAME_RE.fullmatch(partition):
-        ck.error(
-            partition_loc,
-            f"names partition {partition!r}: expected a Slurm partition name "
-            "(letters, digits, '_', '.', '-')",
-        )
-        return None
-    return SlurmTarget(cluster, partition, cluster_loc, partition_loc)
-
-
-def _native_slurm(
-    ck: Checker, data: dict[Any, Any], context: dict[str, Any], key: str
-) -> tuple[Any, str]:
-    """A Slurm field as validly set in ``slurm:`` or ``resources:`` (None if neither), and
-    where, for messages: "slurm.partition (line 7)"."""
-    for section, model in (("slurm", schema.SlurmSection), ("resources", schema.ResourcesSection)):
-        raw = _section(data, section).get(key)
-        if raw is None:
-            continue
-        value = _validated(model, key, raw, context)
-        if value is not None:
-            line = ck.line((section, key))
-            return value, f"{section}.{key}" + (f" (line {line})" if line is not None else "")
-    return None, ""
-
-
-def _sky_sbatch(data: dict[Any, Any], context: dict[str, Any]) -> rules.SkySbatchOptions:
-    raw = _section(data, "config", "slurm").get("sbatch_options")
-    if raw is None:
-        return rules.SkySbatchOptions()
-    found = _validated(schema.SkySlurmConfig, "sbatch_options", raw, context)
-    return found or rules.SkySbatchOptions()
-
-
-def _same_slurm_value(key: str, one: Any, other: Any) -> bool:
-    if key == "time_limit":
-        from konduktor_slurm import durations
-
-        try:
-            return durations.slurm_time_seconds(one) == durations.slurm_time_seconds(other)
-        except durations.DurationError:
-            return one == other
-    return one == other
-
-
-def _check_skypilot_slurm(
-    ck: Checker, data: dict[Any, Any], context: dict[str, Any], target: SlurmTarget | None
-) -> None:
-    """A partition or an sbatch option given SkyPilot's way may not differ from the same
-    setting given konduktor's way (slurm: or resources:)."""
-    if target is not None and target.partition is not None:
-        native, where = _native_slurm(ck, data, context, "partition")
-        if native is not None and native != target.partition:
-            ck.error(
-                target.partition_loc,
-                f"names partition {target.partition!r} but {where} is {native!r}; "
-                "set it in one place",
-            )
-    sky = _sky_sbatch(data, context)
-    options_loc = ("config", "slurm", "sbatch_options")
-    for found in sky.fields:
-        native, where = _native_slurm(ck, data, context, found.field)
-        if native is not None and not _same_slurm_value(found.field, native, found.value):
-            ck.error(
-                (*options_loc, found.written),
-                f"sets --{found.option} to {found.value!r} but {where} is {native!r}; "
-                "set it in one place",
-            )
-    native_options, where = _native_slurm(ck, data, context, "sbatch_options")
-    names = {name for name, _ in native_options or ()}
-    for name, _, written in sky.options:
-        if name in names:
-            ck.error((*options_loc, written), f"--{name} is also in {where}; keep one")
-
-
-class AutostopLimit(NamedTuple):
-    """SkyPilot's autostop read as a time limit, where it is, and what else sets one."""
-
-    loc: Loc
-    minutes: int
-    overridden_by: str | None  # where the task sets its time limit otherwise
-
-
-def _autostop_limit(data: dict[Any, Any]) -> AutostopLimit | None:
-    """SkyPilot's autostop with ``wait_for: none`` stops the cluster ``idle_minutes`` on,
-    whether its job runs or not: a wall-clock limit (``sky utils convert-slurm`` writes an
-    sbatch script's --time so, as a top-level autostop)."""
-    for loc in (("autostop",), ("resources", "autostop")):
-        node = _section(data, *loc)
-        wait_for = as_text(node.get("wait_for"))
-        minutes = rules.whole_number(node.get("idle_minutes"))
-        if not (isinstance(wait_for, str) and wait_for.strip().lower() == "none"):
-            continue
-        if isinstance(minutes, bool) or not isinstance(minutes, int):
-            continue
-        if not 0 < minutes <= 365 * 24 * 60:
-            continue
-        return AutostopLimit(loc, minutes, _time_limit_set_in(data))
-    return None
-
-
-def _time_limit_set_in(data: dict[Any, Any]) -> str | None:
-    """Where the task sets its time limit in a way that wins over an autostop, if it does."""
-    for section in ("slurm", "resources"):
-        if _section(data, section).get("time_limit") is not None:
-            return f"{section}.time_limit"
-    for key, value in _section(data, "config", "slurm", "sbatch_options").items():
-        named_time = isinstance(key, str) and rules.sky_option_name(key) == "time"
-        if named_time and value not in (None, False):
-            return f"config.slurm.sbatch_options.{key}"
-    return None
-
-
 def _show_slurm(value: Any) -> str:
     if isinstance(value, tuple):
         return (
@@ -375,13 +216,6 @@ def _show_slurm(value: Any) -> str:
             or "nothing"
         )
     return repr(value)
-
-
-def _section(data: dict[Any, Any], *path: str) -> dict[Any, Any]:
-    node: Any = data
-    for part in path:
-        node = node.get(part) if isinstance(node, dict) else None
-    return node if isinstance(node, dict) else {}
 
 
 # SkyPilot copies the workdir to ~/sky_workdir; on Slurm each job has its own copy
@@ -421,16 +255,16 @@ def _check_sky_workdir(ck: Checker, data: dict[Any, Any]) -> None:
 
 def _check_across_fields(ck: Checker, data: dict[Any, Any]) -> None:
     _check_sky_workdir(ck, data)
-    envs, secrets = _section(data, "envs"), _section(data, "secrets")
+    envs, secrets = mapping_at(data, "envs"), mapping_at(data, "secrets")
     for key in secrets:
         if key in envs:
             ck.error(("secrets", key), "is also set in envs; a name is either an env or a secret")
-    job_config = _section(data, "resources", "job_config")
+    job_config = mapping_at(data, "resources", "job_config")
     completions = rules.whole_number(job_config.get("completions"))
     if isinstance(completions, int) and not isinstance(completions, bool) and completions > 1:
         loc = ("resources", "job_config", "completions")
         ck.error(loc, compat.COMPLETIONS_MESSAGE.format(count=completions))
-    recovery = _section(data, "resources", "job_recovery")
+    recovery = mapping_at(data, "resources", "job_recovery")
     on_errors = rules.whole_number(recovery.get("max_restarts_on_errors"))
     restarts = rules.whole_number(job_config.get("max_restarts"))
     if isinstance(on_errors, int) and isinstance(restarts, int) and on_errors != restarts:
@@ -454,37 +288,24 @@ def _present(data: dict[Any, Any], path: Loc) -> bool:
 
 
 def _warn(
-    ck: Checker, data: dict[Any, Any], target: SlurmTarget | None, autostop: AutostopLimit | None
+    ck: Checker,
+    data: dict[Any, Any],
+    target: skypilot.SlurmTarget | None,
+    autostop: skypilot.AutostopLimit | None,
 ) -> None:
-    # The fields that named a Slurm target, or the time limit, were read, not ignored.
-    read = {target.cluster_loc, target.partition_loc} if target is not None else set()
-    if target is not None and target.cluster_loc == ("resources", "region"):
-        read.add(("resources", "cloud"))
-    if autostop is not None:
-        read.add(autostop.loc)
-        if autostop.overridden_by is None:
-            message = compat.SKY_AUTOSTOP_LIMIT.format(minutes=autostop.minutes)
-        else:
-            message = compat.SKY_AUTOSTOP_OVERRIDDEN.format(where=autostop.overridden_by)
-        ck.warn(autostop.loc, message)
+    read = skypilot.read_fields(target, autostop)  # SkyPilot fields read, not ignored
     for entry in compat.IGNORED:
         if _present(data, entry.path) and entry.path not in read:
             ck.warn(entry.path, f"is ignored on Slurm: {entry.why}")
-    if target is not None and target.cluster is not None:
-        ck.warn(
-            target.cluster_loc,
-            f"names Slurm cluster {target.cluster!r}, which is not chosen here: "
-            f"{compat.SKY_CLUSTER_WHY}",
-        )
-    _warn_skypilot_config(ck, data)
-    cpus = _section(data, "resources").get("cpus")
+    skypilot.warn(ck, data, target, autostop)
+    cpus = mapping_at(data, "resources").get("cpus")
     if rules.is_fractional(cpus):
         whole = rules.cpus_value(cpus)
         ck.warn(
             ("resources", "cpus"),
             f"{as_text(cpus)} rounded up to {whole} (Slurm allocates whole CPUs)",
         )
-    job_config = _section(data, "resources", "job_config")
+    job_config = mapping_at(data, "resources", "job_config")
     for key in job_config:
         if key not in JOB_CONFIG_FIELDS:
             hint = close_match(str(key), JOB_CONFIG_FIELDS)
@@ -494,7 +315,7 @@ def _warn(
                 f"is not a job_config setting konduktor-slurm knows "
                 f"({', '.join(JOB_CONFIG_FIELDS)}); ignored{also}",
             )
-    for key in _section(data, "resources", "job_recovery"):
+    for key in mapping_at(data, "resources", "job_recovery"):
         if key != "max_restarts_on_errors":
             ck.warn(
                 ("resources", "job_recovery", key),
@@ -509,28 +330,9 @@ def _warn(
         )
 
 
-def _warn_skypilot_config(ck: Checker, data: dict[Any, Any]) -> None:
-    """SkyPilot's ``config``: only config.slurm.sbatch_options is read; each other setting,
-    and each sbatch option SkyPilot itself drops, is named."""
-    for key in _section(data, "config"):
-        if key != "slurm":
-            ck.warn(("config", key), f"is ignored on Slurm: {compat.SKY_CONFIG_WHY}")
-    for key in _section(data, "config", "slurm"):
-        if key != "sbatch_options":
-            ck.warn(("config", "slurm", key), f"is ignored: {compat.SKY_SLURM_CONFIG_WHY}")
-    for key, value in _section(data, "config", "slurm", "sbatch_options").items():
-        name = rules.sky_option_name(key) if isinstance(key, str) else None
-        if value not in (None, False) and name in compat.SKY_PROTECTED_SBATCH:
-            ck.warn(
-                ("config", "slurm", "sbatch_options", key),
-                f"is ignored, as SkyPilot ignores it (--{name}): "
-                f"{compat.SKY_PROTECTED_SBATCH[name]}",
-            )
-
-
 def _max_run_duration(data: dict[Any, Any]) -> str | None:
     """Konduktor's ``labels.maxRunDurationSeconds`` as a Slurm time limit, if usable."""
-    value = _section(data, "resources", "labels").get(compat.MAX_RUN_DURATION_LABEL)
+    value = mapping_at(data, "resources", "labels").get(compat.MAX_RUN_DURATION_LABEL)
     text = as_text(value)
     try:
         seconds = float(text) if isinstance(text, str) else None
@@ -550,8 +352,8 @@ def _to_task(
     data: dict[Any, Any],
     default_name: str,
     source_path: Path | None,
-    target: SlurmTarget | None,
-    autostop: AutostopLimit | None,
+    target: skypilot.SlurmTarget | None,
+    autostop: skypilot.AutostopLimit | None,
 ) -> Task:
     res = model.resources or schema.ResourcesSection()
     section = model.slurm or schema.SlurmSection()
@@ -562,19 +364,8 @@ def _to_task(
         key: getattr(res, key) if getattr(section, key) is None else getattr(section, key)
         for key in SLURM_FIELDS
     }
-    # Then SkyPilot's ways (where both are given, they agree: see _check_skypilot_slurm).
-    if slurm["partition"] is None and target is not None:
-        slurm["partition"] = target.partition
-    sky = model.config.slurm.sbatch_options if model.config and model.config.slurm else None
-    sky = sky or rules.SkySbatchOptions()
-    for found in sky.fields:
-        if slurm[found.field] is None:
-            slurm[found.field] = found.value
-    if sky.options:
-        extra = tuple((name, value) for name, value, _ in sky.options)
-        slurm["sbatch_options"] = (*(slurm["sbatch_options"] or ()), *extra)
-    if slurm["time_limit"] is None and autostop is not None:
-        slurm["time_limit"] = rules.seconds_as_time_limit(autostop.minutes * 60)
+    # Then SkyPilot's ways (where both are given, they agree: skypilot.check_conflicts).
+    skypilot.fill_slurm(slurm, model, target, autostop)
     if slurm["time_limit"] is None:
         slurm["time_limit"] = _max_run_duration(data)
     max_restarts = job_config.max_restarts
