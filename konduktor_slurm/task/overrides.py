@@ -16,7 +16,7 @@ from konduktor_slurm.task.dotenv import read_env_file
 from konduktor_slurm.task.errors import COMMAND_LINE
 from konduktor_slurm.task.model import TaskOverrides
 from konduktor_slurm.task.rules import local_path
-from konduktor_slurm.task.source import Loc
+from konduktor_slurm.task.source import Loc, mapping_at
 
 # (attribute of TaskOverrides, where it goes in the task, the flag users type)
 _SIMPLE: tuple[tuple[str, Loc, str], ...] = (
@@ -50,13 +50,6 @@ def apply_overrides(data: dict[Any, Any], ov: TaskOverrides, ck: Checker) -> Non
         target[loc[-1]] = value
         ck.origins[loc] = origin
 
-    def reset(loc: Loc) -> None:
-        target: Any = data
-        for part in loc[:-1]:
-            target = target.get(part) if isinstance(target, dict) else None
-        if isinstance(target, dict):
-            target.pop(loc[-1], None)
-
     for attribute, loc, flag in _SIMPLE:
         value = getattr(ov, attribute)
         if (
@@ -64,7 +57,7 @@ def apply_overrides(data: dict[Any, Any], ov: TaskOverrides, ck: Checker) -> Non
             and isinstance(value, str)
             and value.strip().lower() == "none"
         ):
-            reset(loc)
+            mapping_at(data, *loc[:-1]).pop(loc[-1], None)  # {} where there is none
         elif value is not None:
             put(loc, value, command_line(flag))
     if ov.workdir is not None:

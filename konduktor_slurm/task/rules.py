@@ -11,6 +11,7 @@ import math
 import os
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -543,25 +544,13 @@ def _sbatch_problem(
 
 # ---- SkyPilot on Slurm ------------------------------------------------------------------
 
-# The options with a field of their own, and how that field reads a value.
-_SKY_DEDICATED: dict[str, tuple[str, Any]] = {
-    "time": ("time_limit", lambda text: time_limit(text)),
-    "account": ("account", lambda text: _slurm_word(text, "account")),
-    "qos": ("qos", lambda text: _slurm_word(text, "qos")),
-    "constraint": ("constraint", lambda text: _constraint(text)),
+# The options with a field of their own in the slurm: section, which reads their values.
+SKY_FIELD_OF_OPTION: dict[str, str] = {
+    "time": "time_limit",
+    "account": "account",
+    "qos": "qos",
+    "constraint": "constraint",
 }
-
-
-def _constraint(text: str) -> str:
-    if not text.strip() or CONTROL_RE.search(text):
-        fail(f"expected a Slurm constraint like 'a100&ib', got {text!r}")
-    return one_sbatch_word(text)
-
-
-def _slurm_word(text: str, kind: str) -> str:
-    if not SLURM_NAME_RE.fullmatch(text.strip()):
-        fail(f"expected a Slurm {kind} name (letters, digits, '_', '.', '-'), got {text!r}")
-    return text.strip()
 
 
 def sky_option_name(key: str) -> str | None:
@@ -591,11 +580,14 @@ class SkySbatchOptions:
     fields: tuple[SkyField, ...] = ()
 
 
-def sky_sbatch_options(value: Any, info: Any) -> SkySbatchOptions:
+def sky_sbatch_options(
+    value: Any, info: Any, read_field: Callable[[str, str], Any]
+) -> SkySbatchOptions:
     """``{time: "24:00:00", account: ai, exclusive: true}``: SkyPilot's form. Underscores in
     a key become hyphens, ``true`` is a flag, ``false`` and ``null`` write nothing; the
     options SkyPilot sets itself are dropped (validation warns), the ones with a field of
-    their own go to that field. Each bad entry is reported on its own line."""
+    their own go to that field, read by ``read_field(field, text)`` as that field reads a
+    value. Each bad entry is reported on its own line."""
     if not isinstance(value, dict):
         fail(
             "expected a mapping of sbatch option: value, as SkyPilot reads it (true for a "
@@ -620,20 +612,20 @@ def sky_sbatch_options(value: Any, info: Any) -> SkySbatchOptions:
             message = f"expected a string, a number or true (a flag), got {describe(raw)}"
             issues.append((entry, message, None))
             continue
-        written = key.strip().replace("_", "-")
+        written = key.strip().replace("_", "-")  # as SkyPilot writes it: sky_option_name
         name = sbatch.resolve(written).name
         if name in compat.SKY_PROTECTED_SBATCH:
             continue  # dropped, as SkyPilot drops it: validation warns
         if name is not None and name in seen:
             issues.append((entry, f"--{name} is given twice (also{{also}}); keep one", seen[name]))
             continue
-        if name in _SKY_DEDICATED:
-            field, read = _SKY_DEDICATED[name]
+        if name in SKY_FIELD_OF_OPTION:
+            field = SKY_FIELD_OF_OPTION[name]
             if text is None:
                 issues.append((entry, f"--{name} needs a value, not true", None))
                 continue
             try:
-                fields.append(SkyField(field, read(text), name, key))
+                fields.append(SkyField(field, read_field(field, text), name, key))
             except ValueError as exc:  # fail() raises PydanticCustomError, a ValueError
                 issues.append((entry, f"--{name}: {_message(exc)}", None))
                 continue

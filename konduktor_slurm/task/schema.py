@@ -195,7 +195,21 @@ Constraint = Annotated[
     After(rules.one_sbatch_word),
 ]
 SbatchOptions = Annotated[tuple[tuple[str, str | None], ...], Plain(rules.sbatch_options)]
-SkySbatchOptions = Annotated[rules.SkySbatchOptions, Plain(rules.sky_sbatch_options)]
+
+
+def _slurm_field(field: str, text: str) -> Any:
+    """``text`` read as the slurm: section reads its ``field``, or that field's reason not to."""
+    try:
+        return getattr(SlurmSection.model_validate({field: text}), field)
+    except ValidationError as exc:
+        rules.fail(exc.errors(include_url=False)[0]["msg"])
+
+
+def _sky_sbatch_options(value: Any, info: Any) -> rules.SkySbatchOptions:
+    return rules.sky_sbatch_options(value, info, _slurm_field)
+
+
+SkySbatchOptions = Annotated[rules.SkySbatchOptions, Plain(_sky_sbatch_options)]
 
 
 class Section(BaseModel):
