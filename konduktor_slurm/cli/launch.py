@@ -21,7 +21,7 @@ from konduktor_slurm.cli import (
 
 
 @main.command()
-@click.argument("task_yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("entrypoint", nargs=-1, required=True, metavar="TASK_YAML | COMMAND...")
 @click.option(
     "-d",
     "--detach-run",
@@ -104,7 +104,7 @@ from konduktor_slurm.cli import (
     help="With --wait: give up waiting after SECONDS (exit 5; the job keeps running).",
 )
 def launch(
-    task_yaml: Path,
+    entrypoint: tuple[str, ...],
     detach: bool,
     yes: bool,
     dryrun: bool,
@@ -130,6 +130,12 @@ def launch(
     wait_timeout: float | None,
 ) -> None:
     """Validate TASK_YAML, stage its files, submit it to Slurm and follow its output.
+
+    Given a COMMAND instead (as with SkyPilot's `sky launch 'nvidia-smi'`), the task is
+    that command as its run, named cmd (see -n), with no workdir unless --workdir gives
+    one. Words are joined with spaces, as SkyPilot joins them: quote a command that has
+    quotes of its own, and put options for the command after --. One word is a task file
+    when it names a file or ends in .yaml/.yml.
 
     The job is named <task name>-<4 hex>. Ctrl-C while staging submits nothing (the job is
     recorded FAILED, the partial snapshot removed); Ctrl-C while following detaches: the
@@ -171,7 +177,8 @@ def launch(
             if grid is not None:
                 fail("--num-jobs and --grid each make a sweep; give one", EXIT_USAGE)
             grid = launching.num_jobs_grid(num_jobs)
-        task = launching.load(task_yaml, overrides)
+        command = not launching.names_task_file(entrypoint)
+        task = launching.load_entrypoint(entrypoint, overrides)
         for warning in task.warnings:
             click.echo(f"Warning: {warning}", err=True)
         session = open_session()
@@ -180,6 +187,8 @@ def launch(
             for batch in prepared.batches:
                 click.echo(batch.script, nl=False)
             return
+        if command:
+            click.echo(f"Command (no task file): {task.run}")
         click.echo(f"Task {task.name!r}: {task.resources_summary()}" + _slurm_target(task))
         what = prepared.job_name
         if grid is not None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import secrets as random_tokens
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,74 @@ def load(path: Path, overrides: TaskOverrides | None = None) -> Task:
         return load_task(path, overrides, cache_home=konduktor_home())
     except TaskError as exc:
         raise InputError(f"{path} is not a valid task; nothing was submitted.\n{exc}") from None
+
+
+# `launch ENTRYPOINT...` read as SkyPilot reads it (`sky launch 'nvidia-smi'`): a task file, or
+# a command that becomes the run of a task of its own, named as SkyPilot names it (sky-cmd).
+YAML_SUFFIXES = (".yaml", ".yml")
+COMMAND_TASK_NAME = "cmd"
+
+
+def names_task_file(words: Sequence[str]) -> bool:
+    """Whether ``launch``'s words name a task file rather than a command: one word naming
+    something that exists (a directory or a FIFO is then refused as a task file, not run),
+    or ending in .yaml/.yml, so that a mistyped ``tain.yaml`` is "not found" here rather
+    than a command failing on the nodes. Anything else is a command."""
+    if len(words) != 1:
+        return False
+    word = words[0]
+    return word.lower().endswith(YAML_SUFFIXES) or os.path.lexists(word)
+
+
+def load_entrypoint(words: Sequence[str], overrides: TaskOverrides | None = None) -> Task:
+    """The task ``launch``'s words give: the task file they name, or a task running them
+    as one command (joined with spaces, as SkyPilot joins them)."""
+    if not names_task_file(words):
+        return load_command(" ".join(words), overrides)
+    path = Path(words[0])
+    try:
+        return load(path, overrides)
+    except InputError as exc:
+        if path.suffix.lower() in YAML_SUFFIXES or _holds_a_mapping(path):
+            raise
+        # `launch train.py`: SkyPilot would run a script named alone as a command. Here one
+        # existing file is always a task file, so say how to run it instead.
+        runner = "python" if path.suffix == ".py" else "bash"
+        raise InputError(
+            f"{exc}\n(a task file is YAML; to run {path.name} as a command, give the command "
+            f"whole: konduktor launch --workdir . '{runner} {words[0]}')"
+        ) from None
+
+
+def _holds_a_mapping(path: Path) -> bool:
+    """Whether the file is YAML of a mapping: a task file with mistakes, not a script."""
+    import yaml
+
+    from konduktor_slurm.task.source import MAX_FILE_BYTES
+
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+            return True  # a directory, a FIFO, a huge file: its error says it all
+        return isinstance(yaml.safe_load(path.read_bytes()), dict)
+    except OSError:
+        return True  # unreadable: its error says so
+    except yaml.YAMLError:  # not YAML (or not UTF-8): a script or a program
+        return False
+
+
+def load_command(command: str, overrides: TaskOverrides | None = None) -> Task:
+    """A task whose ``run`` is ``command``: run on every node as a task's run is, in the
+    job's directory (no workdir unless --workdir gives one), named ``cmd`` unless --name
+    names it. InputError for a blank command or bad overrides."""
+    from konduktor_slurm.task import TaskError, task_from_data
+
+    if not command.strip():
+        raise InputError("give a task file or a command to run; nothing was submitted.")
+    data = {"name": COMMAND_TASK_NAME, "run": command}
+    try:
+        return task_from_data(data, "the command", overrides=overrides)
+    except TaskError as exc:
+        raise InputError(f"the command cannot be launched; nothing was submitted.\n{exc}") from None
 
 
 # A grid's values: (NAME, value) pairs per variant, in the order of the combinations.

@@ -81,15 +81,21 @@ def load_task(
     return task
 
 
-def task_from_data(data: dict, source: str = "<python>", base_dir: Path | None = None) -> Task:
-    """Validate a task given as a mapping (the fields of a task YAML), e.g. built in Python."""
+def task_from_data(
+    data: dict,
+    source: str = "<python>",
+    base_dir: Path | None = None,
+    overrides: TaskOverrides | None = None,
+) -> Task:
+    """Validate a task given as a mapping (the fields of a task YAML), e.g. built in Python
+    or from a command given to ``launch`` instead of a file."""
     import copy
 
     from konduktor_slurm.task.source import Positions
     from konduktor_slurm.task.validate import build_task_from_data
 
     base = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
-    return build_task_from_data(copy.deepcopy(data), Positions(), source, base, None, None)
+    return build_task_from_data(copy.deepcopy(data), Positions(), source, base, overrides, None)
 
 
 def parse_task(

@@ -451,6 +451,34 @@ def test_gpus_none_runs_a_gpu_task_file_without_gpus(kd, tmp_path: Path) -> None
     assert squeue_fields(submitted_name(launched.stdout), "%b") == ["N/A"]  # no GRES asked
 
 
+def test_a_command_instead_of_a_task_file_runs_on_every_node(kd, tmp_path: Path) -> None:
+    """SkyPilot's `sky launch --gpus H100:8 --num-nodes 2 'CMD'`: the command is the run of
+    a task named cmd (it said "task file not found" before)."""
+    name = unique("onecmd")
+    launched = kd(
+        "launch", "-y", "-n", name, "--num-nodes", "2", "--gpus", "H100:8",
+        "echo rank=$SKYPILOT_NODE_RANK gpus=$NUM_GPUS_PER_NODE on $(hostname)",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.output
+    assert "Command (no task file): echo rank=$SKYPILOT_NODE_RANK" in launched.stdout
+    for rank in (0, 1):
+        assert f"{rank}: rank={rank} gpus=8 on " in launched.stdout, launched.output
+    job = submitted_name(launched.stdout)
+    assert job.startswith(f"{name}-")
+    assert squeue_fields(job, "%D %b") == ["2", "gres:gpu:h100:8"]
+    # Unnamed, several words, with the workdir the refusal of `launch train.py` suggests.
+    (tmp_path / "train.py").write_text(
+        "import os\nprint('trained in', os.path.basename(os.getcwd()))\n"
+    )
+    refused = kd("launch", "-y", "train.py", cwd=tmp_path)
+    assert refused.returncode == 2 and "'python train.py'" in refused.stderr, refused.output
+    ran = kd("launch", "-y", "--workdir", ".", "python3", "train.py", cwd=tmp_path)
+    assert ran.returncode == 0, ran.output
+    job = submitted_name(ran.stdout)
+    assert job.startswith("cmd-") and f"0: trained in {job}" in ran.stdout, ran.output
+
+
 def test_stop_start_down_take_dash_a(kd, tmp_path: Path) -> None:
     write_task(tmp_path, f"name: {unique('dasha')}\nrun: sleep 120\n")
     launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path)
