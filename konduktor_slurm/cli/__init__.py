@@ -74,6 +74,32 @@ COMMAND_MODULES: dict[str, str] = {
 }
 
 
+# SkyPilot's commands whose konduktor twin has another name: typed from habit, they get it.
+SKYPILOT_TWINS: dict[str, str] = {
+    "queue": "`konduktor status` (-u: everyone's jobs)",
+    "cancel": "`konduktor down JOB...` (`konduktor stop` keeps it to start again)",
+    "exec": "`konduktor launch`: each launch is a Slurm job of its own, there is no cluster "
+    "to run it on",
+    "jobs": "`konduktor launch`, `status`, `logs` and `down`: every job here is managed "
+    "(`sky jobs launch` is `konduktor launch`)",
+    "show-gpus": "`konduktor check`: its partitions line names each partition's GPUs",
+}
+
+
+def unknown_command(name: str) -> str:
+    """What `konduktor NAME` says when there is no such command: SkyPilot's name for a
+    twin, or the closest command's name for a typo (the lazy group's ``self.commands``
+    holds only those imported, so click's own hint would see none)."""
+    import difflib
+
+    twin = SKYPILOT_TWINS.get(name)
+    if twin is not None:
+        return f"No such command {name!r}. Here, SkyPilot's `sky {name}` is {twin}."
+    known = [command for command, module in COMMAND_MODULES.items() if module != "unavailable"]
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"No such command {name!r}." + (f" Did you mean {close[0]!r}?" if close else "")
+
+
 class LazyCommands(click.Group):
     """A group whose commands register themselves when their module is imported, on first
     use (see COMMAND_MODULES)."""
@@ -92,6 +118,19 @@ class LazyCommands(click.Group):
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
             raise error from exc
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if (
+            name
+            and not name.startswith("-")
+            and not ctx.resilient_parsing
+            and self.get_command(ctx, name) is None
+        ):
+            ctx.fail(unknown_command(name))
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = COMMAND_MODULES.get(cmd_name)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 import konduktor_slurm.cli as cli
 from tests.conftest import KONDUKTOR
@@ -75,3 +77,39 @@ def test_a_bare_status_does_not_even_load_click(tmp_path: Path, args: tuple[str,
     assert "click" not in modules
     assert not {m for m in modules if m.startswith("konduktor_slurm.cli")}
     assert not SLOW & modules, SLOW & modules
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("lauch", "launch"), ("stauts", "status"), ("lgos", "logs"), ("dwon", "down"),
+     ("reslut", "result"), ("dashbaord", "dashboard")],
+)  # fmt: skip
+def test_a_mistyped_command_names_the_one_meant(typed: str, meant: str) -> None:
+    # A fresh process: the group loads commands lazily, so click's own hint, which looks
+    # only at the commands loaded, had none to offer.
+    result = subprocess.run(
+        [KONDUKTOR, typed, "x"], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"Error: No such command '{typed}'. Did you mean '{meant}'?" in result.stderr
+
+
+def test_an_unknown_command_far_from_any_gets_no_guess() -> None:
+    result = CliRunner().invoke(cli.main, ["frobnicate"])
+    assert result.exit_code == 2
+    assert (
+        "No such command 'frobnicate'.\n" in result.output and "Did you mean" not in result.output
+    )
+
+
+@pytest.mark.parametrize("name", sorted(cli.SKYPILOT_TWINS))
+def test_skypilots_commands_of_other_names_point_to_their_twins(name: str) -> None:
+    result = CliRunner().invoke(cli.main, [name, "launch", "task.yaml"])
+    assert result.exit_code == 2, result.output
+    assert f"Here, SkyPilot's `sky {name}` is `konduktor " in result.output
+    # Every konduktor command it names is one that exists.
+    named = re.findall(r"`konduktor (\w+)", result.output)
+    named += re.findall(r"`(\w+)`", result.output.split("is `konduktor", 1)[1])
+    context = click.Context(cli.main)
+    for command in named:
+        assert cli.main.get_command(context, command) is not None, command
