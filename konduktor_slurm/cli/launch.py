@@ -71,6 +71,32 @@ from konduktor_slurm.cli import (
     help="SkyPilot's --infra: slurm/CLUSTER/PARTITION submits to PARTITION (the cluster is "
     "the one konduktor is set up for); other infra is ignored, with a warning.",
 )
+@click.option("--no-setup", is_flag=True, help="Do not run the task's setup (SkyPilot's flag).")
+# SkyPilot's `sky launch` flags for its resources fields: applied like those fields (the
+# same warning, or, with `--infra slurm`, --zone as the partition). Hidden: see the README.
+@click.option("--region", hidden=True)
+@click.option("--zone", hidden=True)
+@click.option("--use-spot/--no-use-spot", default=None, hidden=True)
+@click.option("-t", "--instance-type", hidden=True)
+@click.option("--disk-tier", hidden=True)
+@click.option("--network-tier", hidden=True)
+@click.option("--ports", multiple=True, hidden=True)
+@click.option("-i", "--idle-minutes-to-autostop", "idle_minutes", type=int, hidden=True)
+@click.option("--down", is_flag=True, hidden=True)
+@click.option(
+    "--wait-for",
+    type=click.Choice(["jobs_and_ssh", "jobs", "none"], case_sensitive=False),
+    hidden=True,
+)
+# SkyPilot's flags about its clusters, which a Slurm job has none of (SKYPILOT_CLUSTER_FLAGS).
+@click.option("-c", "--cluster", hidden=True)
+@click.option("-r", "--retry-until-up", is_flag=True, hidden=True)
+@click.option("--fast", is_flag=True, hidden=True)
+@click.option("--async/--no-async", "async_call", default=False, hidden=True)
+@click.option("--detach-setup", is_flag=True, hidden=True)
+@click.option("--clone-disk-from", "--clone", hidden=True)
+@click.option("--git-url", hidden=True)
+@click.option("--git-ref", hidden=True)
 @click.option(
     "-s",
     "--skip-image-check",
@@ -124,6 +150,25 @@ def launch(
     cloud: str | None,
     infra: str | None,
     skip_image_check: bool,
+    no_setup: bool,
+    region: str | None,
+    zone: str | None,
+    use_spot: bool | None,
+    instance_type: str | None,
+    disk_tier: str | None,
+    network_tier: str | None,
+    ports: tuple[str, ...],
+    idle_minutes: int | None,
+    down: bool,
+    wait_for: str | None,
+    cluster: str | None,
+    retry_until_up: bool,
+    fast: bool,
+    async_call: bool,
+    detach_setup: bool,
+    clone_disk_from: str | None,
+    git_url: str | None,
+    git_ref: str | None,
     grid_specs: tuple[str, ...],
     num_jobs: int | None,
     wait: bool,
@@ -141,6 +186,12 @@ def launch(
     recorded FAILED, the partial snapshot removed); Ctrl-C while following detaches: the
     job keeps running. With --wait nothing is streamed: the command returns when the job
     ends.
+
+    SkyPilot's launch flags work as its users expect: --no-setup, --region, --zone,
+    --use-spot, -t, --disk-tier, --network-tier and --ports as their task fields do (mostly
+    ignored with a warning); -i/--down/--wait-for as resources.autostop (with --wait-for
+    none, a time limit); -c, -r, --fast, --async, --detach-setup and --clone-disk-from are
+    ignored with a warning each; --git-url is refused.
 
     \b
     Exit codes: 0 the job COMPLETED (or, with -d/--dryrun, it was submitted/rendered);
@@ -170,7 +221,32 @@ def launch(
         disk_size=disk_size,
         cloud=cloud,
         infra=infra,
+        region=region,
+        zone=zone,
+        use_spot=use_spot,
+        instance_type=instance_type,
+        disk_tier=disk_tier,
+        network_tier=network_tier,
+        ports=list(ports),
+        idle_minutes=idle_minutes,
+        down=down,
+        wait_for=wait_for,
+        no_setup=no_setup,
     )
+    if git_url is not None or git_ref is not None:
+        fail(
+            "--git-url/--git-ref: a workdir from a git repository is not supported on Slurm; "
+            "clone it in setup (git clone URL) or launch from your checkout (--workdir .)",
+            EXIT_USAGE,
+        )
+    cluster_flags = {
+        "cluster": cluster,
+        "retry_until_up": retry_until_up,
+        "fast": fast,
+        "async_call": async_call,
+        "detach_setup": detach_setup,
+        "clone_disk_from": clone_disk_from,
+    }
     with service_errors():
         grid = launching.parse_grid(list(grid_specs)) if grid_specs else None
         if num_jobs is not None:
@@ -181,6 +257,10 @@ def launch(
         task = launching.load_entrypoint(entrypoint, overrides)
         for warning in task.warnings:
             click.echo(f"Warning: {warning}", err=True)
+        for name, given in cluster_flags.items():
+            if given not in (None, False):
+                flag, why = SKYPILOT_CLUSTER_FLAGS[name]
+                click.echo(f"Warning: command line: {flag} is ignored on Slurm: {why}", err=True)
         session = open_session()
         prepared = launching.prepare(session, task, grid=grid)
         if dryrun:
@@ -220,6 +300,24 @@ def launch(
         if wait:
             _wait_and_exit(session, job, wait_timeout)
         follow_and_exit(session, job)
+
+
+# SkyPilot's `sky launch` flags about its clusters: taken from habit, each ignored with why.
+SKYPILOT_CLUSTER_FLAGS: dict[str, tuple[str, str]] = {
+    "cluster": (
+        "-c/--cluster",
+        "each launch is a Slurm job of its own, named after the task (-n names it); there "
+        "is no cluster to create or reuse",
+    ),
+    "retry_until_up": (
+        "-r/--retry-until-up",
+        "a Slurm job waits in the queue until its nodes are free; there is nothing to retry",
+    ),
+    "fast": ("--fast", "there is no cluster to provision again or skip"),
+    "async_call": ("--async", "-d/--detach-run returns as soon as the job is submitted"),
+    "detach_setup": ("--detach-setup", "setup runs in the job, on every node, before run"),
+    "clone_disk_from": ("--clone-disk-from", "nodes have the disks the cluster gives them"),
+}
 
 
 @contextlib.contextmanager

@@ -104,8 +104,9 @@ class TaskOverrides:
 
     Values are taken as typed on the command line (strings are fine for numbers). Konduktor's
     flags that mean nothing on Slurm (``--cloud``, ``--image-id``, ``--disk-size``) are
-    applied like their YAML fields, so they get the same warning; so is SkyPilot's
-    ``--infra``, which picks a partition when it names one (``slurm/<cluster>/<partition>``).
+    applied like their YAML fields, so they get the same warning; so are SkyPilot's
+    (``--region``, ``--use-spot``, ``-i``...), and its ``--infra``, which picks a partition
+    when it names one (``slurm/<cluster>/<partition>``).
     """
 
     name: str | None = None
@@ -123,6 +124,19 @@ class TaskOverrides:
     disk_size: int | str | None = None
     cloud: str | None = None
     infra: str | None = None  # SkyPilot's: slurm/<cluster>/<partition> picks the partition
+    # SkyPilot's `sky launch` flags for its resources fields, applied like those fields.
+    region: str | None = None
+    zone: str | None = None
+    use_spot: bool | None = None
+    instance_type: str | None = None
+    disk_tier: str | None = None
+    network_tier: str | None = None
+    ports: list[str] = field(default_factory=list)
+    # SkyPilot's -i/--idle-minutes-to-autostop, --down and --wait-for: resources.autostop.
+    idle_minutes: int | str | None = None
+    down: bool = False
+    wait_for: str | None = None
+    no_setup: bool = False  # SkyPilot's --no-setup: the task's setup is not run
 
 
 def format_number(value: float) -> str:

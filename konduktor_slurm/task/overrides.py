@@ -31,6 +31,18 @@ _SIMPLE: tuple[tuple[str, Loc, str], ...] = (
     ("disk_size", ("resources", "disk_size"), "--disk-size"),
     ("cloud", ("resources", "cloud"), "--cloud"),
     ("infra", ("resources", "infra"), "--infra"),
+    ("region", ("resources", "region"), "--region"),
+    ("zone", ("resources", "zone"), "--zone"),
+    ("use_spot", ("resources", "use_spot"), "--use-spot"),
+    ("instance_type", ("resources", "instance_type"), "--instance-type"),
+    ("disk_tier", ("resources", "disk_tier"), "--disk-tier"),
+    ("network_tier", ("resources", "network_tier"), "--network-tier"),
+)
+# SkyPilot's -i/--idle-minutes-to-autostop, --down and --wait-for: resources.autostop's keys.
+_AUTOSTOP: tuple[tuple[str, str, str], ...] = (
+    ("idle_minutes", "idle_minutes", "--idle-minutes-to-autostop"),
+    ("down", "down", "--down"),
+    ("wait_for", "wait_for", "--wait-for"),
 )
 # Konduktor's and SkyPilot's `--gpus none` (also --cpus, --memory, --image-id, --cloud)
 # removes the field the file sets: a GPU task file run without GPUs, for a quick try.
@@ -60,6 +72,21 @@ def apply_overrides(data: dict[Any, Any], ov: TaskOverrides, ck: Checker) -> Non
             mapping_at(data, *loc[:-1]).pop(loc[-1], None)  # {} where there is none
         elif value is not None:
             put(loc, value, command_line(flag))
+    if ov.ports:
+        put(("resources", "ports"), list(ov.ports), command_line("--ports"))
+    autostop = [(key, flag, getattr(ov, name)) for name, key, flag in _AUTOSTOP]
+    autostop = [(key, flag, value) for key, flag, value in autostop if value not in (None, False)]
+    if autostop:
+        # The flags replace the file's autostop, as in SkyPilot (which may be `true` or a
+        # number there); its warning, or the time limit it makes, names the first flag.
+        resources = data.get("resources")
+        if resources is None:
+            resources = data["resources"] = {}
+        if isinstance(resources, dict):  # else the file's resources is reported
+            resources["autostop"] = {key: value for key, _, value in autostop}
+            ck.origins[("resources", "autostop")] = command_line(autostop[0][1])
+    if ov.no_setup:
+        data.pop("setup", None)
     if ov.workdir is not None:
         # Relative to where the command runs, like every relative path of a task.
         put(("workdir",), str(local_path(ov.workdir, Path.cwd())), command_line("--workdir"))

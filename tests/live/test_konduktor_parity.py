@@ -479,6 +479,25 @@ def test_a_command_instead_of_a_task_file_runs_on_every_node(kd, tmp_path: Path)
     assert job.startswith("cmd-") and f"0: trained in {job}" in ran.stdout, ran.output
 
 
+def test_skypilots_launch_flags_run_the_job_with_a_warning_each(kd, tmp_path: Path) -> None:
+    """`sky launch -c NAME -r -i 2 --down --wait-for none --use-spot --no-setup ...`: every
+    flag was "No such option"; now the job runs, setup skipped, -i as its time limit."""
+    name = unique("skyflags")
+    write_task(tmp_path, f"name: {name}\nsetup: echo SETUP-RAN\nrun: echo RUN-RAN\n")
+    launched = kd(
+        "launch", "-y", "-c", "mycluster", "-r", "--fast", "--use-spot", "--region", "us",
+        "-i", "2", "--down", "--wait-for", "none", "--no-setup", "--gpus", "H100:1",
+        "task.yaml", cwd=tmp_path,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.output
+    assert "0: RUN-RAN" in launched.stdout and "SETUP-RAN" not in launched.stdout
+    for flag in ("-c/--cluster", "-r/--retry-until-up", "--fast", "--use-spot", "--region"):
+        assert f"Warning: command line: {flag} is ignored on Slurm" in launched.stderr, flag
+    limit = "--idle-minutes-to-autostop with wait_for: none is read as the job's time limit"
+    assert limit in launched.stderr, launched.output
+    assert squeue_fields(submitted_name(launched.stdout), "%l %b") == ["2:00", "gres:gpu:h100:1"]
+
+
 def test_stop_start_down_take_dash_a(kd, tmp_path: Path) -> None:
     write_task(tmp_path, f"name: {unique('dasha')}\nrun: sleep 120\n")
     launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path)

@@ -149,7 +149,8 @@ OVERRIDE_CASES = [
     pytest.param(attribute, value, id=f"{attribute}={value[:15]!r}")
     for attribute, value in itertools.product(
         ["name", "num_nodes", "cpus", "memory", "gpus", "max_restarts", "completions",
-         "image_id", "disk_size", "cloud", "infra"],
+         "image_id", "disk_size", "cloud", "infra", "region", "zone", "instance_type",
+         "disk_tier", "network_tier", "idle_minutes", "wait_for"],
         ["", "-1", "nan", "1e400", "H100:0", "tpu-v3-8", "a b", "$(id)", "\x00", "9" * 30],
     )
 ]  # fmt: skip
@@ -190,6 +191,25 @@ def test_hostile_text_in_text_fields(field: str, text: str, tmp_path: Path) -> N
 @pytest.mark.parametrize(("attribute", "value"), OVERRIDE_CASES)
 def test_hostile_command_line_overrides(attribute: str, value: str, tmp_path: Path) -> None:
     checked("run: echo hi\n", tmp_path, TaskOverrides(**{attribute: value}))
+
+
+# A Slurm target given SkyPilot's ways on the command line: the partition and cluster named.
+TARGET_CASES = [
+    pytest.param(overrides, id=f"{how}={value[:15]!r}")
+    for value in ["", "a b", "$(id)", "\x00", "x\x1b[2J", "-p", "9" * 300, "high;rm -rf ~"]
+    for how, overrides in [
+        ("zone", TaskOverrides(cloud="slurm", zone=value)),
+        ("region", TaskOverrides(cloud="slurm", region=value, zone="high")),
+        ("infra", TaskOverrides(infra=f"slurm/{value}/{value}")),
+    ]
+]
+
+
+@pytest.mark.parametrize("overrides", TARGET_CASES)
+def test_hostile_slurm_targets_on_the_command_line(
+    overrides: TaskOverrides, tmp_path: Path
+) -> None:
+    checked("run: echo hi\n", tmp_path, overrides)
 
 
 ENV_LINES = [
@@ -364,6 +384,7 @@ def test_the_corpus_is_large() -> None:
         len(TASK_CASES)
         + len(TEXT_CASES)
         + len(OVERRIDE_CASES)
+        + len(TARGET_CASES)
         + len(ENV_LINES)
         + len(CONFIGS)
         + len(OPTIONS)

@@ -33,6 +33,15 @@ KONDUKTOR_FLAGS = {
     "down": ["-a", "--all", "--all-users", "--all_users", "-y", "--yes"],
     "result": ["--timeout"],
 }  # fmt: skip
+# SkyPilot's `sky launch` flags (sky/client/cli/flags.py and command.py, autumn 2026) that
+# are not Konduktor's too: each must be in the table and taken, never "No such option".
+SKYPILOT_LAUNCH_FLAGS = [
+    "--infra", "--region", "--zone", "--use-spot", "--no-use-spot", "-t", "--instance-type",
+    "--disk-tier", "--network-tier", "--ports", "-i", "--idle-minutes-to-autostop", "--down",
+    "--wait-for", "-c", "--cluster", "-r", "--retry-until-up", "--fast", "--async",
+    "--detach-setup", "--clone-disk-from", "--git-url", "--git-ref", "--no-setup",
+    "--num-jobs",
+]  # fmt: skip
 KONDUKTOR_COMMANDS = [
     "status", "logs", "result", "launch", "down", "stop", "start", "check", "secret", "serve",
     "worker", "cluster", "login", "logout", "whoami",
@@ -89,3 +98,11 @@ def test_every_konduktor_command_answers() -> None:
     for name in KONDUKTOR_COMMANDS:
         assert _command(name) is not None, name
         assert f"`{name}" in table or f"`{name}`" in table or name in table, name
+
+
+def test_every_skypilot_launch_flag_is_in_the_table_and_taken_by_the_cli() -> None:
+    table = "\n".join(rows("### Command line"))
+    ours = _options(_command("launch"))
+    for flag in SKYPILOT_LAUNCH_FLAGS:
+        assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", table), flag
+        assert flag in ours, flag
