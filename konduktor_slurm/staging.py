@@ -134,8 +134,12 @@ class Reporter:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
-    def start(self, label: str, source: Path, destination: str) -> None:
+    def start(
+        self, label: str, source: Path, destination: str, left_out: list[str] | None = None
+    ) -> None:
         self.stream.write(f"Staging {label}: {source} -> {destination}\n")
+        if left_out:
+            self.stream.write(left_out_note(source, left_out) + "\n")
         self.stream.flush()
 
     def progress(self, label: str, progress: Progress) -> None:
@@ -160,7 +164,9 @@ class SilentReporter(Reporter):
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    def start(self, label: str, source: Path, destination: str) -> None:
+    def start(
+        self, label: str, source: Path, destination: str, left_out: list[str] | None = None
+    ) -> None:
         return None
 
     def done(self, label: str, stats: TransferStats, linked_from: str | None) -> None:
@@ -198,7 +204,11 @@ class RichReporter(Reporter):
         self.tasks: dict[str, int] = {}
         self.bar.start()
 
-    def start(self, label: str, source: Path, destination: str) -> None:
+    def start(
+        self, label: str, source: Path, destination: str, left_out: list[str] | None = None
+    ) -> None:
+        if left_out:
+            self.console.print(left_out_note(source, left_out), highlight=False)
         self.tasks[label] = self.bar.add_task(f"staging {label}", total=100, detail="")
 
     def progress(self, label: str, progress: Progress) -> None:
@@ -220,6 +230,11 @@ class RichReporter(Reporter):
         self.bar.stop()
 
 
+def left_out_note(source: Path, left_out: list[str]) -> str:
+    where = ", ".join(str(Path(source) / relative) for relative in left_out)
+    return f"  left out of the copy: {where} (konduktor's own: its jobs and store)"
+
+
 def default_reporter(stream: TextIO | None = None) -> Reporter:
     stream = stream or sys.stderr
     return RichReporter(stream) if stream.isatty() else Reporter(stream)
@@ -227,6 +242,46 @@ def default_reporter(stream: TextIO | None = None) -> Reporter:
 
 # ---------------------------------------------------------------------------------------
 # rsync
+
+
+def own_dirs_inside(source: Path, keep_out: tuple[str, ...]) -> list[str]:
+    """Those of ``keep_out`` (konduktor's own directories) strictly inside the directory
+    ``source``, as paths relative to it. A workdir of ``~`` or of a directory holding
+    ``$KONDUKTOR_HOME`` would otherwise copy the jobs' snapshots into the new one, which
+    holds the copy being made: every launch copies every earlier one, and launches at
+    once copy each other's half-made copies (measured: 60 launches filled 30 GB in
+    minutes). The store there is rewritten as it is read ("file has vanished")."""
+    if not source.is_dir():
+        return []
+    root = os.path.realpath(source)
+    inside = []
+    for path in keep_out:
+        relative = os.path.relpath(os.path.realpath(path), root)
+        if (
+            relative != os.curdir
+            and relative != os.pardir
+            and not relative.startswith(os.pardir + os.sep)
+        ):
+            inside.append(relative)
+    # One rule for a directory inside another (the jobs directory in konduktor's home).
+    return [
+        relative
+        for relative in inside
+        if not any(relative.startswith(other + os.sep) for other in inside if other != relative)
+    ]
+
+
+def _left_out_filter(relatives: list[str]) -> list[str]:
+    """rsync excludes anchored at the source's top (``/home/``, a directory): a name with
+    wildcard characters in it has them, and backslashes, escaped (rsync then matches the
+    pattern as a wildcard, where a backslash makes the next character plain)."""
+    rules = []
+    for relative in relatives:
+        pattern = f"/{relative}/"
+        if any(char in pattern for char in "*?["):
+            pattern = re.sub(r"([*?\[\\])", r"\\\1", pattern)
+        rules.append(f"--exclude={pattern}")
+    return rules
 
 
 def _ignore_filter(source: Path) -> list[str]:
@@ -285,17 +340,20 @@ def _rsync(
     link_dest: str | None,
     linked_from: str | None = None,
     window: tuple[float, float] | None = None,
+    left_out: list[str] | None = None,
 ) -> TransferStats:
     """Copy ``source`` to ``destination``. With ``window`` (the previous staging's times,
     widened by a tick; see ``recent_file``), the files the copy took whose time falls
     within it are compared again, by content, in a second pass."""
     stats, recheck = _rsync_pass(
-        transport, source, destination, label, reporter, link_dest, window=window
-    )
+        transport, source, destination, label, reporter, link_dest, window=window,
+        left_out=left_out,
+    )  # fmt: skip
     if recheck:
         again, _ = _rsync_pass(
-            transport, source, destination, label, Reporter(_NullStream()), None, recheck
-        )
+            transport, source, destination, label, Reporter(_NullStream()), None, recheck,
+            left_out=left_out,
+        )  # fmt: skip
         stats.files_sent += again.files_sent
         stats.size_sent += again.size_sent
         stats.literal_bytes += again.literal_bytes
@@ -374,9 +432,12 @@ def _rsync_pass(
     link_dest: str | None,
     recheck: list[bytes] | None = None,
     window: tuple[float, float] | None = None,
+    left_out: list[str] | None = None,
 ) -> tuple[TransferStats, list[bytes]]:
     """One rsync run: its statistics and, with ``window``, the regular files it took whose
-    time falls within it (names relative to a source directory; for a source file, [b""])."""
+    time falls within it (names relative to a source directory; for a source file, [b""]).
+    ``left_out``: directories inside the source not copied (see own_dirs_inside)."""
+    left_out = left_out or []
     argv = ["rsync", "-a", "--chmod=go-rwx", f"--timeout={RSYNC_IO_TIMEOUT}"]
     if reporter.shows_progress:
         # Each line as it happens, and every file listed before the copy starts, so that
@@ -407,12 +468,15 @@ def _rsync_pass(
                 handle.write(b"".join(path + b"\0" for path in recheck))
             argv += ["--from0", f"--files-from={list_file}"]
     if source.is_dir():
+        # Ours first: rsync takes the first rule that matches, so no `!` line of an
+        # ignore file can bring konduktor's own directories back in.
+        argv += _left_out_filter(left_out)
         argv += _ignore_filter(source)
         argv += [f"{source}/", transport.rsync_destination(destination.rstrip("/") + "/")]
     else:
         argv += [str(source), transport.rsync_destination(destination)]
     if recheck is None:
-        reporter.start(label, source, destination)
+        reporter.start(label, source, destination, left_out)
     lines: list[str] = []
     recent: list[bytes] = []
 
@@ -520,11 +584,14 @@ def stage(
     *,
     task_name: str | None = None,
     reporter: Reporter | None = None,
+    keep_out: tuple[str, ...] = (),
 ) -> tuple[str | None, tuple[StagedMount, ...]]:
     """Copy the sources under ``job_dir``; return the staged workdir and mounts.
 
     With ``task_name``, unchanged files are hard-linked from the task's previous snapshot
-    and this snapshot becomes the next one's base once every copy succeeded.
+    and this snapshot becomes the next one's base once every copy succeeded. ``keep_out``:
+    local directories never copied (konduktor's home); staging on this machine, the jobs
+    directory is one too (see own_dirs_inside).
     """
     if workdir is not None and not workdir.is_dir():
         raise StagingError(f"workdir {workdir} does not exist")
@@ -533,6 +600,8 @@ def stage(
             raise StagingError(f"file_mounts source {source} does not exist")
     started = time.time()
     jobs_dir, _, job_name = job_dir.rstrip("/").rpartition("/")
+    if transport.rsync_destination(jobs_dir) == jobs_dir:  # no remote host: it is here
+        keep_out = (*keep_out, jobs_dir)
     transport.make_dirs(job_dir, 0o700)
     snapshot = previous_snapshot(transport, jobs_dir, task_name) if task_name else None
     if snapshot is not None and snapshot.job_dir == job_dir:
@@ -559,7 +628,8 @@ def stage(
         if workdir is not None:
             staged_workdir = f"{job_dir}/workdir"
             linked = base("workdir", workdir, "workdir/")
-            _rsync(transport, workdir, staged_workdir, "workdir", reporter, *linked)
+            left_out = own_dirs_inside(workdir, keep_out)
+            _rsync(transport, workdir, staged_workdir, "workdir", reporter, *linked, left_out)
         mounts = []
         for index, (destination, source) in enumerate(sorted(file_mounts.items())):
             staged = f"{job_dir}/mounts/{index}"
@@ -567,7 +637,9 @@ def stage(
             # A directory's base is the same index; a file's is the directory holding it.
             within = f"mounts/{index}/" if source.is_dir() else "mounts/"
             linked = base(f"mounts/{index}", source, within)
-            _rsync(transport, source, staged, f"file_mount {destination}", reporter, *linked)
+            left_out = own_dirs_inside(source, keep_out)
+            label = f"file_mount {destination}"
+            _rsync(transport, source, staged, label, reporter, *linked, left_out)
             mounts.append(
                 StagedMount(destination=destination, source=staged, is_dir=source.is_dir())
             )

@@ -457,6 +457,7 @@ def submit_all(
             task.file_mounts,
             task_name=task.name,
             reporter=reporter,
+            keep_out=(str(session.config.home),),
         )
         if task.secrets:
             slurm.transport.write_file(f"{plan.job_dir}/secrets.env", render_secrets(task), 0o600)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KONDUKTOR, status_json, wait_for_status, write_task
+from tests.conftest import KONDUKTOR, make_runner, status_json, wait_for_status, write_task
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
 
@@ -221,6 +221,44 @@ def test_workdir_and_file_mounts_are_snapshotted(kd, tmp_path: Path) -> None:
     assert "No such file" in followed.stdout  # .gitignore'd file was not staged
     assert "0: dataset" in followed.stdout
     assert dest.read_text() == "dataset\n"
+
+
+def test_launches_from_the_directory_holding_konduktors_home_do_not_copy_it(
+    tmp_path: Path,
+) -> None:
+    """`workdir: .` where $KONDUKTOR_HOME (and so the jobs directory) lives: 60 such
+    launches at once filled 30 GB in minutes and failed ("directory has vanished"), each
+    copying the others' half-made snapshots. Now the home is left out, and said so."""
+    kd_here = make_runner(tmp_path / "kdhome")
+    (tmp_path / "train.py").write_text("print('trained')\n")
+    name = unique("selfcopy")
+    write_task(tmp_path, f"name: {name}\nworkdir: .\nrun: ls -A; python3 train.py\n")
+    launches = [
+        subprocess.Popen(
+            [KONDUKTOR, "launch", "-y", "-d", "task.yaml"],
+            cwd=tmp_path,
+            env={**os.environ, "KONDUKTOR_HOME": str(tmp_path / "kdhome")},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(10)
+    ]
+    names = []
+    for launch in launches:
+        out, err = launch.communicate(timeout=120)
+        assert launch.returncode == 0, out + err
+        assert f"left out of the copy: {tmp_path / 'kdhome'}" in err, err
+        names.append(submitted_name(out))
+    for job in names:
+        followed = kd_here("logs", "--follow", job)
+        assert followed.returncode == 0, followed.output
+        # The job's copy holds the task's files, not konduktor's home.
+        assert "0: train.py" in followed.stdout and "0: trained" in followed.stdout
+        assert "kdhome" not in followed.stdout, followed.stdout
+    snapshots = sum(len(files) for _, _, files in os.walk(tmp_path / "kdhome" / "jobs"))
+    assert snapshots < 30 * len(names), snapshots  # a few files a job, none nested
 
 
 def test_staging_on_a_terminal_and_off_it_tells_the_same_counts(

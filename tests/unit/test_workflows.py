@@ -163,7 +163,7 @@ def test_ctrl_c_while_staging_fails_the_job_and_stays_a_keyboard_interrupt(
     from konduktor_slurm.staging import SilentReporter
 
     class CtrlC(SilentReporter):
-        def start(self, label: str, source: Path, destination: str) -> None:
+        def start(self, label: str, source: Path, destination: str, left_out=None) -> None:
             raise KeyboardInterrupt
 
     (tmp_path / "code").mkdir()
