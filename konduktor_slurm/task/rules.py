@@ -295,9 +295,31 @@ def existing_source(text: str, info: Any) -> Path:
     return _looked_at(info, text, path.resolve(), kind)
 
 
+# The kernel's views, not files: rsync would read /proc's and /sys's endless or changing
+# files and copy /dev's device nodes. `workdir: /` would copy all of them, and the disks.
+_PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
+
+
+def _not_the_system(text: str, resolved: Path) -> None:
+    """A workdir or file_mounts source is copied whole for every job: refuse the root of the
+    filesystem and the kernel's pseudo-filesystems (a directory under /dev, such as a
+    /dev/shm scratch directory, is data and is fine)."""
+    where = str(resolved)
+    if where == "/":
+        fail(
+            f"{text!r} is the root of the filesystem: it is copied whole for each job, "
+            "/proc, /sys and /dev included; give your project's directory"
+        )
+    for root in _PSEUDO_FILESYSTEMS:
+        exact = where == root
+        if exact or (root != "/dev" and where.startswith(root + "/")):
+            fail(f"{text!r} is in {root}, a view the kernel gives, not files to copy")
+
+
 def _looked_at(info: Any, text: str, resolved: Path, kind: str) -> Path:
     """Note what a local path was found to be, when the caller keeps a list (the task cache
     checks these facts again before it reuses a validation: see task/cache.py)."""
+    _not_the_system(text, resolved)
     facts = info.context.get("looked_at")
     if facts is not None:
         facts.append((text, str(resolved), kind))

@@ -120,6 +120,17 @@ def test_bad_yaml_submits_nothing_and_names_the_line(kd, kd_home: Path, tmp_path
     assert status_json(kd)["jobs"] == []
 
 
+def test_a_workdir_of_the_whole_machine_is_refused_before_copying(kd, tmp_path: Path) -> None:
+    # `--workdir /` started copying the machine, /proc and /dev included.
+    name = unique("rootdir")
+    task = write_task(tmp_path, f"name: {name}\nrun: echo hi\n")
+    result = kd("launch", "-y", "--workdir", "/", str(task), timeout=30)
+    assert result.returncode == 2, result.output
+    assert "--workdir: '/' is the root of the filesystem" in result.stderr
+    assert "Staging" not in result.output
+    assert never_submitted(name)
+
+
 def test_dryrun_prints_the_script_and_submits_nothing(kd, tmp_path: Path) -> None:
     name = unique("dry")
     task = write_task(

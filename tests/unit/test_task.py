@@ -427,6 +427,28 @@ def test_workdir_is_a_file(tmp_path: Path) -> None:
     check(issue, 2, "workdir", "is not a directory")
 
 
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("/", "is the root of the filesystem"),
+        ("/..", "is the root of the filesystem"),
+        ("/proc", "is in /proc, a view the kernel gives"),
+        ("/proc/self", "is in /proc"),
+        ("/sys/kernel", "is in /sys"),
+        ("/dev", "is in /dev"),
+    ],
+)
+def test_workdir_of_the_whole_system_is_refused(written: str, message: str) -> None:
+    # Each job copies its workdir whole: `workdir: /` copied the machine, /proc included.
+    check(only_issue(f"run: x\nworkdir: {written}\n"), 2, "workdir", message)
+    issue = only_issue(f"run: x\nfile_mounts:\n  /data: {written}\n")
+    check(issue, 3, "file_mounts['/data']", message)
+
+
+def test_a_scratch_directory_under_dev_is_a_workdir_like_any() -> None:
+    assert parse("run: x\nworkdir: /dev/shm\n").workdir == Path("/dev/shm")
+
+
 def test_workdir_wrong_type() -> None:
     check(only_issue("run: x\nworkdir: 5\n"), 2, "workdir", "expected a path", "got 5")
 
