@@ -36,7 +36,11 @@ from typing import TextIO
 from konduktor_slurm.render import StagedMount
 from konduktor_slurm.transport import Transport
 
-IGNORE_FILES = (".konduktorignore", ".gitignore")
+# A source's top-level ignore file, the first found: Konduktor's, then SkyPilot's; without
+# either, every .gitignore in the tree and the repository's .git/info/exclude, as both do.
+IGNORE_FILES = (".konduktorignore", ".skyignore")
+GIT_IGNORE = ".gitignore"
+GIT_EXCLUDE = ".git/info/exclude"
 # Modification times are kept in coarse ticks (a few ms on ext4, 1-2 s on some network and
 # FAT filesystems): a file within this of the previous staging is compared by content.
 TICK_SECONDS = 2.0
@@ -285,11 +289,14 @@ def _left_out_filter(relatives: list[str]) -> list[str]:
 
 
 def _ignore_filter(source: Path) -> list[str]:
-    # .konduktorignore wins; otherwise honour .gitignore, as Konduktor and SkyPilot do.
+    # dir-merge (":"): the file of that name in any directory applies from there down.
     for name in IGNORE_FILES:
         if (source / name).is_file():
             return [f"--filter=:- {name}"]
-    return []
+    rules = [f"--filter=:- {GIT_IGNORE}"]
+    if (source / GIT_EXCLUDE).is_file():
+        rules.append(f"--exclude-from={source / GIT_EXCLUDE}")
+    return rules
 
 
 _LINE_BREAKS = re.compile(rb"[\r\n]")  # a progress line ends in CR, the others in LF

@@ -498,6 +498,21 @@ def test_skypilots_launch_flags_run_the_job_with_a_warning_each(kd, tmp_path: Pa
     assert squeue_fields(submitted_name(launched.stdout), "%l %b") == ["2:00", "gres:gpu:h100:1"]
 
 
+def test_a_skypilot_repositorys_skyignore_keeps_its_data_on_the_laptop(kd, tmp_path: Path) -> None:
+    """SkyPilot reads .skyignore (else .gitignore); it was not read here, so the data it
+    names was copied with every launch."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "shard0.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "train.py").write_text("print('ok')\n")
+    (tmp_path / ".skyignore").write_text("data/\n")
+    (tmp_path / ".gitignore").write_text("train.py\n")  # not read: .skyignore is there
+    write_task(tmp_path, f"name: {unique('skyign')}\nworkdir: .\nrun: ls -A; python3 train.py\n")
+    launched = kd("launch", "-y", "task.yaml", cwd=tmp_path)
+    assert launched.returncode == 0, launched.output
+    assert "0: train.py" in launched.stdout and "0: ok" in launched.stdout, launched.output
+    assert "0: data" not in launched.stdout, launched.output
+
+
 def test_stop_start_down_take_dash_a(kd, tmp_path: Path) -> None:
     write_task(tmp_path, f"name: {unique('dasha')}\nrun: sleep 120\n")
     launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path)
