@@ -75,6 +75,12 @@ def names_task_file(words: Sequence[str]) -> bool:
 def load_entrypoint(words: Sequence[str], overrides: TaskOverrides | None = None) -> Task:
     """The task ``launch``'s words give: the task file they name, or a task running them
     as one command (joined with spaces, as SkyPilot joins them)."""
+    if len(words) > 1 and words[0].lower().endswith(YAML_SUFFIXES):
+        raise InputError(
+            f"{words[0]} is a task file, and a launch takes one task: the words after it "
+            f"({' '.join(words[1:])}) are neither a task nor its arguments (set values with "
+            "--env NAME=VALUE); nothing was submitted."
+        )
     if not names_task_file(words):
         return load_command(" ".join(words), overrides)
     path = Path(words[0])

@@ -85,6 +85,12 @@ def test_a_blank_command_is_refused(words: tuple[str, ...]) -> None:
         launch.load_entrypoint(words)
 
 
+@pytest.mark.parametrize("words", [("task.yaml", "extra"), ("t.YML", "--lr", "3")])
+def test_words_after_a_task_file_are_refused_not_run(words: tuple[str, ...]) -> None:
+    with pytest.raises(InputError, match="is a task file, and a launch takes one task"):
+        launch.load_entrypoint(words)
+
+
 def test_a_bad_override_of_a_command_names_the_flag() -> None:
     with pytest.raises(InputError, match="command line: --gpus: expected") as caught:
         launch.load_entrypoint(("echo",), TaskOverrides(gpus="H100:x"))
