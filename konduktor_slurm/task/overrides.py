@@ -33,7 +33,6 @@ _SIMPLE: tuple[tuple[str, Loc, str], ...] = (
     ("infra", ("resources", "infra"), "--infra"),
     ("region", ("resources", "region"), "--region"),
     ("zone", ("resources", "zone"), "--zone"),
-    ("use_spot", ("resources", "use_spot"), "--use-spot"),
     ("instance_type", ("resources", "instance_type"), "--instance-type"),
     ("disk_tier", ("resources", "disk_tier"), "--disk-tier"),
     ("network_tier", ("resources", "network_tier"), "--network-tier"),
@@ -72,6 +71,10 @@ def apply_overrides(data: dict[Any, Any], ov: TaskOverrides, ck: Checker) -> Non
             mapping_at(data, *loc[:-1]).pop(loc[-1], None)  # {} where there is none
         elif value is not None:
             put(loc, value, command_line(flag))
+    if ov.use_spot:
+        put(("resources", "use_spot"), True, command_line("--use-spot"))
+    elif ov.use_spot is False:  # --no-use-spot: no spot asked, nothing to warn about
+        mapping_at(data, "resources").pop("use_spot", None)
     if ov.ports:
         put(("resources", "ports"), list(ov.ports), command_line("--ports"))
     autostop = [(key, flag, getattr(ov, name)) for name, key, flag in _AUTOSTOP]

@@ -69,6 +69,12 @@ def test_autostop_flags_with_wait_for_none_are_the_time_limit_even_over_the_file
     )
 
 
+def test_no_use_spot_takes_the_files_spot_request_away_without_a_word() -> None:
+    text = "name: sp\nresources:\n  use_spot: true\nrun: echo\n"
+    assert any("use_spot" in warning for warning in parse_task(text).warnings)
+    assert parse_task(text, overrides=TaskOverrides(use_spot=False)).warnings == ()
+
+
 def test_no_setup_drops_the_tasks_setup_only() -> None:
     task = parse_task(TASK, overrides=TaskOverrides(no_setup=True))
     assert (task.setup, task.run) == (None, "echo RUN")
