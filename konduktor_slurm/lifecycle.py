@@ -32,6 +32,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 from konduktor_slurm.durations import humanize_ago
 
 __all__ = [
+    "ORDINARY_WAITS",
     "REASON_EXACT",
     "REASON_OUTCOMES",
     "REASON_PATTERNS",
@@ -464,6 +465,12 @@ REASON_OUTCOMES: Final[Mapping[str, tuple[State, str]]] = MappingProxyType(
         "requeue_hold": (State.SUSPENDED_USER, "requeued and held"),
         "other": (State.PENDING, "waiting: {c.reason}"),
     }
+)
+
+# What a freshly submitted job's wait is called when there is nothing to tell: "Submitted"
+# already says it is queued (a follower stays quiet about it; see logs.follow).
+ORDINARY_WAITS: Final[frozenset[str]] = frozenset(
+    REASON_OUTCOMES[cls][1] for cls in ("none", "resources", "priority")
 )
 
 # Classes that only say "not yet": for a job that already ran (restarts > 0) they mean it

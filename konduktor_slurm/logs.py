@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable
 
+from konduktor_slurm.lifecycle import ORDINARY_WAITS
 from konduktor_slurm.polling import Backoff
 from konduktor_slurm.slurm import Slurm
 from konduktor_slurm.store import JobRecord, Store
@@ -108,6 +109,7 @@ def follow(
     node_rank: int | None = None,
     last_lines: int | None = None,
     on_refresh: Callable[[], None] | None = None,
+    on_change: Callable[[JobRecord], None] | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -118,7 +120,10 @@ def follow(
     The log is read every ``POLL_SECONDS`` (a file read, not a Slurm call); Slurm is asked
     with the shared backoff of ``konduktor_slurm.polling``, and soon after the job's script
     prints that an attempt finished, so the end is seen within seconds, not at the next 30 s.
-    ``on_refresh`` runs after each look at Slurm (the job's event callbacks).
+    ``on_refresh`` runs after each look at Slurm (the job's event callbacks); ``on_change``
+    when a look finds the job in another state or for another reason than it last said (a
+    job pending for hours says why, a stop made elsewhere is seen), except a plain wait in
+    the queue at the first look and the end (the caller says that).
     """
     lines = LineFilter(node_rank)
     existing = slurm.transport.read_bytes(job.log_path)
@@ -127,6 +132,8 @@ def follow(
     backoff = Backoff()
     next_look, max_age = clock(), 0.0  # the first look is our own
     seen = job.state
+    told: tuple[str, str | None] | None = None  # what on_change last said
+    first_look = True
     carry = b""  # the end of the last read: the marker may arrive split across two reads
     soon: float | None = None  # after an end line: the next quick look's pause
     while True:
@@ -150,6 +157,13 @@ def follow(
             result = refresh_shared(store, slurm, [job], max_age, now=started)
             if on_refresh is not None:
                 on_refresh()
+            now_in = (job.state, job.detail)
+            if first_look and job.state == "PENDING" and job.detail in ORDINARY_WAITS:
+                told = now_in  # just queued, as "Submitted" said: nothing to tell yet
+            if on_change is not None and not job.terminal and now_in != told:
+                told = now_in
+                on_change(job)
+            first_look = False
             if result.stale and on_stale:
                 on_stale(result.stale_reason or "")
             if job.terminal:

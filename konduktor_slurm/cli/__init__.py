@@ -198,11 +198,17 @@ def follow_and_exit(
             click.echo(f"Warning: cannot reach Slurm ({reason}); still trying.", err=True)
             warned = True
 
+    def on_change(changed: JobRecord) -> None:
+        # stderr, one line per change: the output on stdout stays the job's own.
+        detail = f" ({changed.detail})" if changed.detail else ""
+        click.echo(f"{changed.name}: {changed.state}{detail}", err=True)
+
     try:
         with service_errors():
             job_logs.follow(
-                session, job, write, on_stale=on_stale, node_rank=node_rank, last_lines=last_lines
-            )
+                session, job, write, on_stale=on_stale, node_rank=node_rank,
+                last_lines=last_lines, on_change=on_change,
+            )  # fmt: skip
     except KeyboardInterrupt:
         click.echo(
             f"\nDetached from {job.name}; it keeps running. "

@@ -53,8 +53,10 @@ def follow(
     on_stale: Callable[[str], None] | None = None,
     node_rank: int | None = None,
     last_lines: int | None = None,
+    on_change: Callable[[JobRecord], None] | None = None,
 ) -> JobRecord:
-    """Stream the output to ``write`` until the job is COMPLETED or FAILED; return it."""
+    """Stream the output to ``write`` until the job is COMPLETED or FAILED; return it.
+    ``on_change``: the job found in another state, or for another reason, on the way."""
     from konduktor_slurm import logs
     from konduktor_slurm.service.notify import run_due
 
@@ -68,4 +70,5 @@ def follow(
         node_rank=node_rank,
         last_lines=last_lines,
         on_refresh=lambda: run_due(session.store, [job]),  # its event_callback, once per change
+        on_change=on_change,
     )

@@ -15,6 +15,7 @@ import pytest
 from konduktor_slurm.store import Store
 from tests.conftest import (
     KONDUKTOR,
+    squeue_fields,
     status_json,
     submit_held_jobs,
     wait_for_status,
@@ -363,3 +364,50 @@ def test_out_of_memory_fails_naming_the_cause(kd, tmp_path: Path) -> None:
     job = wait_for_status(kd, name, {"FAILED", "COMPLETED"}, timeout=60)
     assert job["status"] == "FAILED"
     assert "out of memory" in job["detail"], job
+
+
+def test_a_following_launch_says_why_its_job_waits_and_when_it_runs(
+    kd, kd_home: Path, tmp_path: Path
+) -> None:
+    """A launch following a job that cannot start printed nothing for as long as it waited
+    (3 nodes asked of a 2-node partition: PENDING, PartitionNodeLimit, for ever). Each
+    state and reason it passes through is now one line on stderr, the output untouched."""
+    import queue
+    import signal
+    import threading
+
+    name = unique("toobig")
+    write_task(tmp_path, f"name: {name}\nnum_nodes: 3\nrun: echo never\n")
+    proc = subprocess.Popen(
+        [KONDUKTOR, "launch", "-y", "task.yaml"],
+        cwd=tmp_path,
+        env={**os.environ, "KONDUKTOR_HOME": str(kd_home)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    said = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any("PartitionNodeLimit" in line for line in said):
+            said.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+        proc.send_signal(signal.SIGINT)  # detach: the job stays
+        assert proc.wait(timeout=30) == 130
+        out = proc.stdout.read() if proc.stdout else ""
+    finally:
+        proc.kill()
+        kd("down", "-y", f"{name}-*")  # the job's name is <name>-<4 hex>
+    job = submitted_name(out)
+    assert f"{job}: SUSPENDED (by system) (awaiting quota: PartitionNodeLimit)\n" in said, said
+    assert squeue_fields(job, "%T") in ([], ["CANCELLED"]), "down left the job in Slurm"
+    # A job that runs says so once, then its output, then how it ended.
+    write_task(tmp_path, f"name: {unique('says')}\nrun: echo hello\n")
+    ran = kd("launch", "-y", "task.yaml", cwd=tmp_path)
+    assert ran.returncode == 0, ran.output
+    job = submitted_name(ran.stdout)
+    assert ran.stderr.count(f"{job}: ACTIVE (running on node") <= 1, ran.stderr
+    assert ran.stderr.rstrip().endswith(f"{job}: COMPLETED (exited 0)"), ran.stderr
+    assert "0: hello" in ran.stdout and "ACTIVE" not in ran.stdout

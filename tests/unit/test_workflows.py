@@ -581,6 +581,52 @@ def test_a_job_still_finishing_after_its_end_line_is_looked_at_quickly_then_by_b
         assert len(after) <= 9 and after[-1] >= finishing, looks
 
 
+def test_a_follower_says_each_state_and_reason_the_job_passes_through_once(
+    session: Session, fake: FakeSlurm
+) -> None:
+    """A launch following a job that waits said nothing for as long as it waited: a job
+    asking more nodes than its partition has sat silent (PartitionNodeLimit) for hours."""
+    from konduktor_slurm import logs
+
+    name = submit(session)
+    job = session.store.get(name)
+    assert job is not None
+    now = [0.0]
+    # (from, squeue's state and reason): each holds until the next one's time.
+    story = [
+        (0, "PENDING", "Priority"),
+        (10, "PENDING", "PartitionNodeLimit"),
+        (40, "PENDING", "Resources"),
+        (60, "RUNNING", "None"),
+        (90, None, None),  # gone from the queue: sacct says how it ended
+    ]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        for since, queue, reason in story:
+            if now[0] >= since:
+                fake.jobs["100"].queue = queue
+                if reason is not None:
+                    fake.jobs["100"].reason = reason
+        if fake.jobs["100"].queue is None:
+            fake.jobs["100"].acct = "COMPLETED"
+
+    fake.jobs["100"].reason = "Priority"
+    said: list[str] = []
+    done = logs.follow(
+        session.store, session.slurm, job, lambda _: None,
+        on_change=lambda changed: said.append(f"{changed.state} ({changed.detail})"),
+        sleep=sleep, clock=lambda: now[0], wall=lambda: now[0],
+    )  # fmt: skip
+    assert done.state == State.COMPLETED
+    # Not the first wait: "Submitted" says it is queued.
+    assert said == [
+        "SUSPENDED (by system) (awaiting quota: PartitionNodeLimit)",
+        "PENDING (waiting for resources)",
+        "ACTIVE (running on node1)",
+    ], said
+
+
 # ---- stop / start / down -----------------------------------------------------------------
 
 
