@@ -155,6 +155,16 @@ class PermissionDenied(SlurmError):
 _PERMISSION_DENIED = re.compile(r"access/permission denied|permission denied|not authorized", re.I)
 
 
+class NodesCannotFit(SlurmError):
+    """sbatch: no set of the partition's nodes can ever give what the job asks (more GPUs,
+    CPUs or memory per node than a node has, a GPU type it lacks, more nodes than it has).
+    Slurm's message names none of it."""
+
+
+# sbatch's ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE, on 22.05 to 26.05.
+_CANNOT_FIT = "Requested node configuration is not available"
+
+
 class AuthenticationFailed(SlurmError):
     """This machine cannot authenticate to Slurm (munge): no Slurm command works from it, and
     none did anything. Not a controller that is down, though ``scontrol ping`` then says so."""
@@ -191,6 +201,8 @@ def slurm_error(command: str, result: CommandResult, host: str | None = None) ->
     message = _first_line(result).removeprefix(f"{command.split()[0]}: ")
     if _NO_ANSWER in message:
         message += _NO_ANSWER_HINT
+    if _CANNOT_FIT in message:
+        return NodesCannotFit(command, message)
     return SlurmError(command, message)
 
 

@@ -319,6 +319,35 @@ def prepare(
     return Prepared(task, batches, grid)
 
 
+def _what_the_cluster_has(session: Session, task: Task, batch: Batch) -> str:
+    """Slurm's "Requested node configuration is not available" names nothing: say what the
+    job asks of each node and what the partitions have (one sinfo, only on this failure;
+    nothing more when sinfo fails too)."""
+    from konduktor_slurm.render import sbatch_directives
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    try:
+        partitions = session.slurm.partitions()
+    except (SlurmError, TransportError):
+        return ""
+    asked = [f"--nodes={task.num_nodes}"]
+    for directive in sbatch_directives(task, batch.plan):
+        text = directive.removeprefix("#SBATCH ")
+        if text.partition("=")[0] in ("--gres", "--cpus-per-task", "--mem", "--partition",
+                                      "--constraint"):  # fmt: skip
+            asked.append(text)
+    have = "; ".join(
+        f"{p.name}{' (default)' if p.default else ''}: {p.nodes} node{'s' if p.nodes != 1 else ''}"
+        f" with {p.gres or 'no GPUs'}"
+        for p in partitions
+    )
+    return (
+        f"\nThe job asks {' '.join(asked)} (GPUs, CPUs and memory per node). "
+        f"The partitions here: {have or 'none'}."
+    )
+
+
 def _whole_seconds(retention: float | None) -> int | None:
     """The retention as the node script's arithmetic takes it (whole seconds, rounded up)."""
     import math
@@ -430,7 +459,7 @@ def submit_all(
     element (in variant order)."""
     from konduktor_slurm.lifecycle import State
     from konduktor_slurm.render import render_secrets
-    from konduktor_slurm.slurm import AuthenticationFailed, SlurmError
+    from konduktor_slurm.slurm import AuthenticationFailed, NodesCannotFit, SlurmError
     from konduktor_slurm.staging import StagingError, stage
     from konduktor_slurm.tracker import LAUNCHER_KEY
     from konduktor_slurm.transport import CommandTimeout, TransportError
@@ -526,7 +555,12 @@ def submit_all(
                 raise UnreachableError(
                     f"could not submit to Slurm{done}: {exc}. Nothing{more} was submitted"
                 ) from None
-            raise ActionError(f"Slurm refused the job{done}: {exc}") from None
+            hint = (
+                _what_the_cluster_has(session, task, batch)
+                if isinstance(exc, NodesCannotFit)
+                else ""
+            )
+            raise ActionError(f"Slurm refused the job{done}: {exc}{hint}") from None
         now = time.time()
         with store.transaction():
             for index, job in enumerate(jobs):

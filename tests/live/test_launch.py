@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KONDUKTOR, make_runner, status_json, wait_for_status, write_task
+from tests.conftest import (
+    KONDUKTOR,
+    make_runner,
+    squeue_fields,
+    status_json,
+    wait_for_status,
+    write_task,
+)
 
 pytestmark = [pytest.mark.live, pytest.mark.usefixtures("cluster")]
 
@@ -129,6 +137,32 @@ def test_a_workdir_of_the_whole_machine_is_refused_before_copying(kd, tmp_path: 
     assert "--workdir: '/' is the root of the filesystem" in result.stderr
     assert "Staging" not in result.output
     assert never_submitted(name)
+
+
+def test_a_job_no_node_can_fit_says_what_it_asks_and_what_the_partitions_have(
+    kd, tmp_path: Path
+) -> None:
+    # Slurm says only "Requested node configuration is not available".
+    name = unique("toomany")
+    task = write_task(tmp_path, f"name: {name}\nresources:\n  accelerators: H100:16\nrun: x\n")
+    result = kd("launch", "-y", str(task))
+    assert result.returncode == 1, result.output
+    assert "Requested node configuration is not available" in result.stderr
+    assert "The job asks --nodes=1 --gres=gpu:h100:16" in result.stderr, result.stderr
+    assert "gpu (default): 2 nodes with gpu:h100:8" in result.stderr, result.stderr
+    job = submitted_job(kd, name)
+    assert status_json(kd, job)["jobs"][0]["status"] == "FAILED"
+    # Nothing ran: 22.05 keeps a record of the refused job, FAILED (BadConstraints).
+    assert squeue_fields(job, "%T") in ([], ["FAILED"])
+
+
+def submitted_job(kd, task_name: str) -> str:
+    """The one job of the task in the store (status -a: failed launches included)."""
+    shown = kd("status", "--json", "-a")
+    assert shown.returncode == 0, shown.output
+    names = [job["name"] for job in json.loads(shown.stdout)["jobs"]]
+    (name,) = [n for n in names if n.startswith(f"{task_name}-")]
+    return name
 
 
 def test_dryrun_prints_the_script_and_submits_nothing(kd, tmp_path: Path) -> None:

@@ -78,6 +78,7 @@ class FakeSlurm(LocalTransport):
         # recorded, ping says DOWN); "other key" (slurmctld closes the connection).
         self.munge = "up"
         self.max_array_size: int | None = None  # the cluster's MaxArraySize (else recorded)
+        self.gpus_per_node = 8  # what each node has: a job asking more is refused, as recorded
         self.node_events = True  # False: slurmdbd has not recorded the node's DOWN event yet
         self.operator = operator
         self._user = user
@@ -201,6 +202,10 @@ class FakeSlurm(LocalTransport):
 
     def _sbatch(self, argv: list[str]) -> tuple[int, str, str]:
         script = Path(argv[-1]).read_text()
+        gres = re.search(r"(?m)^#SBATCH --gres=gpu:\w+:(\d+)$", script)
+        if gres and int(gres.group(1)) > self.gpus_per_node:
+            code, err = _recorded_error("sbatch-cannot-fit-22.05.txt")
+            return code, "", err
         name = next(line.split("=", 1)[1] for line in script.splitlines() if "--job-name=" in line)
         job_id = str(self._next_id)
         self._next_id += 1

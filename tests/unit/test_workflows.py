@@ -627,6 +627,47 @@ def test_a_follower_says_each_state_and_reason_the_job_passes_through_once(
     ], said
 
 
+def test_a_job_no_node_can_fit_is_refused_with_what_it_asks_and_what_is_there(
+    session: Session, fake: FakeSlurm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sbatch's "Requested node configuration is not available" names nothing: 16 GPUs a
+    node, a GPU type the cluster lacks and too many nodes all read the same."""
+    task = parse_task("name: big\nresources:\n  accelerators: H100:16\n  cpus: 4\nrun: x\n")
+    prepared = launch.prepare(session, task)
+    with pytest.raises(ActionError) as caught:
+        launch.submit(session, prepared, SilentReporter())
+    message = str(caught.value)
+    assert message.startswith("Slurm refused the job: sbatch: error: Batch job submission failed: "
+                              "Requested node configuration is not available\n")  # fmt: skip
+    assert "The job asks --nodes=1 --gres=gpu:h100:16 --cpus-per-task=4 (GPUs, CPUs and " in message
+    assert "The partitions here: gpu (default): 2 nodes with gpu:h100:8; low: 2 nodes" in message
+    assert len(fake.slurm_calls("sinfo")) == 1  # asked only now, once
+    job = session.store.get(prepared.job_name)
+    assert job is not None and job.state == State.FAILED
+    assert job.detail.startswith("submission failed: "), job.detail
+    # When sinfo fails too, Slurm's own words stay, with nothing made up.
+    from konduktor_slurm.slurm import SlurmError
+
+    def sinfo_fails() -> list:
+        raise SlurmError("sinfo", "slurm_load_partitions: Socket timed out")
+
+    monkeypatch.setattr(session.slurm, "partitions", sinfo_fails)
+    with pytest.raises(ActionError) as caught:
+        launch.submit(session, launch.prepare(session, task), SilentReporter())
+    assert str(caught.value).endswith("Requested node configuration is not available")
+
+
+@pytest.mark.parametrize("release", ["22.05", "24.11", "26.05"])
+def test_every_release_words_a_job_that_cannot_fit_alike(release: str) -> None:
+    from konduktor_slurm.slurm import NodesCannotFit, slurm_error
+    from konduktor_slurm.transport import CommandResult
+    from tests.unit.fake_slurm import FIXTURES
+
+    code, _, stderr = (FIXTURES / f"sbatch-cannot-fit-{release}.txt").read_text().partition("\n")
+    error = slurm_error("sbatch", CommandResult(("sbatch",), int(code.split()[1]), "", stderr))
+    assert isinstance(error, NodesCannotFit), error
+
+
 # ---- stop / start / down -----------------------------------------------------------------
 
 
