@@ -153,6 +153,7 @@ def main() -> None:
     Examples:
       konduktor launch task.yaml          submit and follow the output
       konduktor launch -d -y task.yaml    submit and return at once
+      konduktor launch -y nvidia-smi      a command instead of a task file
       konduktor status                    your jobs, newest first
       konduktor logs my-job-1a2b          the job's output
       konduktor stop my-job-1a2b          stop it; `konduktor start` resumes it
