@@ -42,6 +42,8 @@ def _parse_when(value: str | None, option: str, now: float) -> float | None:
 @click.option("--after", help="Only jobs submitted after this time (2026-11-28T14:00, or 2h).")
 @click.option("--before", help="Only jobs submitted before this time (same forms).")
 @click.option("-a", "--all", "show_all", is_flag=True, help="Include jobs removed with `down`.")
+# SkyPilot's `sky status -r`: taken from habit; every status asks Slurm anyway.
+@click.option("-r", "--refresh", is_flag=True, hidden=True)
 def status(
     job_name: str | None,
     as_json: bool,
@@ -51,6 +53,7 @@ def status(
     after: str | None,
     before: str | None,
     show_all: bool,
+    refresh: bool,
 ) -> None:
     """Show your jobs, newest first, or one job in detail (JOB_NAME).
 

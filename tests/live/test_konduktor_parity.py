@@ -513,6 +513,17 @@ def test_a_skypilot_repositorys_skyignore_keeps_its_data_on_the_laptop(kd, tmp_p
     assert "0: data" not in launched.stdout, launched.output
 
 
+def test_skypilots_status_refresh_shows_what_status_shows(kd, tmp_path: Path) -> None:
+    write_task(tmp_path, f"name: {unique('refresh')}\nrun: echo hi\n")
+    launched = kd("launch", "-y", "task.yaml", cwd=tmp_path)
+    assert launched.returncode == 0, launched.output
+    refreshed = kd("status", "-r", "--json")
+    assert refreshed.returncode == 0, refreshed.output
+    plain = status_json(kd)
+    assert json.loads(refreshed.stdout)["jobs"] == plain["jobs"]
+    assert [job["status"] for job in plain["jobs"]] == ["COMPLETED"]
+
+
 def test_stop_start_down_take_dash_a(kd, tmp_path: Path) -> None:
     write_task(tmp_path, f"name: {unique('dasha')}\nrun: sleep 120\n")
     launched = kd("launch", "-y", "-d", "task.yaml", cwd=tmp_path)

@@ -100,6 +100,12 @@ def test_every_konduktor_command_answers() -> None:
         assert f"`{name}" in table or f"`{name}`" in table or name in table, name
 
 
+def test_skypilots_status_refresh_is_in_the_table_and_taken_by_the_cli() -> None:
+    table = "\n".join(rows("### Command line"))
+    assert "`status -r/--refresh` (SkyPilot)" in table
+    assert {"-r", "--refresh"} <= _options(_command("status"))
+
+
 def test_every_skypilot_launch_flag_is_in_the_table_and_taken_by_the_cli() -> None:
     table = "\n".join(rows("### Command line"))
     ours = _options(_command("launch"))
