@@ -239,27 +239,18 @@ def launch(
             "clone it in setup (git clone URL) or launch from your checkout (--workdir .)",
             EXIT_USAGE,
         )
-    cluster_flags = {
-        "cluster": cluster,
-        "retry_until_up": retry_until_up,
-        "fast": fast,
-        "async_call": async_call,
-        "detach_setup": detach_setup,
-        "clone_disk_from": clone_disk_from,
-    }
     with service_errors():
         grid = launching.parse_grid(list(grid_specs)) if grid_specs else None
         if num_jobs is not None:
             if grid is not None:
                 fail("--num-jobs and --grid each make a sweep; give one", EXIT_USAGE)
             grid = launching.num_jobs_grid(num_jobs)
-        command = not launching.names_task_file(entrypoint)
         task = launching.load_entrypoint(entrypoint, overrides)
         for warning in task.warnings:
             click.echo(f"Warning: {warning}", err=True)
-        for name, given in cluster_flags.items():
-            if given not in (None, False):
-                flag, why = SKYPILOT_CLUSTER_FLAGS[name]
+        given = click.get_current_context().params
+        for name, (flag, why) in SKYPILOT_CLUSTER_FLAGS.items():
+            if given[name] not in (None, False):
                 click.echo(f"Warning: command line: {flag} is ignored on Slurm: {why}", err=True)
         session = open_session()
         prepared = launching.prepare(session, task, grid=grid)
@@ -267,7 +258,7 @@ def launch(
             for batch in prepared.batches:
                 click.echo(batch.script, nl=False)
             return
-        if command:
+        if task.source is None:  # no file behind the task: the words were its command
             click.echo(f"Command (no task file): {task.run}")
         click.echo(f"Task {task.name!r}: {task.resources_summary()}" + _slurm_target(task))
         what = prepared.job_name
@@ -302,7 +293,8 @@ def launch(
         follow_and_exit(session, job)
 
 
-# SkyPilot's `sky launch` flags about its clusters: taken from habit, each ignored with why.
+# SkyPilot's `sky launch` flags about its clusters (by launch's parameter name): taken from
+# habit, each ignored with why.
 SKYPILOT_CLUSTER_FLAGS: dict[str, tuple[str, str]] = {
     "cluster": (
         "-c/--cluster",

@@ -275,7 +275,9 @@ def existing_dir(text: str, info: Any) -> Path:
         fail(f"directory {text!r} does not exist{_looked_for(text, path)}")
     if kind != "dir":
         fail(f"{text!r} is not a directory ({path})")
-    return _looked_at(info, text, path.resolve(), kind)
+    resolved = path.resolve()
+    _not_the_system(text, resolved)
+    return _looked_at(info, text, resolved, kind)
 
 
 def mount_source_value(value: Any) -> Any:
@@ -292,7 +294,9 @@ def existing_source(text: str, info: Any) -> Path:
     kind = _kind(text, path)
     if kind is None:
         fail(f"local source {text!r} does not exist{_looked_for(text, path)}")
-    return _looked_at(info, text, path.resolve(), kind)
+    resolved = path.resolve()
+    _not_the_system(text, resolved)
+    return _looked_at(info, text, resolved, kind)
 
 
 # The kernel's views, not files: rsync would read /proc's and /sys's endless or changing
@@ -319,7 +323,6 @@ def _not_the_system(text: str, resolved: Path) -> None:
 def _looked_at(info: Any, text: str, resolved: Path, kind: str) -> Path:
     """Note what a local path was found to be, when the caller keeps a list (the task cache
     checks these facts again before it reuses a validation: see task/cache.py)."""
-    _not_the_system(text, resolved)
     facts = info.context.get("looked_at")
     if facts is not None:
         facts.append((text, str(resolved), kind))
