@@ -435,10 +435,13 @@ def test_iso_follows_a_change_of_zone_in_a_long_lived_process(
         time.tzset()
 
 
-def test_iso_remembers_a_bounded_number_of_quarter_hours() -> None:
-    # A report over years of jobs meets tens of thousands of quarter hours.
+def test_iso_remembers_a_bounded_number_of_quarter_hours_and_minutes() -> None:
+    # A report over years of jobs meets tens of thousands of quarter hours and minutes.
     from konduktor_slurm import durations
 
     for quarter in range(20_000):
         iso(quarter * 900.0 + 450)
+    for minute in range(40_000):
+        iso(minute * 60.0 + 30)
     assert len(durations._QUARTERS) <= 4096
+    assert len(durations._MINUTES) <= 16384

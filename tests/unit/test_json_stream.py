@@ -64,6 +64,15 @@ def test_the_streamed_json_is_what_json_dumps_writes(head: dict, items: list) ->
     assert out.getvalue() == json.dumps({**head, "jobs": items}, indent=2) + "\n"
 
 
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 16, 17, 300])
+def test_lists_of_any_length_across_write_batches_are_what_json_dumps_writes(count: int) -> None:
+    # Items are written a batch of 8 at a time: the seams between batches are commas too.
+    items = [{"name": f"job-{index}", "index": index} for index in range(count)]
+    out = io.StringIO()
+    write_json_list(out, {"user": "alice"}, "jobs", iter(items))
+    assert out.getvalue() == json.dumps({"user": "alice", "jobs": items}, indent=2) + "\n"
+
+
 # ---------------------------------------------------------------------------------------
 # status --json's jobs: job_json_text writes each job in one piece, without job_json's dict
 # ---------------------------------------------------------------------------------------
