@@ -172,6 +172,22 @@ def parse_grid(specs: list[str]) -> Grid:
         if bad:
             problems.append(f"--grid {name}: a value contains control characters: {bad[0]!r}")
             continue
+        # A stray comma (LR=1e-3,,3e-4 or a trailing one) would launch a variant with the
+        # variable empty, and a value written twice the same variant twice: typos, not sweeps.
+        if "" in parts:
+            where = "last" if parts[-1] == "" else f"number {parts.index('') + 1}"
+            problems.append(
+                f"--grid {spec!r}: value {where} of {len(parts)} is empty (a stray comma?); "
+                "every value needs text"
+            )
+            continue
+        again = _first_repeated(parts)
+        if again is not None:
+            problems.append(
+                f"--grid {name}: {again!r} is given twice; every variant must differ "
+                "(to run a setting more than once, add an axis: --grid REPEAT=0,1,2)"
+            )
+            continue
         try:
             values.encode("utf-8")
         except UnicodeEncodeError:
@@ -188,6 +204,15 @@ def parse_grid(specs: list[str]) -> Grid:
     if len(variants) > MAX_GRID:
         raise InputError(f"--grid makes {len(variants)} variants; at most {MAX_GRID} per launch")
     return Grid(names, variants)
+
+
+def _first_repeated(values: list[str]) -> str | None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None
 
 
 # More variants than this in one launch is a mistake (a typo in a range), not a sweep.

@@ -133,3 +133,9 @@ def test_num_jobs_gives_each_copy_its_skypilot_rank(kd, tmp_path: Path) -> None:
         assert f"0: shard {rank} of 3" in shown, shown
     both = kd("launch", "-y", "--num-jobs", "2", "--grid", "A=1,2", str(task))
     assert both.returncode == 2 and "give one" in both.stderr, both.output
+    # A trailing comma or a repeated value is a typo: refused, and nothing reaches Slurm.
+    for typo, said in (("A=1,2,", "value last of 3 is empty"), ("A=1,2,1", "given twice")):
+        refused = kd("launch", "-y", "--grid", typo, str(task))
+        assert refused.returncode == 2 and said in refused.stderr, refused.output
+    names = sorted(job["name"] for job in status_json(kd)["jobs"])
+    assert names == [f"{sweep}-{rank}" for rank in range(3)], names

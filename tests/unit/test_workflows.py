@@ -1085,6 +1085,10 @@ def test_a_grid_larger_than_max_array_size_is_split_into_arrays(
         (["BASH_ENV=x"], "BASH_ENV is reserved"),
         (["LR=1", "LR=2"], "given twice"),
         (["LR=a\nb"], "control characters"),
+        (["LR=1e-3,,3e-4"], r"'LR=1e-3,,3e-4': value number 2 of 3 is empty \(a stray comma\?\)"),
+        (["LR=1e-3,3e-4,"], "value last of 3 is empty"),
+        ([",LR=1"], "not a valid environment variable name"),
+        (["SEED=0,1,0"], r"SEED: '0' is given twice; every variant must differ"),
     ],
 )
 def test_bad_grids_are_refused(specs: list[str], message: str) -> None:
