@@ -12,7 +12,9 @@ from konduktor_slurm.cli import EXIT_USAGE, fail, follow_and_exit, main, service
 # logs
 
 
-@main.command()
+# Extra words are kept (not click's "unexpected extra argument") to answer SkyPilot's
+# `sky logs CLUSTER JOB_ID` habit with what to type here.
+@main.command(context_settings={"allow_extra_args": True})
 @click.argument("job_name")
 @click.option(
     "--follow/--no-follow",
@@ -63,6 +65,15 @@ def logs(job_name: str, follow: bool, node_rank: int | None, last_lines: int | N
     from konduktor_slurm.service import logs as job_logs
     from konduktor_slurm.service.session import open_session
 
+    extra = click.get_current_context().args
+    if extra:
+        words = " ".join(repr(word) for word in (job_name, *extra))
+        fail(
+            f"logs takes one JOB_NAME, got {len(extra) + 1} words: {words}. SkyPilot's "
+            "`sky logs CLUSTER JOB_ID` is `konduktor logs JOB_NAME` here: each konduktor job "
+            "is named on its own (see `konduktor status`).",
+            EXIT_USAGE,
+        )
     with service_errors(), open_session() as session:
         job = session.job(job_name)
         if follow:

@@ -477,6 +477,11 @@ def test_a_command_instead_of_a_task_file_runs_on_every_node(kd, tmp_path: Path)
     assert ran.returncode == 0, ran.output
     job = submitted_name(ran.stdout)
     assert job.startswith("cmd-") and f"0: trained in {job}" in ran.stdout, ran.output
+    # `sky logs CLUSTER JOB_ID` from habit names konduktor's form, which shows the output.
+    habit = kd("logs", "mycluster", job)
+    assert habit.returncode == 2 and "is `konduktor logs JOB_NAME` here" in habit.stderr
+    shown = kd("logs", job)
+    assert shown.returncode == 0 and f"0: trained in {job}" in shown.stdout, shown.output
 
 
 def test_skypilots_launch_flags_run_the_job_with_a_warning_each(kd, tmp_path: Path) -> None:

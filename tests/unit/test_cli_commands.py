@@ -113,3 +113,20 @@ def test_skypilots_commands_of_other_names_point_to_their_twins(name: str) -> No
     context = click.Context(cli.main)
     for command in named:
         assert cli.main.get_command(context, command) is not None, command
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [(["mycluster", "3"], 2), (["mycluster", "3", "--follow"], 2), (["a", "--", "-y"], 2)],
+)
+def test_logs_given_skypilots_cluster_and_job_id_says_what_to_type(
+    argv: list[str], words: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `sky logs CLUSTER JOB_ID` from habit: a usage error that names konduktor's form,
+    # before any store or Slurm is touched.
+    monkeypatch.setenv("KONDUKTOR_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(cli.main, ["logs", *argv])
+    assert result.exit_code == 2, result.output
+    assert f"logs takes one JOB_NAME, got {words} words" in result.output
+    assert "is `konduktor logs JOB_NAME` here" in result.output
+    assert not (tmp_path / "home").exists()
