@@ -270,15 +270,12 @@ def write_json_list(
 
     JSON text has no raw newline inside a value, so an item's own indented text moves one
     level in by indenting every line of it. ``encode``, when given, makes that text of an
-    item (``job_json_text``); the items are then whatever it takes.
+    item (``job_json_text``); the items are then whatever it takes. ``head``'s keys are text.
     """
-    import json
-
     out.write("{")
     for name, value in head.items():
-        text = json.dumps(value, indent=2).replace("\n", "\n  ")
-        out.write(f"\n  {json.dumps(name)}: {text},")
-    out.write(f"\n  {json.dumps(key)}: ")
+        out.write(f"\n  {_encode(name)}: {_value(value, '  ')},")
+    out.write(f"\n  {_encode(key)}: ")
     make = encode or _list_item
     # One write per batch of items rather than two per item: a write through the text
     # layer costs more than joining; a batch is all the JSON held at once.
