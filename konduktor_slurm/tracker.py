@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from konduktor_slurm.lifecycle import (
@@ -57,23 +57,18 @@ class RankReport(NamedTuple):
 
 def read_rank_reports(slurm: Slurm, job_dirs: list[str]) -> dict[str, RankReport]:
     """``{job_dir: RankReport}`` for all ``job_dirs`` with one command."""
-    if not job_dirs:
-        return {}
     # grep prints "path:line" for every line of every matching file; '' matches any line
     # (an empty rank-N.exit, a rank still running or killed, prints nothing).
-    result = slurm.transport.run(
-        [
-            "grep",
-            "-rHs",
-            f"--include={RANK_EXIT_GLOB}",
-            f"--include={UNSTARTED_RANKS_FILE}",
-            "",
-            *job_dirs,
-        ],
-        timeout=slurm.timeout,
-    )
+    output = "".join(
+        slurm.transport.run(
+            ["grep", "-rHs", f"--include={RANK_EXIT_GLOB}", f"--include={UNSTARTED_RANKS_FILE}",
+             "", *chunk],
+            timeout=slurm.timeout,
+        ).stdout
+        for chunk in _bounded(job_dirs)
+    )  # fmt: skip
     reports: dict[str, RankReport] = {}
-    for line in result.stdout.splitlines():
+    for line in output.splitlines():
         path, _, value = line.rpartition(":")
         directory, _, filename = path.rpartition("/")
         if filename == UNSTARTED_RANKS_FILE:
@@ -87,6 +82,26 @@ def read_rank_reports(slurm: Slurm, job_dirs: list[str]) -> dict[str, RankReport
             report = reports.setdefault(directory, RankReport({}, {}))
             report.exit_codes[int(rank_text)] = int(value.strip())
     return reports
+
+
+# The paths one grep is given, in characters: over SSH the whole command is one argument
+# of the remote shell, which Linux caps at 128 KiB (20,000 variants of a sweep ending
+# together are about 1.4 MB of directories).
+PATHS_PER_CALL_CHARS = 64 * 1024
+
+
+def _bounded(paths: list[str]) -> Iterator[list[str]]:
+    """``paths`` in runs of at most PATHS_PER_CALL_CHARS characters (at least one each)."""
+    run: list[str] = []
+    size = 0
+    for path in paths:
+        if run and size + len(path) + 1 > PATHS_PER_CALL_CHARS:
+            yield run
+            run, size = [], 0
+        run.append(path)
+        size += len(path) + 1
+    if run:
+        yield run
 
 
 # job.extra's record of the process launching a CREATED job (launcher.this_launcher()).

@@ -108,3 +108,33 @@ def test_the_reports_failing_rank_is_the_lowest_number(
     job = finished_job(job_dir)
     job.extra["rank_exit_codes"] = stored_codes
     assert failing_rank(job) == expected
+
+
+def test_rank_reports_of_many_job_dirs_are_read_with_bounded_greps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sweep of thousands of variants ending together: their directories are given to
+    # grep in runs that stay under one argument's 128 KiB over SSH (here: a small bound),
+    # and every job's ranks are still read.
+    from konduktor_slurm import tracker
+
+    dirs = []
+    for index in range(30):
+        directory = tmp_path / "jobs" / f"sweep-1a2b-{index}"
+        directory.mkdir(parents=True)
+        (directory / "rank-0.exit").write_text(f"{index % 3}\n")
+        dirs.append(str(directory))
+    calls: list[list[str]] = []
+
+    class Counting(LocalTransport):
+        def run(self, argv, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(list(argv))
+            return super().run(argv, **kwargs)
+
+    monkeypatch.setattr(tracker, "PATHS_PER_CALL_CHARS", len(dirs[0]) * 4)
+    reports = read_rank_reports(Slurm(Counting()), dirs)
+    assert {path: report.exit_codes for path, report in reports.items()} == {
+        path: {0: index % 3} for index, path in enumerate(dirs)
+    }
+    assert len(calls) > 5
+    assert all(sum(len(a) + 1 for a in argv[6:]) <= len(dirs[0]) * 4 for argv in calls)
