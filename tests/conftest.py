@@ -382,3 +382,20 @@ def held_job_record(name: str, job_id: str, user: str, job_dir: str) -> JobRecor
         slurm_job_id=job_id,
         submitted_at=now,
     )
+
+
+SLURM_COMMANDS = ("squeue", "sacct", "sinfo", "sbatch", "scontrol", "scancel")
+
+
+@pytest.fixture
+def counted_slurm(tmp_path: Path) -> tuple[Path, Path]:
+    """A Slurm bin dir of wrappers that log each call, then run the real command."""
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.log"
+    for command in SLURM_COMMANDS:
+        real = subprocess.run(["which", command], capture_output=True, text=True).stdout.strip()
+        wrapper = bin_dir / command
+        wrapper.write_text(f'#!/bin/sh\necho {command} >> "{calls}"\nexec {real} "$@"\n')
+        wrapper.chmod(0o755)
+    return bin_dir, calls

@@ -391,11 +391,20 @@ def apply_stop(
             return run_stop(job, fallback(job), foreign)
         return action
 
+    held = _act_in_batches(session, plan.steps, Action.HOLD)
+    started = _running_among(session, held)
+
     def stop_one(step: Step) -> Action:
         job = step.job
         assert job.slurm_job_id is not None
-        action = run_stop(job, step.action, step.foreign)
-        if action is Action.HOLD and _started_meanwhile(session, job.slurm_job_id):
+        if step.action is Action.HOLD and job.slurm_job_id in held:
+            action, started_meanwhile = Action.HOLD, job.slurm_job_id in started
+        else:
+            action = run_stop(job, step.action, step.foreign)
+            started_meanwhile = action is Action.HOLD and bool(
+                _running_among(session, {job.slurm_job_id})
+            )
+        if started_meanwhile:
             # It was pending when planned and started before the hold reached slurmctld: a
             # hold does nothing to a running job, so stop it as a running one.
             running = decide_stop(
@@ -553,22 +562,57 @@ def _still_running(session: Session, job_id: str) -> bool:
     return row is not None and normalise_state(row.state) in ("RUNNING", "CONFIGURING")
 
 
-def _started_meanwhile(session: Session, job_id: str) -> bool:
+def _running_among(session: Session, job_ids: set[str]) -> set[str]:
+    """Those of ``job_ids`` (pending when planned, just held) that started before the hold
+    reached slurmctld, from one squeue; none when Slurm cannot be asked."""
     from konduktor_slurm.lifecycle import normalise_state
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.transport import TransportError
 
+    if not job_ids:
+        return set()
     try:
-        row = session.slurm.queue([job_id]).get(job_id)
+        rows = session.slurm.queue(sorted(job_ids))
     except (SlurmError, TransportError):
-        return False
-    return row is not None and normalise_state(row.state) in ("RUNNING", "CONFIGURING")
+        return set()
+    return {
+        job_id
+        for job_id, row in rows.items()
+        if job_id in job_ids and normalise_state(row.state) in ("RUNNING", "CONFIGURING")
+    }
+
+
+def _act_in_batches(session: Session, steps: list[Step], action: Action) -> set[str]:
+    """Hold (or release) the jobs of ``steps`` planned for that ``action`` with one scontrol
+    per few hundred jobs: a stop of a 1,000-variant sweep made 1,000 scontrol calls and as
+    many squeues. Returns the Slurm ids done so; the others (a list Slurm took only in part,
+    which it does not say in the same words on every release) go one at a time, so that a
+    failure is said for the job it belongs to. A second hold or release does nothing."""
+    from konduktor_slurm.control import Action
+    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.transport import TransportError
+
+    ids = [step.job.slurm_job_id for step in steps if step.action is action]
+    job_ids = [job_id for job_id in ids if job_id]
+    if len(job_ids) < 2:
+        return set()
+    slurm = session.slurm
+    act = slurm.hold_many if action is Action.HOLD else slurm.release_many
+    try:
+        return act(job_ids)
+    except (SlurmError, TransportError):
+        return set()
 
 
 def apply_start(session: Session, plan: ControlPlan) -> ControlResult:
+    from konduktor_slurm.control import Action
+
+    released = _act_in_batches(session, plan.steps, Action.RELEASE)
+
     def start_one(step: Step) -> Action:
         assert step.job.slurm_job_id is not None
-        _run_action(session, step.job.slurm_job_id, step.action)
+        if not (step.action is Action.RELEASE and step.job.slurm_job_id in released):
+            _run_action(session, step.job.slurm_job_id, step.action)
         if not step.foreign:
             step.job.user_stop = None
             session.store.save(step.job)

@@ -271,6 +271,41 @@ def test_store_rebuild_brings_back_each_variant_of_a_sweep(laptop: Laptop) -> No
     assert all("cancelled" in shown[variant]["detail"] for variant in variants[1:]), shown
 
 
+def test_a_sweep_is_held_released_and_cancelled_in_lists(laptop: Laptop, release: Release) -> None:
+    """A sweep's stop and start are one `scontrol hold|release id,id,...` and its down one
+    scancel of an array expression (`<id>_[0,2]`): each release must take them whole (a
+    list it refused would be redone one job at a time: more than one scontrol)."""
+    bin_dir, calls = _counting_bin_dir(release)
+    laptop.configure(slurm_bin_dir=bin_dir)
+    task = laptop.directory / "later.yaml"
+    task.write_text(
+        f"name: {_name('lists')}\nrun: 'true'\nslurm:\n  sbatch_options: ['--begin=now+1hour']\n"
+    )
+    sweep, _array, variants = launch_sweep(laptop.run, task, "SEED=0,1,2,3")
+    for verb, state, held in (("stop", "SUSPENDED (by user)", True), ("start", "PENDING", False)):
+        calls.write_text("")
+        done = laptop.run(verb, "-y", f"{sweep}-*")
+        assert done.returncode == 0 and "was not" not in done.output, done.output
+        assert calls.read_text().split().count("scontrol") == 1, calls.read_text()
+        for variant in variants:
+            job = wait_until(
+                laptop.run,
+                variant,
+                lambda job, held=held: (job["reason"] == "JobHeldUser") == held,
+                f"{verb} of {variant}",
+                30,
+            )
+            assert job["status"] == state, job
+    calls.write_text("")
+    down = laptop.run("down", "-y", variants[0], variants[2])
+    assert down.returncode == 0, down.output
+    assert calls.read_text().split().count("scancel") == 1, calls.read_text()
+    for index, variant in enumerate(variants):
+        job = laptop.wait_for(variant, {"FAILED"} if index % 2 == 0 else {"PENDING"})
+        assert index % 2 or job["detail"] == f"cancelled by {TEST_USER}", job
+    shutil.rmtree(calls.parent, ignore_errors=True)
+
+
 # A training loop in bash (the test clusters' nodes have no Python): saves its step on the
 # checkpoint signal, resumes from it. Slurm signals the steps differently by release
 # (22.05 here: proctrack/cgroup, only srun's process; 24.11/26.05: proctrack/linuxproc,

@@ -115,6 +115,47 @@ def test_a_whole_sweep_is_stopped_started_and_torn_down_by_pattern(kd, tmp_path:
         subprocess.run(["scancel", hog], check=False)
 
 
+def test_stop_start_and_down_of_a_large_sweep_cost_a_few_slurm_calls(
+    kd, kd_home: Path, tmp_path: Path, counted_slurm: tuple[Path, Path]
+) -> None:
+    """A stop of a 300-variant sweep was 300 `scontrol hold` and 300 squeues (600 requests
+    to slurmctld, 4 s here); now each of stop, start and down is one scontrol or scancel
+    and a few looks, whatever the sweep's size."""
+    variants = 60
+    task = write_task(
+        tmp_path,
+        f"name: {unique('bigctl')}\nrun: 'true'\n"
+        "slurm:\n  sbatch_options: ['--begin=now+1hour']\n",  # pending, and runs nothing
+    )
+    launched = kd("launch", "-y", "-d", "--grid", f"SEED={','.join(map(str, range(variants)))}",
+                  str(task))  # fmt: skip
+    assert launched.returncode == 0, launched.output
+    sweep, array = _sweep_name(launched.stdout)
+    bin_dir, calls = counted_slurm
+    (kd_home / "config.yaml").write_text(f"slurm_bin_dir: {bin_dir}\n")
+    try:
+        for verb, state in (("stop", "SUSPENDED (by user)"), ("start", "PENDING")):
+            calls.write_text("")
+            done = kd(verb, "-y", f"{sweep}-*")
+            assert done.returncode == 0, done.output
+            logged = calls.read_text().split()
+            assert logged.count("scontrol") == 1 and logged.count("squeue") <= 3, logged
+            jobs = status_json(kd)["jobs"]
+            assert len(jobs) == variants and {job["status"] for job in jobs} == {state}, jobs
+        reasons = subprocess.run(
+            ["squeue", "-h", "-r", "-j", array, "-o", "%r"], capture_output=True, text=True
+        ).stdout.split()
+        assert len(reasons) == variants and not any("JobHeld" in r for r in reasons), reasons
+        calls.write_text("")
+        down = kd("down", "-y", f"{sweep}-*")
+        assert down.returncode == 0, down.output
+        assert calls.read_text().split().count("scancel") == 1
+        left = subprocess.run(["squeue", "-h", "-r", "-j", array], capture_output=True, text=True)
+        assert left.stdout.strip() == "", left.stdout
+    finally:
+        subprocess.run(["scancel", array], check=False)
+
+
 def test_num_jobs_gives_each_copy_its_skypilot_rank(kd, tmp_path: Path) -> None:
     """SkyPilot's `--num-jobs N`: a data-parallel task reads its slice from
     SKYPILOT_JOB_RANK and SKYPILOT_NUM_JOBS (unset before: every copy took slice '')."""

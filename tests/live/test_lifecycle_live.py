@@ -145,23 +145,6 @@ def test_all_users_shows_other_users_konduktor_jobs(kd, kd_user, user_dir: Path)
         kd_user("down", "-y", theirs)
 
 
-SLURM_COMMANDS = ("squeue", "sacct", "sinfo", "sbatch", "scontrol", "scancel")
-
-
-@pytest.fixture
-def counted_slurm(tmp_path: Path) -> tuple[Path, Path]:
-    """A Slurm bin dir of wrappers that log each call, then run the real command."""
-    bin_dir = tmp_path / "slurm-bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls.log"
-    for command in SLURM_COMMANDS:
-        real = subprocess.run(["which", command], capture_output=True, text=True).stdout.strip()
-        wrapper = bin_dir / command
-        wrapper.write_text(f'#!/bin/sh\necho {command} >> "{calls}"\nexec {real} "$@"\n')
-        wrapper.chmod(0o755)
-    return bin_dir, calls
-
-
 def _count_status_calls(kd, calls: Path) -> dict[str, int]:
     calls.write_text("")
     result = kd("status")

@@ -58,6 +58,18 @@ class FakeJob:
     submit_time: str | None = None  # squeue's SubmitTime ("2026-11-30T18:00:00"); else recorded
 
 
+def _expand_array_expression(word: str) -> list[str]:
+    """Slurm's ``812_[0-2,5]`` -> ``812_0 812_1 812_2 812_5``; any other word as it is."""
+    match = re.fullmatch(r"([0-9]+)_\[([0-9,-]+)\]", word)
+    if match is None:
+        return [word]
+    ids = []
+    for run in match.group(2).split(","):
+        first, _, last = run.partition("-")
+        ids += [f"{match.group(1)}_{index}" for index in range(int(first), int(last or first) + 1)]
+    return ids
+
+
 class FakeSlurm(LocalTransport):
     """Slurm's commands answered from the recordings; the rest run locally."""
 
@@ -234,6 +246,10 @@ class FakeSlurm(LocalTransport):
             if self.unreachable or self.controller == "down":
                 return 1, "Slurmctld(primary) at localhost is DOWN\n", ""
             return 0, "Slurmctld(primary) at localhost is UP\n", ""
+        if verb in ("hold", "release") and "," in target:  # a list: each job, each failure
+            results = [self._scontrol([*argv[:2], one]) for one in target.split(",")]
+            errors = "".join(err for _, _, err in results)
+            return (1 if errors else 0), "", errors
         job = self.jobs.get(target.removeprefix("jobid="))
         if verb in ("suspend", "resume") and not self.operator:
             code, err = _recorded_error("scontrol-suspend-denied-22.05.txt")
@@ -262,7 +278,7 @@ class FakeSlurm(LocalTransport):
             if self.on_rank_signal is not None:
                 self.on_rank_signal(job, signal)
             return 0, "", ""
-        for job_id in argv[1:]:
+        for job_id in (one for word in argv[1:] for one in _expand_array_expression(word)):
             job = self.jobs[job_id]
             job.queue, job.reason = "CANCELLED", "None"
             job.acct = f"CANCELLED by {1001 if self._user == 'kdtest' else 0}"

@@ -11,6 +11,7 @@ from konduktor_slurm.slurm import (
     CheckpointSupport,
     Slurm,
     SlurmError,
+    array_expressions,
     expand_array_record,
     owners_may_suspend,
     parse_checkpoint_support,
@@ -279,3 +280,50 @@ def test_how_each_release_signals_a_checkpointing_task(release: str, proctrack: 
     with_flag = parse_checkpoint_support(config.replace(*flag))
     assert with_flag.user_signal_at_preemption
     assert "sends the task's checkpoint signal" in with_flag.describe()
+
+
+@pytest.mark.parametrize(
+    ("ids", "words"),
+    [
+        (["812_0", "812_1", "812_2", "812_5", "900", "812_7", "813_3", "812_6"],
+         ["812_[0-2,5-7]", "900", "813_3"]),
+        (["812_4"], ["812_4"]),
+        (["812_4", "812_4"], ["812_4"]),
+        (["812_9", "812_8"], ["812_[8-9]"]),
+        (["900", "901"], ["900", "901"]),
+        ([], []),
+    ],
+)  # fmt: skip
+def test_array_elements_fold_into_one_expression_per_array(
+    ids: list[str], words: list[str]
+) -> None:
+    assert array_expressions(ids) == words
+
+
+def test_an_array_expression_of_scattered_elements_stays_a_bounded_word() -> None:
+    # Every other element of a 100,000-variant sweep: 50,000 runs, split across words that
+    # each stay far below Linux's 128 KiB for one argument, and none lost.
+    ids = [f"7_{index}" for index in range(0, 100_000, 2)]
+    words = array_expressions(ids)
+    assert max(len(word) for word in words) < 8 * 1024
+    expanded = [
+        f"7_{run}" for word in words for run in word.removeprefix("7_[").rstrip("]").split(",")
+    ]
+    assert expanded == ids
+
+
+def test_cancel_of_a_huge_sweep_is_short_commands(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    class Recording:
+        host = None
+
+        def run(self, argv: list[str], **_: object) -> CommandResult:
+            calls.append(argv)
+            return CommandResult(tuple(argv), 0, "", "")
+
+    slurm = Slurm(Recording())  # type: ignore[arg-type]
+    slurm.cancel([f"812_{index}" for index in range(20_000)] + [str(n) for n in range(1200)])
+    assert calls[0][:2] == ["scancel", "812_[0-19999]"]
+    assert len(calls) == 3 and all(len(argv) <= 501 for argv in calls)
+    assert sum(len(argv) - 1 for argv in calls) == 1201

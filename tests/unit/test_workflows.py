@@ -1129,8 +1129,75 @@ def test_one_variant_can_be_stopped_or_the_whole_sweep(session: Session, fake: F
     assert [argv[1:] for argv in fake.slurm_calls("scontrol")] == [["hold", "100_1"]]
     result = control.apply_down(session, control.plan_down(session, (f"{base}-*",)))
     assert len(result.done) == 3
-    (scancel,) = fake.slurm_calls("scancel")
-    assert sorted(scancel[1:]) == ["100_0", "100_1", "100_2"]
+    # The sweep's elements are one array expression: one word, one request to slurmctld.
+    assert fake.slurm_calls("scancel") == [["scancel", "100_[0-2]"]]
+
+
+def _sweep(session: Session, fake: FakeSlurm, variants: int) -> str:
+    grid = launch.parse_grid([f"SEED={','.join(map(str, range(variants)))}"])
+    prepared = launch.prepare(session, parse_task("name: s\nrun: x\n"), grid=grid)
+    jobs = launch.submit_all(session, prepared, SilentReporter())
+    fake.calls.clear()
+    return jobs[0].extra["sweep"]
+
+
+def _slurm_call_counts(fake: FakeSlurm) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for argv in fake.calls:
+        counts[argv[0]] = counts.get(argv[0], 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("variants", [3, 40])
+def test_a_whole_sweep_is_stopped_and_started_with_calls_that_do_not_grow_with_it(
+    session: Session, fake: FakeSlurm, variants: int
+) -> None:
+    # A stop of a 300-variant sweep was 300 scontrol holds and 300 squeues (4 s here, and
+    # 600 requests to slurmctld); now one `scontrol hold` list and one squeue look.
+    base = _sweep(session, fake, variants)
+    ids = sorted(f"100_{index}" for index in range(variants))
+    stopped = control.apply_stop(session, control.plan_stop(session, (f"{base}-*",)))
+    assert len(stopped.done) == variants and not stopped.failures
+    ((verb, listed),) = [argv[1:] for argv in fake.slurm_calls("scontrol")]
+    assert verb == "hold" and sorted(listed.split(",")) == ids
+    assert _slurm_call_counts(fake) == {"squeue": 3, "scontrol": 1}
+    states = {session.store.get(f"{base}-{index}").state for index in range(variants)}
+    assert states == {"SUSPENDED (by user)"}
+    fake.calls.clear()
+    started = control.apply_start(session, control.plan_start(session, (f"{base}-*",)))
+    assert len(started.done) == variants and not started.failures
+    ((verb, listed),) = [argv[1:] for argv in fake.slurm_calls("scontrol")]
+    assert verb == "release" and sorted(listed.split(",")) == ids
+    states = {session.store.get(f"{base}-{index}").state for index in range(variants)}
+    assert states == {"PENDING"}
+
+
+def test_a_variant_gone_before_the_batched_hold_is_said_and_the_rest_are_stopped(
+    session: Session, fake: FakeSlurm
+) -> None:
+    base = _sweep(session, fake, 3)
+    plan = control.plan_stop(session, (f"{base}-*",))
+    del fake.jobs["100_1"]  # ended and forgotten between the plan and the hold
+    result = control.apply_stop(session, plan)
+    assert result.notes == [f"{base}-1 finished meanwhile; nothing to do."]
+    assert sorted(done.job.name for done in result.done) == [f"{base}-0", f"{base}-2"]
+    # The list Slurm took in part is done again one job at a time, to name the one it lost.
+    holds = [argv[2] for argv in fake.slurm_calls("scontrol")]
+    assert sorted(holds[0].split(",")) == ["100_0", "100_1", "100_2"]
+    assert sorted(holds[1:]) == ["100_0", "100_1", "100_2"]
+    assert fake.jobs["100_0"].reason == fake.jobs["100_2"].reason == "JobHeldUser"
+
+
+def test_a_variant_that_started_before_the_batched_hold_is_stopped_as_a_running_job(
+    session: Session, fake: FakeSlurm
+) -> None:
+    base = _sweep(session, fake, 3)
+    plan = control.plan_stop(session, (f"{base}-*",))
+    fake.jobs["100_2"].queue = "RUNNING"  # slurmctld started it as the hold went out
+    result = control.apply_stop(session, plan)
+    actions = {done.job.name: done.action for done in result.done}
+    assert actions[f"{base}-2"] is not Action.HOLD and actions[f"{base}-0"] is Action.HOLD
+    assert ["requeuehold", "100_2"] in [argv[1:] for argv in fake.slurm_calls("scontrol")]
 
 
 # ---- stop --mode checkpoint --------------------------------------------------------------
