@@ -1142,8 +1142,9 @@ class Slurm:
                 taken.update(chunk)
         return taken
 
-    # ---- stop / start. One job per call: Slurm reports a failure for the whole list
-    # otherwise, and the caller must say which job could not be stopped.
+    # ---- stop / start of one job (hold_many and release_many above take pending jobs by
+    # the list). One job per call: Slurm reports a failure for the whole list otherwise,
+    # and the caller must say which job could not be stopped.
 
     def suspend(self, job_id: str) -> None:
         """Freeze a running job in place (operators and root only; raises PermissionDenied)."""

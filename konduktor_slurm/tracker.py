@@ -56,7 +56,7 @@ class RankReport(NamedTuple):
 
 
 def read_rank_reports(slurm: Slurm, job_dirs: list[str]) -> dict[str, RankReport]:
-    """``{job_dir: RankReport}`` for all ``job_dirs`` with one command."""
+    """``{job_dir: RankReport}`` for all ``job_dirs``: one grep per 64 KiB of paths."""
     # grep prints "path:line" for every line of every matching file; '' matches any line
     # (an empty rank-N.exit, a rank still running or killed, prints nothing).
     output = "".join(
