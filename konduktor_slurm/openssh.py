@@ -152,10 +152,9 @@ class OpenSSHTransport:
 
     def _command_line(self, argv: list[str]) -> str:
         if self.slurm_bin_dir:
-            from konduktor_slurm.ssh import SLURM_COMMANDS
+            from konduktor_slurm.ssh import with_slurm_bin_dir
 
-            if argv and argv[0] in SLURM_COMMANDS:
-                argv = [f"{self.slurm_bin_dir.rstrip('/')}/{argv[0]}", *argv[1:]]
+            argv = with_slurm_bin_dir(argv, self.slurm_bin_dir)
         return shlex.join(argv)
 
     # ---- commands

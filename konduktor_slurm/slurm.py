@@ -14,6 +14,7 @@ in a name does not split it either.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple, TypeVar
@@ -163,6 +164,19 @@ class NodesCannotFit(SlurmError):
 
 # sbatch's ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE, on 22.05 to 26.05.
 _CANNOT_FIT = "Requested node configuration is not available"
+
+
+class RateLimited(SlurmError):
+    """slurmctld is up but holding this user's requests back for a moment: its per-user rate
+    limit (``SlurmctldParameters=rl_enable``, Slurm 23.02+). Commands get through after the
+    client's own pause; a status is slow, not stale."""
+
+
+# Observed on 26.05 with rl_enable: a throttled `scontrol ping` says at once that the
+# controller is DOWN, as for one that is; squeue sleeps and tries again, and says so only
+# with -v ("squeue: RPC rate limited 1 time(s). Sleeping then trying again.").
+_RATE_LIMITED = re.compile(r"RPC rate limited", re.I)
+RATE_PROBE_SECONDS = 2
 
 
 class AuthenticationFailed(SlurmError):
@@ -1008,8 +1022,25 @@ class Slurm:
             error = slurm_error("scontrol ping", result, self._host)
             if isinstance(error, AuthenticationFailed):  # it says DOWN, and the controller is not
                 raise error
+            if self._rate_limited():  # so it says when this user is throttled
+                raise RateLimited(
+                    "scontrol ping",
+                    "slurmctld is holding this user's requests back for a moment (its rate "
+                    "limit); they are answered after a pause",
+                )
             down = result.stdout.strip().splitlines()
             raise SlurmError("scontrol ping", down[0] if down else _first_line(result))
+
+    def _rate_limited(self) -> bool:
+        """Whether slurmctld is throttling this user, which `scontrol ping` cannot tell from
+        a controller that is down: a squeue -v of RATE_PROBE_SECONDS says it at once, where
+        against a dead controller it says nothing in that time."""
+        probe = ["timeout", str(RATE_PROBE_SECONDS), "squeue", "-v", "--noheader", "--jobs=1"]
+        try:
+            result = self.transport.run(probe, timeout=RATE_PROBE_SECONDS + 5)
+        except TransportError:
+            return False
+        return bool(_RATE_LIMITED.search(result.stderr))
 
     def submit(self, script_path: str) -> str:
         return parse_sbatch(self._run(["sbatch", "--parsable", script_path]).stdout)
@@ -1083,7 +1114,9 @@ class Slurm:
         except CommandTimeout:
             if first >= self.timeout:
                 raise
-        self.ping(timeout=PING_TIMEOUT_SECONDS)
+        # Throttled but up: squeue gets the whole timeout, its own pauses included.
+        with contextlib.suppress(RateLimited):
+            self.ping(timeout=PING_TIMEOUT_SECONDS)
         return self.transport.run(argv, timeout=self.timeout)
 
     def accounting(self, job_ids: Iterable[str]) -> dict[str, AcctRow]:

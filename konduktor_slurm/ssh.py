@@ -72,6 +72,17 @@ RSYNC_HOST = "konduktor"  # placeholder host in rsync destinations; the relay ig
 SLURM_COMMANDS = frozenset(
     {"sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "sacctmgr", "srun", "sprio"}
 )
+
+
+def with_slurm_bin_dir(argv: list[str], bin_dir: str | None) -> list[str]:
+    """``argv`` with its Slurm command (its first word, or the one ``timeout N`` runs) taken
+    from ``bin_dir`` (config's slurm_bin_dir: a site's /opt/slurm/bin)."""
+    at = 2 if len(argv) > 2 and argv[0] == "timeout" else 0
+    if not bin_dir or not argv or argv[at] not in SLURM_COMMANDS:
+        return argv
+    return [*argv[:at], f"{bin_dir.rstrip('/')}/{argv[at]}", *argv[at + 1 :]]
+
+
 KEEPALIVE_SECONDS = 15
 MAX_JUMP_DEPTH = 8  # jump hosts reached through jump hosts of their own: deeper is a loop
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -398,9 +409,7 @@ class SSHTransport:
     # commands
 
     def _command_line(self, argv: list[str]) -> str:
-        if self.slurm_bin_dir and argv and argv[0] in SLURM_COMMANDS:
-            argv = [f"{self.slurm_bin_dir.rstrip('/')}/{argv[0]}", *argv[1:]]
-        return shlex.join(argv)
+        return shlex.join(with_slurm_bin_dir(argv, self.slurm_bin_dir))
 
     def run(
         self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, input_text: str | None = None

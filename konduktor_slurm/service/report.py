@@ -134,7 +134,7 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
     """
     from konduktor_slurm.report import build_report, failing_rank
     from konduktor_slurm.service.notify import run_due
-    from konduktor_slurm.slurm import SlurmError
+    from konduktor_slurm.slurm import RateLimited, SlurmError
     from konduktor_slurm.tracker import refresh
     from konduktor_slurm.transport import TransportError
 
@@ -149,6 +149,8 @@ def _build(session: Session, options: ReportOptions) -> ReportRun:
             # Nothing to ask squeue about; a cron report must still notice a dead cluster.
             try:
                 slurm.ping()
+            except RateLimited:
+                pass  # up, only throttling this user for a moment
             except (SlurmError, TransportError) as exc:
                 stale = str(exc)
         newest_id: int | None = None

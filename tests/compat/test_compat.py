@@ -306,6 +306,68 @@ def test_a_sweep_is_held_released_and_cancelled_in_lists(laptop: Laptop, release
     shutil.rmtree(calls.parent, ignore_errors=True)
 
 
+RATE_LIMIT = "SlurmctldParameters=rl_enable,rl_bucket_size=1,rl_refill_rate=1,rl_refill_period=5"
+
+
+def _restart_controller(release: Release) -> None:
+    """Stop the release's slurmctld and start it again with its slurm.conf as it now is."""
+    pid_file = release.path("/var/lib/konduktor-cluster/run/slurmctld.pid")
+    pid = int(pid_file.read_text())
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(
+        ["chroot", str(release.root), "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+         "HOME=/root", "/usr/sbin/slurmctld"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+    )  # fmt: skip
+    while time.monotonic() < deadline:
+        ping = subprocess.run(
+            ["chroot", str(release.root), "scontrol", "ping"], capture_output=True, text=True
+        )
+        if " is UP" in ping.stdout:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"slurmctld of {release.name} did not come back")
+
+
+@pytest.mark.parametrize(
+    "release", [RELEASES["24.11"], RELEASES["26.05"]], ids=["24.11", "26.05"]
+)  # Slurm 23.02+: 22.05 has no rate limit
+def test_a_controller_throttling_the_user_is_slow_not_down(
+    laptop: Laptop, release: Release
+) -> None:
+    """Slurm can hold each user's requests to a rate (rl_enable). Throttled, `scontrol ping`
+    says at once that the controller is DOWN, and a status whose first squeue ran out
+    reported every state stale (exit 3). The controller is up: status must wait out the
+    client's pauses and be right."""
+    _, name = laptop.launch(
+        "name: rl\nrun: 'true'\nslurm:\n  sbatch_options: ['--begin=now+1hour']\n", "-d"
+    )
+    bin_dir, calls = _counting_bin_dir(release)
+    laptop.configure(slurm_bin_dir=bin_dir)
+    conf = release.path("/etc/slurm/slurm.conf")
+    original = conf.read_text()
+    conf.write_text(original + RATE_LIMIT + "\n")
+    try:
+        _restart_controller(release)
+        release.as_user("sh", "-c", "squeue >/dev/null; squeue >/dev/null")  # the bucket is empty
+        calls.write_text("")
+        shown = laptop.run("status", "--json", timeout=120)
+        logged = calls.read_text().split()
+    finally:
+        conf.write_text(original)
+        _restart_controller(release)
+        shutil.rmtree(calls.parent, ignore_errors=True)
+    assert shown.returncode == 0, shown.output
+    document = json.loads(shown.stdout)
+    assert not document["stale"] and document["jobs"][0]["name"] == name, document
+    assert document["jobs"][0]["status"] == "PENDING", document
+    # The path under test: squeue's first try ran out, ping said DOWN, the probe said why.
+    assert logged.count("scontrol") == 1 and logged.count("squeue") == 3, logged
+
+
 # A training loop in bash (the test clusters' nodes have no Python): saves its step on the
 # checkpoint signal, resumes from it. Slurm signals the steps differently by release
 # (22.05 here: proctrack/cgroup, only srun's process; 24.11/26.05: proctrack/linuxproc,

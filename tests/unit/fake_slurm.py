@@ -83,7 +83,9 @@ class FakeSlurm(LocalTransport):
         self.scripts: list[str] = []  # every sbatch script submitted
         self.unreachable = False
         # slurmctld: "up"; "down" (squeue retries until it times out, ping says DOWN);
-        # "hung" (nothing answers); "slow" (answers after 5 s).
+        # "hung" (nothing answers); "slow" (answers after 5 s); "throttled" (the per-user
+        # rate limit, as 26.05 showed it: squeue answers after its own pauses, beyond a
+        # short timeout, and says so with -v; ping says DOWN at once).
         self.controller = "up"
         self.accounting_down = False  # slurmdbd down: sacct fails, squeue answers
         # This machine's munge: "up"; "down" (munged stopped here: every command fails as
@@ -122,7 +124,7 @@ class FakeSlurm(LocalTransport):
         if asks_controller and (
             self.controller == "hung"
             or (self.controller == "down" and argv[0] == "squeue")
-            or (self.controller == "slow" and argv[0] == "squeue" and timeout < 5)
+            or (self.controller in ("slow", "throttled") and argv[0] == "squeue" and timeout < 5)
         ):
             self.timeouts.append(timeout)
             raise CommandTimeout(f"{argv[0]} did not answer within {timeout:g}s")
@@ -243,7 +245,7 @@ class FakeSlurm(LocalTransport):
                 )
             return 0, config, ""
         if verb == "ping":
-            if self.unreachable or self.controller == "down":
+            if self.unreachable or self.controller in ("down", "throttled"):
                 return 1, "Slurmctld(primary) at localhost is DOWN\n", ""
             return 0, "Slurmctld(primary) at localhost is UP\n", ""
         if verb in ("hold", "release") and "," in target:  # a list: each job, each failure
@@ -267,6 +269,18 @@ class FakeSlurm(LocalTransport):
         elif verb == "release":
             job.reason = "None"
         return 0, "", ""
+
+    def _timeout(self, argv: list[str]) -> tuple[int, str, str]:
+        """coreutils' ``timeout N COMMAND...`` (the rate-limit probe): the command's answer,
+        or 124 and what it said before it was killed."""
+        inner = argv[2:]
+        if self.controller == "throttled" and inner[0] == "squeue":
+            return 124, "", "squeue: RPC rate limited 1 time(s). Sleeping then trying again.\n"
+        try:
+            result = self.run(inner, timeout=float(argv[1]))
+        except CommandTimeout:
+            return 124, "", ""
+        return result.returncode, result.stdout, result.stderr
 
     def _scancel(self, argv: list[str]) -> tuple[int, str, str]:
         signal = next((a.removeprefix("--signal=") for a in argv if a.startswith("--signal=")), "")

@@ -327,3 +327,82 @@ def test_cancel_of_a_huge_sweep_is_short_commands(tmp_path: Path) -> None:
     assert calls[0][:2] == ["scancel", "812_[0-19999]"]
     assert len(calls) == 3 and all(len(argv) <= 501 for argv in calls)
     assert sum(len(argv) - 1 for argv in calls) == 1201
+
+
+class _Scripted:
+    """A transport answering each command by its first words, recording what ran."""
+
+    description = "local"
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers = answers
+        self.ran: list[tuple[list[str], float]] = []
+
+    def run(self, argv: list[str], *, timeout: float = 30, **_: object) -> CommandResult:
+        self.ran.append((argv, timeout))
+        key = next(k for k in self.answers if " ".join(argv).startswith(k))
+        answer = self.answers[key]
+        if isinstance(answer, list):  # one answer per call, in turn
+            answer = answer.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        code, out, err = answer  # type: ignore[misc]
+        return CommandResult(tuple(argv), code, out, err)
+
+
+DOWN = (1, "Slurmctld(primary) at vm is DOWN\n", "")
+# squeue -v while throttled (26.05, rl_enable): it sleeps and tries again, saying so.
+THROTTLED = (
+    124,
+    "",
+    "squeue: -----------------------------\nsqueue: RPC rate limited 1 time(s). Sleeping then"
+    " trying again.\n",
+)
+SILENT = (124, "", "squeue: -----------------------------\nsqueue: all         = false\n")
+
+
+def test_a_throttled_controller_is_rate_limited_not_down() -> None:
+    from konduktor_slurm.slurm import RateLimited
+
+    transport = _Scripted({"scontrol ping": DOWN, "timeout 2 squeue -v": THROTTLED})
+    with pytest.raises(RateLimited, match="holding this user's requests back"):
+        Slurm(transport).ping()  # type: ignore[arg-type]
+    dead = _Scripted({"scontrol ping": DOWN, "timeout 2 squeue -v": SILENT})
+    with pytest.raises(SlurmError, match="is DOWN") as info:
+        Slurm(dead).ping()  # type: ignore[arg-type]
+    assert not isinstance(info.value, RateLimited)
+
+
+def test_a_status_squeue_slowed_by_the_rate_limit_gets_its_whole_timeout() -> None:
+    from konduktor_slurm.transport import CommandTimeout
+
+    rows = (FIXTURES / "squeue-22.05.txt").read_text()
+    transport = _Scripted(
+        {
+            "squeue --noheader": [CommandTimeout("squeue did not answer"), (0, rows, "")],
+            "scontrol ping": DOWN,
+            "timeout 2 squeue -v": THROTTLED,
+        }
+    )
+    slurm = Slurm(transport, timeout=30)  # type: ignore[arg-type]
+    assert set(slurm.queue(["32", "33"])) >= {"32", "33"}
+    squeues = [timeout for argv, timeout in transport.ran if argv[0] == "squeue"]
+    assert squeues == [4.0, 30]  # the short first try, then the whole timeout
+
+
+@pytest.mark.parametrize(
+    ("argv", "mapped"),
+    [
+        (["squeue", "-h"], ["/opt/slurm/bin/squeue", "-h"]),
+        (["timeout", "2", "squeue", "-v"], ["timeout", "2", "/opt/slurm/bin/squeue", "-v"]),
+        (["grep", "-r", "x"], ["grep", "-r", "x"]),
+        (["timeout", "2", "grep"], ["timeout", "2", "grep"]),
+    ],
+)
+def test_the_slurm_bin_dir_reaches_a_command_run_under_timeout(
+    argv: list[str], mapped: list[str]
+) -> None:
+    from konduktor_slurm.ssh import with_slurm_bin_dir
+
+    assert with_slurm_bin_dir(argv, "/opt/slurm/bin/") == mapped
+    assert with_slurm_bin_dir(argv, None) == argv

@@ -808,6 +808,23 @@ def test_report_when_slurm_is_unreachable_is_stale(session: Session, fake: FakeS
         assert run.billed_until is None  # accounting was not read: bill next time
 
 
+def test_report_of_finished_jobs_is_not_stale_when_slurm_only_throttles(
+    session: Session, fake: FakeSlurm
+) -> None:
+    # Nothing open to ask about, so a cron report pings the controller: throttled, ping says
+    # DOWN, and the report said the cluster could not be reached.
+    name = submit(session)
+    fake.jobs["100"].queue, fake.jobs["100"].acct = None, "COMPLETED"
+    status(session)
+    assert session.store.get(name).terminal
+    fake.controller = "throttled"
+    with report_run(session, ReportOptions(lock_timeout=1)) as run:
+        assert run is not None and not run.report.stale
+    fake.controller = "down"
+    with report_run(session, ReportOptions(lock_timeout=1)) as run:
+        assert run is not None and run.report.stale
+
+
 # ---- check -------------------------------------------------------------------------------
 
 
@@ -839,9 +856,14 @@ def test_check_of_root_says_auto_stop_suspends(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("controller", "stale", "timeouts"),
     [
-        ("down", "is DOWN", [4.0]),  # squeue's short try runs out; ping says DOWN at once
+        # squeue's short try runs out; ping says DOWN at once, and a 2 s squeue -v does not
+        # say the user is throttled.
+        ("down", "is DOWN", [4.0, 2.0]),
         ("hung", "did not answer", [4.0, 3.0]),  # ping runs out too
         ("slow", None, [4.0]),  # ping says UP: squeue gets its whole timeout and answers
+        # Slurm's rate limit: ping says DOWN, the squeue -v says "RPC rate limited": the
+        # controller is up, so squeue gets its whole timeout (it was stale before).
+        ("throttled", None, [4.0]),
     ],
 )
 def test_status_says_stale_within_seconds_when_slurmctld_is_gone(
