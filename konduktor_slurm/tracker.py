@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from konduktor_slurm.lifecycle import (
@@ -24,7 +24,7 @@ from konduktor_slurm.lifecycle import (
 )
 from konduktor_slurm.slurm import AcctRow, QueueRow, Slurm, SlurmError
 from konduktor_slurm.store import JobRecord, Store
-from konduktor_slurm.transport import TransportError
+from konduktor_slurm.transport import TransportError, in_bounded_runs
 
 RANK_EXIT_GLOB = "rank-*.exit"
 # Written by the batch script: "RANK NODE" for every rank srun could not launch.
@@ -65,7 +65,7 @@ def read_rank_reports(slurm: Slurm, job_dirs: list[str]) -> dict[str, RankReport
              "", *chunk],
             timeout=slurm.timeout,
         ).stdout
-        for chunk in _bounded(job_dirs)
+        for chunk in in_bounded_runs(job_dirs)
     )  # fmt: skip
     reports: dict[str, RankReport] = {}
     for line in output.splitlines():
@@ -82,26 +82,6 @@ def read_rank_reports(slurm: Slurm, job_dirs: list[str]) -> dict[str, RankReport
             report = reports.setdefault(directory, RankReport({}, {}))
             report.exit_codes[int(rank_text)] = int(value.strip())
     return reports
-
-
-# The paths one grep is given, in characters: over SSH the whole command is one argument
-# of the remote shell, which Linux caps at 128 KiB (20,000 variants of a sweep ending
-# together are about 1.4 MB of directories).
-PATHS_PER_CALL_CHARS = 64 * 1024
-
-
-def _bounded(paths: list[str]) -> Iterator[list[str]]:
-    """``paths`` in runs of at most PATHS_PER_CALL_CHARS characters (at least one each)."""
-    run: list[str] = []
-    size = 0
-    for path in paths:
-        if run and size + len(path) + 1 > PATHS_PER_CALL_CHARS:
-            yield run
-            run, size = [], 0
-        run.append(path)
-        size += len(path) + 1
-    if run:
-        yield run
 
 
 # job.extra's record of the process launching a CREATED job (launcher.this_launcher()).

@@ -10,10 +10,31 @@ import contextlib
 import getpass
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 DEFAULT_TIMEOUT = 30.0
+# The paths one command is given, in characters: over SSH the whole command is one argument
+# of the remote shell, which Linux caps at 128 KiB (20,000 jobs' directories are about
+# 1.4 MB).
+PATHS_PER_CALL_CHARS = 64 * 1024
+
+
+def in_bounded_runs(paths: list[str], limit: int | None = None) -> Iterator[list[str]]:
+    """``paths`` in runs of at most ``limit`` (PATHS_PER_CALL_CHARS) characters, at least
+    one path each: a command per run keeps every command line short."""
+    limit = PATHS_PER_CALL_CHARS if limit is None else limit
+    run: list[str] = []
+    size = 0
+    for path in paths:
+        if run and size + len(path) + 1 > limit:
+            yield run
+            run, size = [], 0
+        run.append(path)
+        size += len(path) + 1
+    if run:
+        yield run
 
 
 class TransportError(RuntimeError):

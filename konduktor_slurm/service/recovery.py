@@ -517,23 +517,26 @@ class ScriptFacts:
 
 def read_job_scripts(slurm: Slurm, paths: list[str]) -> dict[str, ScriptFacts]:
     """``{path: ScriptFacts}`` of every sbatch script in ``paths`` still there, with one
-    command (a missing script is simply left out; the Slurm rows are enough)."""
-    from konduktor_slurm.transport import TransportError
+    grep per 64 KiB of paths (a missing script is simply left out; the Slurm rows are
+    enough)."""
+    from konduktor_slurm.transport import TransportError, in_bounded_runs
 
-    if not paths:
-        return {}
-    try:
-        result = slurm.transport.run(
-            ["grep", "-H", "-s", "-E", _SCRIPT_LINES, "--", *paths], timeout=slurm.timeout
-        )
-    except TransportError:
-        return {}
+    known = set(paths)
     lines: dict[str, list[str]] = {}
-    for line in result.stdout.splitlines():
-        for path in paths:  # paths may hold ":"; match the known ones
-            if line.startswith(f"{path}:"):
-                lines.setdefault(path, []).append(line[len(path) + 1 :])
-                break
+    for run in in_bounded_runs(paths):
+        try:
+            result = slurm.transport.run(
+                ["grep", "-H", "-s", "-E", _SCRIPT_LINES, "--", *run], timeout=slurm.timeout
+            )
+        except TransportError:
+            continue
+        for line in result.stdout.splitlines():
+            # "path:text", and a path may hold ":": the known path the line starts with.
+            at = line.find(":")
+            while at != -1 and line[:at] not in known:
+                at = line.find(":", at + 1)
+            if at != -1:
+                lines.setdefault(line[:at], []).append(line[at + 1 :])
     return {path: parse_job_script(text) for path, text in lines.items()}
 
 

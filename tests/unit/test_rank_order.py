@@ -116,7 +116,7 @@ def test_rank_reports_of_many_job_dirs_are_read_with_bounded_greps(
     # A sweep of thousands of variants ending together: their directories are given to
     # grep in runs that stay under one argument's 128 KiB over SSH (here: a small bound),
     # and every job's ranks are still read.
-    from konduktor_slurm import tracker
+    from konduktor_slurm import transport
 
     dirs = []
     for index in range(30):
@@ -131,7 +131,7 @@ def test_rank_reports_of_many_job_dirs_are_read_with_bounded_greps(
             calls.append(list(argv))
             return super().run(argv, **kwargs)
 
-    monkeypatch.setattr(tracker, "PATHS_PER_CALL_CHARS", len(dirs[0]) * 4)
+    monkeypatch.setattr(transport, "PATHS_PER_CALL_CHARS", len(dirs[0]) * 4)
     reports = read_rank_reports(Slurm(Counting()), dirs)
     assert {path: report.exit_codes for path, report in reports.items()} == {
         path: {0: index % 3} for index, path in enumerate(dirs)

@@ -264,6 +264,32 @@ def test_job_scripts_are_read_with_one_command_and_missing_ones_left_out(tmp_pat
     assert facts[paths[1]].task_name == "train.llm" and facts[paths[1]].max_restarts == 2
 
 
+def test_the_scripts_of_a_large_sweep_are_read_with_bounded_greps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `store rebuild` after a sweep of 20,000 jobs gave one grep every script path (1.4 MB:
+    # "Argument list too long" over SSH) and matched each output line against every path.
+    from konduktor_slurm import transport
+
+    odd = tmp_path / "odd:dir"
+    odd.mkdir()
+    directories = [rendered(tmp_path / f"s{index}", f"train.llm-{index:04x}")[0]
+                   for index in range(12)] + [rendered(odd, "train.llm-9f9f")[0]]  # fmt: skip
+    paths = [f"{directory}/sbatch.sh" for directory in directories]
+    calls: list[list[str]] = []
+
+    class Counting(LocalTransport):
+        def run(self, argv, **kwargs):  # type: ignore[override]
+            calls.append(argv)
+            return super().run(argv, **kwargs)
+
+    monkeypatch.setattr(transport, "PATHS_PER_CALL_CHARS", len(paths[0]) * 3)
+    facts = read_job_scripts(Slurm(Counting()), paths)
+    assert set(facts) == set(paths)
+    assert all(facts[path].task_name == "train.llm" for path in paths)
+    assert len(calls) >= 4 and all(len(argv) - 6 <= 3 for argv in calls)
+
+
 # ---- grid sweeps: one job array (or several) per sweep, a record per variant ------------------
 
 SWEEP_TASK = "name: sweep.lr\nnum_nodes: 1\nresources:\n  accelerators: H100:2\nrun: x\n"
