@@ -550,21 +550,9 @@ def _time_left(deadline: dict[str, float], waiting: dict[str, JobRecord]) -> flo
     return max(0.0, min(deadline[name] for name in waiting) - time.monotonic())
 
 
-def _still_running(session: Session, job_id: str) -> bool:
-    from konduktor_slurm.lifecycle import normalise_state
-    from konduktor_slurm.slurm import SlurmError
-    from konduktor_slurm.transport import TransportError
-
-    try:
-        row = session.slurm.queue([job_id]).get(job_id)
-    except (SlurmError, TransportError):
-        return True
-    return row is not None and normalise_state(row.state) in ("RUNNING", "CONFIGURING")
-
-
-def _running_among(session: Session, job_ids: set[str]) -> set[str]:
-    """Those of ``job_ids`` (pending when planned, just held) that started before the hold
-    reached slurmctld, from one squeue; none when Slurm cannot be asked."""
+def _running(session: Session, job_ids: set[str]) -> set[str] | None:
+    """Those of ``job_ids`` squeue shows running, from one squeue; None when Slurm cannot
+    be asked (each caller says what it then assumes)."""
     from konduktor_slurm.lifecycle import normalise_state
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.transport import TransportError
@@ -574,12 +562,24 @@ def _running_among(session: Session, job_ids: set[str]) -> set[str]:
     try:
         rows = session.slurm.queue(sorted(job_ids))
     except (SlurmError, TransportError):
-        return set()
+        return None
     return {
         job_id
         for job_id, row in rows.items()
         if job_id in job_ids and normalise_state(row.state) in ("RUNNING", "CONFIGURING")
     }
+
+
+def _still_running(session: Session, job_id: str) -> bool:
+    """A requeue that failed: the job still runs unless Slurm says otherwise."""
+    running = _running(session, {job_id})
+    return running is None or job_id in running
+
+
+def _running_among(session: Session, job_ids: set[str]) -> set[str]:
+    """Those of ``job_ids`` (pending when planned, just held) that started before the hold
+    reached slurmctld; none when Slurm cannot be asked."""
+    return _running(session, job_ids) or set()
 
 
 def _act_in_batches(session: Session, steps: list[Step], action: Action) -> set[str]:
@@ -592,8 +592,9 @@ def _act_in_batches(session: Session, steps: list[Step], action: Action) -> set[
     from konduktor_slurm.slurm import SlurmError
     from konduktor_slurm.transport import TransportError
 
-    ids = [step.job.slurm_job_id for step in steps if step.action is action]
-    job_ids = [job_id for job_id in ids if job_id]
+    job_ids = [
+        job_id for step in steps if step.action is action and (job_id := step.job.slurm_job_id)
+    ]
     if len(job_ids) < 2:
         return set()
     slurm = session.slurm
