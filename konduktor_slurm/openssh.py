@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import subprocess
 from typing import TYPE_CHECKING
 
 from konduktor_slurm import login_ahead
 from konduktor_slurm.login_ahead import CONTROL_PERSIST_SECONDS, private_directory
-from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult
+from konduktor_slurm.transport import DEFAULT_TIMEOUT, CommandResult, remote_command_line
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -150,13 +149,6 @@ class OpenSSHTransport:
                     "-o", f"ControlPersist={CONTROL_PERSIST_SECONDS}"]  # fmt: skip
         return [*control, "-o", "ControlMaster=no"]
 
-    def _command_line(self, argv: list[str]) -> str:
-        if self.slurm_bin_dir:
-            from konduktor_slurm.ssh import with_slurm_bin_dir
-
-            argv = with_slurm_bin_dir(argv, self.slurm_bin_dir)
-        return shlex.join(argv)
-
     # ---- commands
 
     def connect_ahead(self) -> None:
@@ -184,7 +176,7 @@ class OpenSSHTransport:
     ) -> CommandResult:
         if self._failed:
             return self.paramiko().run(argv, timeout=timeout, input_text=input_text)
-        line = self._command_line(argv)
+        line = remote_command_line(argv, timeout, self.slurm_bin_dir)
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None
             if not self._wait_for_master(ahead):

@@ -59,6 +59,7 @@ from konduktor_slurm.transport import (
     CommandResult,
     CommandTimeout,
     TransportError,
+    remote_command_line,
 )
 
 if TYPE_CHECKING:
@@ -69,20 +70,6 @@ if TYPE_CHECKING:
 
 RELAY_FLAG = "--rsync-relay"
 RSYNC_HOST = "konduktor"  # placeholder host in rsync destinations; the relay ignores it
-SLURM_COMMANDS = frozenset(
-    {"sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "sacctmgr", "srun", "sprio"}
-)
-
-
-def with_slurm_bin_dir(argv: list[str], bin_dir: str | None) -> list[str]:
-    """``argv`` with its Slurm command (its first word, or the one ``timeout N`` runs) taken
-    from ``bin_dir`` (config's slurm_bin_dir: a site's /opt/slurm/bin)."""
-    at = 2 if len(argv) > 2 and argv[0] == "timeout" else 0
-    if not bin_dir or not argv or argv[at] not in SLURM_COMMANDS:
-        return argv
-    return [*argv[:at], f"{bin_dir.rstrip('/')}/{argv[at]}", *argv[at + 1 :]]
-
-
 KEEPALIVE_SECONDS = 15
 MAX_JUMP_DEPTH = 8  # jump hosts reached through jump hosts of their own: deeper is a loop
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -408,14 +395,12 @@ class SSHTransport:
     # ---------------------------------------------------------------------------------
     # commands
 
-    def _command_line(self, argv: list[str]) -> str:
-        return shlex.join(with_slurm_bin_dir(argv, self.slurm_bin_dir))
-
     def run(
         self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, input_text: str | None = None
     ) -> CommandResult:
         data = input_text.encode() if input_text is not None else None
-        code, out, err = self._exec(self._command_line(argv), timeout, data, argv[0])
+        line = remote_command_line(argv, timeout, self.slurm_bin_dir)
+        code, out, err = self._exec(line, timeout, data, argv[0])
         return CommandResult(
             tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace")
         )

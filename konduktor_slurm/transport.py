@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import math
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,40 @@ def in_bounded_runs(paths: list[str], limit: int | None = None) -> Iterator[list
         size += len(path) + 1
     if run:
         yield run
+
+
+SLURM_COMMANDS = frozenset(
+    {"sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "sacctmgr", "srun", "sprio"}
+)
+# What a command on the login node outlives our giving up on it by, before it is sent
+# SIGTERM there (and SIGKILL REMOTE_KILL_AFTER_SECONDS later): our own timeout must fire
+# first, so a late answer is still a CommandTimeout and never the wrapper's exit 124.
+REMOTE_GRACE_SECONDS = 2
+REMOTE_KILL_AFTER_SECONDS = 5
+
+
+def with_slurm_bin_dir(argv: list[str], bin_dir: str | None) -> list[str]:
+    """``argv`` with its Slurm command (its first word, or the one ``timeout N`` runs) taken
+    from ``bin_dir`` (config's slurm_bin_dir: a site's /opt/slurm/bin)."""
+    at = 2 if len(argv) > 2 and argv[0] == "timeout" else 0
+    if not bin_dir or not argv or argv[at] not in SLURM_COMMANDS:
+        return argv
+    return [*argv[:at], f"{bin_dir.rstrip('/')}/{argv[at]}", *argv[at + 1 :]]
+
+
+def remote_command_line(argv: list[str], timeout: float, bin_dir: str | None = None) -> str:
+    """The shell line that runs ``argv`` on the login node and ends it there soon after we
+    stop waiting for it.
+
+    Closing an SSH channel does not end a command that has no terminal: a squeue we gave up
+    on went on retrying slurmctld on the login node (seen on 24.11 throttled by its rate
+    limit: it took the user's next tokens and starved the squeue asked after it), and one
+    stuck on a dead controller stays for its MessageTimeout. coreutils' ``timeout`` (in its
+    own process group, so whatever the command started goes too) bounds it there.
+    """
+    limit = math.ceil(timeout) + REMOTE_GRACE_SECONDS
+    wrapper = ["timeout", f"--kill-after={REMOTE_KILL_AFTER_SECONDS}", str(limit)]
+    return shlex.join([*wrapper, *with_slurm_bin_dir(argv, bin_dir)])
 
 
 class TransportError(RuntimeError):

@@ -666,6 +666,44 @@ def test_read_tail_over_ssh_reads_only_the_end_of_a_huge_file(
         log.unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("client", ["openssh", "ssh.py"])
+def test_a_command_given_up_on_ends_on_the_login_node_too(
+    laptop: Workstation, sshd: DedicatedSSHD, client: str
+) -> None:
+    """Closing an SSH channel does not end a command that has no terminal. A squeue we had
+    given up on went on retrying a throttled slurmctld and took the user's next tokens
+    (24.11, rl_enable); one stuck on a dead controller stays for its MessageTimeout. It must
+    end there soon after our timeout, and the connection must go on serving."""
+    from konduktor_slurm.config import SSHSettings
+    from konduktor_slurm.openssh import OpenSSHTransport
+    from konduktor_slurm.ssh import SSHTransport
+    from konduktor_slurm.transport import CommandTimeout
+
+    settings = SSHSettings(
+        host="127.0.0.1",
+        user=TEST_USER,
+        port=sshd.port,
+        identity_file=str(laptop.key),
+        known_hosts=str(laptop.known_hosts),
+    )
+    ssh = shutil.which("ssh")
+    assert ssh, "OpenSSH's client is not installed"
+    transport = OpenSSHTransport(settings, ssh) if client == "openssh" else SSHTransport(settings)
+    pid_file = REMOTE_HOME / f"kd-given-up-{uuid.uuid4().hex[:6]}.pid"
+    try:
+        started = time.monotonic()
+        with pytest.raises(CommandTimeout, match="did not answer within 1s"):
+            transport.run(["sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"], timeout=1)
+        pid = int(pid_file.read_text())
+        while Path(f"/proc/{pid}").exists():  # sshd runs here: its processes are ours to see
+            assert time.monotonic() - started < 15, "the command outlived our timeout by 14 s"
+            time.sleep(0.2)
+        assert transport.run(["echo", "still here"], timeout=10).stdout == "still here\n"
+    finally:
+        transport.close()
+        pid_file.unlink(missing_ok=True)
+
+
 def test_unreachable_sshd_is_a_one_line_error(laptop: Workstation, tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
     laptop.configure(port=port)

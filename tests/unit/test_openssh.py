@@ -61,11 +61,18 @@ def test_config_yaml_settings_become_ssh_options() -> None:
     )
 
 
-def test_a_command_line_is_quoted_once_and_slurm_bin_dir_applies() -> None:
-    transport = OpenSSHTransport(SSHSettings(host="login"), "ssh", slurm_bin_dir="/opt/slurm/bin/")
-    line = transport._command_line(["squeue", "--name=a b;rm -rf ~"])
-    assert shlex.split(line) == ["/opt/slurm/bin/squeue", "--name=a b;rm -rf ~"]
-    assert shlex.split(transport._command_line(["grep", "x"])) == ["grep", "x"]
+def test_a_command_line_is_quoted_once_and_slurm_bin_dir_applies(fake_ssh) -> None:
+    transport, log = fake_ssh
+    transport.slurm_bin_dir = "/opt/slurm/bin/"
+    transport.run(["squeue", "--name=a b;rm -rf ~"], timeout=5)
+    transport.run(["grep", "x"], timeout=0.5)
+    lines = [shlex.split(call.split(" -- login ", 1)[1]) for call in log.read_text().splitlines()]
+    # Bounded on the login node too: 2 s after we stop waiting (ceil(0.5) + 2 = 3).
+    assert lines == [
+        ["timeout", "--kill-after=5", "7", "/opt/slurm/bin/squeue", "--name=a b;rm -rf ~"],
+        ["timeout", "--kill-after=5", "3", "grep", "x"],
+    ]
+    transport.close()
 
 
 def test_the_client_is_openssh_unless_asked_or_home_is_elsewhere(
@@ -123,9 +130,13 @@ if [ $master = yes ]; then
   [ "$FAKE_SSH_LOGIN" = never ] && exec sleep 30
   sleep "${FAKE_SSH_LOGIN:-0}"; : > "$socket"
 fi
-case "$1" in  # as sshd runs it: the account's shell -c (exec: a kill ends the command)
-  exec\ *) exec sh -c "$1";;
-  *) exec sh -c "exec $1";;
+line=$1
+case "$line" in  # sshd would leave the command to its wrapper's timeout; here a kill ends it
+  "timeout --kill-after="*) line=${line#timeout --kill-after=* }; line=${line#* };;
+esac
+case "$line" in  # as sshd runs it: the account's shell -c (exec: a kill ends the command)
+  exec\ *) exec sh -c "$line";;
+  *) exec sh -c "exec $line";;
 esac
 """
 
@@ -312,7 +323,8 @@ def test_connect_ahead_logs_in_meanwhile_and_commands_run_over_it(
     calls = log.read_text().splitlines()
     assert len(calls) == 2, calls
     assert "ControlMaster=yes" in calls[0] and calls[0].endswith(f"-- login {DEFERRED_COMMAND}")
-    assert "ControlMaster=no" in calls[1] and calls[1].endswith("-- login echo b")
+    assert "ControlMaster=no" in calls[1]
+    assert calls[1].endswith("-- login timeout --kill-after=5 7 echo b")
     assert transport.connections == 1
     transport.close()
 

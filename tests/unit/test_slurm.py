@@ -402,7 +402,7 @@ def test_a_status_squeue_slowed_by_the_rate_limit_gets_its_whole_timeout() -> No
 def test_the_slurm_bin_dir_reaches_a_command_run_under_timeout(
     argv: list[str], mapped: list[str]
 ) -> None:
-    from konduktor_slurm.ssh import with_slurm_bin_dir
+    from konduktor_slurm.transport import with_slurm_bin_dir
 
     assert with_slurm_bin_dir(argv, "/opt/slurm/bin/") == mapped
     assert with_slurm_bin_dir(argv, None) == argv
