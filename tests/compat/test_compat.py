@@ -306,7 +306,33 @@ def test_a_sweep_is_held_released_and_cancelled_in_lists(laptop: Laptop, release
     shutil.rmtree(calls.parent, ignore_errors=True)
 
 
-RATE_LIMIT = "SlurmctldParameters=rl_enable,rl_bucket_size=1,rl_refill_rate=1,rl_refill_period=5"
+# Slurm refills every user's bucket at the wall clock's multiples of rl_refill_period
+# (slurmctld/rate_limit.c: time(NULL) / refill_period), 4 tokens at once: enough for one
+# squeue (two RPCs here), so a throttled squeue ends at the next multiple.
+REFILL_SECONDS = 20
+RATE_LIMIT = (
+    "SlurmctldParameters=rl_enable,rl_bucket_size=4,rl_refill_rate=4,"
+    f"rl_refill_period={REFILL_SECONDS}"
+)
+
+
+def _spend_the_test_users_tokens(release: Release) -> float:
+    """Just after a refill, spend the test user's tokens until slurmctld throttles it; return
+    the seconds left before the next refill.
+
+    Where the test stands in the refill period must not be left to chance: a refill during
+    the status's first squeue try lets `scontrol ping` through (it says UP), and the path
+    under test is not taken (seen on a loaded 2-core CI machine with a 5 s period)."""
+    time.sleep(REFILL_SECONDS - time.time() % REFILL_SECONDS + 0.2)
+    prefix = ["chroot", str(release.root), "runuser", "-u", TEST_USER, "--"]
+    for _ in range(10):  # each squeue unthrottled spends tokens; a throttled one is cut at 1 s
+        probe = subprocess.run(
+            [*prefix, "timeout", "1", "squeue", "-v", "--noheader", "--jobs=1"],
+            capture_output=True, text=True, cwd="/tmp",
+        )  # fmt: skip
+        if "RPC rate limited" in probe.stderr:
+            return REFILL_SECONDS - time.time() % REFILL_SECONDS
+    raise AssertionError(f"slurmctld of {release.name} never throttled {TEST_USER}")
 
 
 def _restart_controller(release: Release) -> None:
@@ -352,7 +378,9 @@ def test_a_controller_throttling_the_user_is_slow_not_down(
     conf.write_text(original + RATE_LIMIT + "\n")
     try:
         _restart_controller(release)
-        release.as_user("sh", "-c", "squeue >/dev/null; squeue >/dev/null")  # the bucket is empty
+        left = _spend_the_test_users_tokens(release)
+        # First squeue try (4 s), ping and probe (2 s) must all fall before the next refill.
+        assert left > 12, f"tokens spent too late in the refill period: {left:.1f} s left"
         calls.write_text("")
         shown = laptop.run("status", "--json", timeout=120)
         logged = calls.read_text().split()
