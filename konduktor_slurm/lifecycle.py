@@ -398,6 +398,10 @@ REASON_EXACT: Final[Mapping[str, str]] = MappingProxyType(
         "reservationdeleted": "blocked",
         "reservationinvalid": "blocked",
         "accountingpolicy": "limit",
+        # Over the partition's limits (squeue(1): or its required nodes are down): no quota
+        # frees up as other jobs end, it waits until someone changes the partition or the job.
+        "partitionnodelimit": "partition_limit",
+        "partitiontimelimit": "partition_limit",
         # Holds.
         "jobheldadmin": "admin_hold",
         "jobhelduser": "user_hold",
@@ -416,7 +420,7 @@ REASON_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     (re.compile(r"^burstbuffer", re.IGNORECASE), "burst_buffer"),
     # QOSMaxGRESPerUser, AssocGrpGRES, QOSGrpCpuLimit, MaxGRESPerAccount, ...
     (re.compile(r"^(qos|assoc|max)", re.IGNORECASE), "limit"),
-    # PartitionTimeLimit, PartitionNodeLimit, JobArrayTaskLimit, MaxMemPerLimit, ...
+    # JobArrayTaskLimit, MaxMemPerLimit, ...
     (re.compile(r"limit", re.IGNORECASE), "limit"),
 )
 
@@ -454,6 +458,11 @@ REASON_OUTCOMES: Final[Mapping[str, tuple[State, str]]] = MappingProxyType(
         "last_failure": (State.PENDING, "waiting (last run: {c.reason})"),
         "limit": (State.SUSPENDED_SYSTEM, "awaiting quota: {c.reason}"),
         "blocked": (State.SUSPENDED_SYSTEM, "blocked: {c.reason}"),
+        "partition_limit": (
+            State.SUSPENDED_SYSTEM,
+            "blocked: {c.reason}: beyond what its partition allows or has up, so it waits "
+            "until that changes",
+        ),
         "admin_hold": (State.SUSPENDED_SYSTEM, "held by an administrator"),
         "launch_failed_hold": (
             State.SUSPENDED_SYSTEM,

@@ -384,7 +384,8 @@ def test_a_following_launch_says_why_its_job_waits_and_when_it_runs(
         proc.kill()
         kd("down", "-y", f"{name}-*")  # the job's name is <name>-<4 hex>
     job = submitted_name(out)
-    assert f"{job}: SUSPENDED (by system) (awaiting quota: PartitionNodeLimit)\n" in said, said
+    blocked = f"{job}: SUSPENDED (by system) (blocked: PartitionNodeLimit: beyond what its "
+    assert any(line.startswith(blocked) for line in said), said
     assert squeue_fields(job, "%T") in ([], ["CANCELLED"]), "down left the job in Slurm"
     # A job that runs says so once, then its output, then how it ended.
     write_task(tmp_path, f"name: {unique('says')}\nrun: echo hello\n")

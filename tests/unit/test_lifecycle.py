@@ -253,8 +253,6 @@ REASON_CASES: list[tuple[str | None, State, str]] = [
     ("AssocMaxJobsLimit", SYS, "awaiting quota: AssocMaxJobsLimit"),
     ("AssociationJobLimit", SYS, "awaiting quota: AssociationJobLimit"),
     ("AssociationResourceLimit", SYS, "awaiting quota: AssociationResourceLimit"),
-    ("PartitionTimeLimit", SYS, "awaiting quota: PartitionTimeLimit"),
-    ("PartitionNodeLimit", SYS, "awaiting quota: PartitionNodeLimit"),
     ("MaxGRESPerAccount", SYS, "awaiting quota: MaxGRESPerAccount"),
     ("MaxMemPerLimit", SYS, "awaiting quota: MaxMemPerLimit"),
     ("JobArrayTaskLimit", SYS, "awaiting quota: JobArrayTaskLimit"),
@@ -267,6 +265,9 @@ REASON_CASES: list[tuple[str | None, State, str]] = [
     ("BadConstraints", SYS, "blocked: BadConstraints"),
     ("PartitionConfig", SYS, "blocked: PartitionConfig"),
     ("ReservationDeleted", SYS, "blocked: ReservationDeleted"),
+    # Beyond the partition: no quota frees up as other jobs end.
+    ("PartitionTimeLimit", SYS, "blocked: PartitionTimeLimit: beyond what its partition"),
+    ("PartitionNodeLimit", SYS, "blocked: PartitionNodeLimit: beyond what its partition"),
     # Holds.
     ("JobHeldAdmin", SYS, "held by an administrator"),
     ("JobHoldMaxRequeue", SYS, "held: requeued too many times"),

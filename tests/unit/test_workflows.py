@@ -621,7 +621,8 @@ def test_a_follower_says_each_state_and_reason_the_job_passes_through_once(
     assert done.state == State.COMPLETED
     # Not the first wait: "Submitted" says it is queued.
     assert said == [
-        "SUSPENDED (by system) (awaiting quota: PartitionNodeLimit)",
+        "SUSPENDED (by system) (blocked: PartitionNodeLimit: beyond what its partition allows "
+        "or has up, so it waits until that changes)",
         "PENDING (waiting for resources)",
         "ACTIVE (running on node1)",
     ], said
