@@ -23,14 +23,13 @@ DEFAULT_TIMEOUT = 30.0
 PATHS_PER_CALL_CHARS = 64 * 1024
 
 
-def in_bounded_runs(paths: list[str], limit: int | None = None) -> Iterator[list[str]]:
-    """``paths`` in runs of at most ``limit`` (PATHS_PER_CALL_CHARS) characters, at least
-    one path each: a command per run keeps every command line short."""
-    limit = PATHS_PER_CALL_CHARS if limit is None else limit
+def in_bounded_runs(paths: list[str]) -> Iterator[list[str]]:
+    """``paths`` in runs of at most PATHS_PER_CALL_CHARS characters, at least one path
+    each: a command per run keeps every command line short."""
     run: list[str] = []
     size = 0
     for path in paths:
-        if run and size + len(path) + 1 > limit:
+        if run and size + len(path) + 1 > PATHS_PER_CALL_CHARS:
             yield run
             run, size = [], 0
         run.append(path)
